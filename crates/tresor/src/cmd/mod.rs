@@ -1,0 +1,2 @@
+#[cfg(feature = "scan")]
+pub mod scan;
