@@ -1,0 +1,405 @@
+//! One file on local disk, kept by redb.
+//!
+//! Writes go through a single committer thread that gathers whatever
+//! transactions are waiting and commits them with one fsync: concurrent
+//! writers share the cost of durability instead of queueing for it.
+
+use crate::listing::{Lister, Next};
+use crate::{Backend, Op, Outcome, StorageError, Transaction};
+use redb::backends::FileBackend;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+/// The name of the database file inside a store directory.
+pub const STORE_FILE_NAME: &str = "tresor.redb";
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+
+/// How many waiting transactions one commit may carry.
+const MAX_GROUP: usize = 512;
+
+type Reply = SyncSender<Result<Outcome, StorageError>>;
+
+/// A store directory holding one redb file, durable when `commit` returns.
+pub struct Embedded {
+    db: Arc<Database>,
+    path: PathBuf,
+    committer: Option<Sender<(Transaction, Reply)>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Creates a new, empty store in `dir` (made 0700 if missing); the file is
+    /// created 0600. Fails if a store already exists there.
+    pub fn create(dir: &Path) -> Result<Self, StorageError> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| io(dir, source))?;
+        let path = dir.join(STORE_FILE_NAME);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| io(&path, source))?;
+        let backend = FileBackend::new(file).map_err(|e| database_error(&path, e))?;
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| database_error(&path, e))?;
+        let store = Self::start(db, path)?;
+        store.commit(Transaction::new())?;
+        Ok(store)
+    }
+
+    /// Opens the store in `dir` for reading and writing.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let path = existing_file(dir)?;
+        let db = Database::builder()
+            .open(&path)
+            .map_err(|e| database_error(&path, e))?;
+        Self::start(db, path)
+    }
+
+    /// Whether `dir` holds a store file.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(STORE_FILE_NAME).is_file()
+    }
+
+    /// Reads one key without opening the file for writing, so that a caller
+    /// can check an unseal key before the file is touched at all.
+    pub fn peek(dir: &Path, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let path = existing_file(dir)?;
+        let db = Database::builder()
+            .open_read_only(&path)
+            .map_err(|e| database_error(&path, e))?;
+        let txn = db.begin_read().map_err(|e| other(&path, e))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
+            Err(e) => return Err(other(&path, e)),
+        };
+        keys.iter()
+            .map(|key| {
+                let value = table.get(*key).map_err(|e| other(&path, e))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn start(db: Database, path: PathBuf) -> Result<Self, StorageError> {
+        let db = Arc::new(db);
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tresor-committer".into())
+            .spawn({
+                let db = Arc::clone(&db);
+                let path = path.clone();
+                move || committer(&db, &path, receiver)
+            })
+            .map_err(|source| io(&path, source))?;
+        Ok(Self {
+            db,
+            path,
+            committer: Some(sender),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        // Closing the channel ends the committer once it has drained it.
+        self.committer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Backend for Embedded {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| other(&self.path, e))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(other(&self.path, e)),
+        };
+        let value = table.get(key).map_err(|e| other(&self.path, e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| other(&self.path, e))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(other(&self.path, e)),
+        };
+        let mut lister = Lister::new(prefix, after, limit);
+        let mut from = lister.start();
+        'scan: loop {
+            let range = table
+                .range::<&str>(from.as_str()..)
+                .map_err(|e| other(&self.path, e))?;
+            for item in range {
+                let (key, _) = item.map_err(|e| other(&self.path, e))?;
+                match lister.push(key.value()) {
+                    Next::Continue => {}
+                    Next::SeekTo(next) => {
+                        from = next;
+                        continue 'scan;
+                    }
+                    Next::Stop => break 'scan,
+                }
+            }
+            break;
+        }
+        Ok(lister.entries)
+    }
+
+    fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let closed = || StorageError::Backend("the store's committer has stopped".into());
+        self.committer
+            .as_ref()
+            .ok_or_else(closed)?
+            .send((txn, reply))
+            .map_err(|_| closed())?;
+        answer.recv().map_err(|_| closed())?
+    }
+}
+
+/// Commits waiting transactions in groups until the channel closes.
+fn committer(db: &Database, path: &Path, receiver: Receiver<(Transaction, Reply)>) {
+    while let Ok(first) = receiver.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit_group(db, path, &group) {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StorageError::Backend(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies each transaction of the group whose conditions hold (seeing the
+/// writes of those before it), then commits once.
+fn commit_group(
+    db: &Database,
+    path: &Path,
+    group: &[(Transaction, Reply)],
+) -> Result<Vec<Outcome>, StorageError> {
+    let mut write = db.begin_write().map_err(|e| other(path, e))?;
+    write
+        .set_durability(Durability::Immediate)
+        .map_err(|e| other(path, e))?;
+    write.set_two_phase_commit(true);
+    let mut outcomes = Vec::with_capacity(group.len());
+    {
+        let mut table = write.open_table(TABLE).map_err(|e| other(path, e))?;
+        for (txn, _) in group {
+            outcomes.push(apply(&mut table, path, txn)?);
+        }
+    }
+    write.commit().map_err(|e| other(path, e))?;
+    Ok(outcomes)
+}
+
+fn apply(
+    table: &mut redb::Table<&str, &[u8]>,
+    path: &Path,
+    txn: &Transaction,
+) -> Result<Outcome, StorageError> {
+    for condition in &txn.conditions {
+        let current = table.get(condition.key()).map_err(|e| other(path, e))?;
+        if !condition.holds(current.as_ref().map(|v| v.value())) {
+            return Ok(Outcome::ConditionFailed {
+                key: condition.key().to_owned(),
+            });
+        }
+    }
+    for op in &txn.ops {
+        match op {
+            Op::Put { key, value } => {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(|e| other(path, e))?;
+            }
+            Op::Delete { key } => {
+                table.remove(key.as_str()).map_err(|e| other(path, e))?;
+            }
+        }
+    }
+    Ok(Outcome::Applied)
+}
+
+fn existing_file(dir: &Path) -> Result<PathBuf, StorageError> {
+    let path = dir.join(STORE_FILE_NAME);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(path),
+        Ok(_) => Err(StorageError::Corrupt {
+            path,
+            detail: "not a regular file".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StorageError::Missing { path: dir.into() })
+        }
+        Err(source) => Err(io(&path, source)),
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+fn database_error(path: &Path, error: redb::DatabaseError) -> StorageError {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Locked { path: path.into() },
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            StorageError::Locked { path: path.into() }
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(source))
+            if source.kind() != std::io::ErrorKind::UnexpectedEof =>
+        {
+            io(path, source)
+        }
+        other => StorageError::Corrupt {
+            path: path.into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn other(path: &Path, error: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(format!("{}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        crate::conformance::run_all(&|| {
+            let n = made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::new(Embedded::create(&dir.path().join(n.to_string())).unwrap())
+        });
+    }
+
+    #[test]
+    fn files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        Embedded::create(&store).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&store.join(STORE_FILE_NAME)), 0o600);
+    }
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::create(dir.path()).unwrap();
+        store.put("a", b"1").unwrap();
+        drop(store);
+        let store = Embedded::open(dir.path()).unwrap();
+        assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        drop(store);
+        assert_eq!(
+            Embedded::peek(dir.path(), &["a", "b"]).unwrap(),
+            vec![Some(b"1".to_vec()), None]
+        );
+    }
+
+    #[test]
+    fn second_opener_is_told_the_store_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Embedded::create(dir.path()).unwrap();
+        assert!(matches!(
+            Embedded::open(dir.path()),
+            Err(StorageError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_store_says_how_to_create_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Embedded::open(&dir.path().join("nope")).err().unwrap();
+        assert!(matches!(err, StorageError::Missing { .. }));
+        assert!(err.to_string().contains("tresor operator init"));
+    }
+
+    /// Truncated, zeroed or foreign files: an error, never a panic.
+    #[test]
+    fn damaged_files_are_refused_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        let store = Embedded::create(&good).unwrap();
+        for i in 0..50 {
+            store.put(&format!("k{i}"), &[7u8; 300]).unwrap();
+        }
+        drop(store);
+        let bytes = std::fs::read(good.join(STORE_FILE_NAME)).unwrap();
+        let mut cases: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            b"hello, I am a text file\n".to_vec(),
+            vec![0u8; 8192],
+        ];
+        for cut in [1, 16, 100, 511, 4096, bytes.len() / 2, bytes.len() - 1] {
+            cases.push(bytes[..cut.min(bytes.len())].to_vec());
+        }
+        for (n, case) in cases.iter().enumerate() {
+            let bad = dir.path().join(format!("bad{n}"));
+            std::fs::create_dir(&bad).unwrap();
+            std::fs::write(bad.join(STORE_FILE_NAME), case).unwrap();
+            let result = Embedded::open(&bad).and_then(|s| s.get("k1"));
+            if let Err(e) = result {
+                assert!(!e.to_string().is_empty());
+            }
+            let _ = Embedded::peek(&bad, &["k1"]);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Storage: untrusted bytes under string keys.
+//!
+//! This is tresor's bottom layer. A [`Backend`] knows nothing of encryption,
+//! secrets or engines: it stores opaque values (ciphertext, written by the
+//! barrier above) under plaintext keys, lists keys like a file system lists a
+//! directory, and applies a [`Transaction`] atomically, which is what
+//! check-and-set and counters above it need.
+#![forbid(unsafe_code)]
+
+mod embedded;
+mod error;
+mod listing;
+mod memory;
+mod txn;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use embedded::{Embedded, STORE_FILE_NAME};
+pub use error::StorageError;
+pub use memory::Memory;
+pub use txn::{Condition, Op, Outcome, Transaction};
+
+/// A place that keeps bytes under keys.
+///
+/// Keys are `/`-separated paths. Every method is safe to call from many
+/// threads at once; a `commit` that returns `Ok` is durable (for backends that
+/// persist at all).
+pub trait Backend: Send + Sync + 'static {
+    /// Short name of the backend, for status output (`embedded`, `memory`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// The value under `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The entries directly under `prefix`, sorted: a key `prefix + "a"` is
+    /// listed as `a`, and any key `prefix + "b/..."` as the folder `b/`
+    /// (once). Only entries greater than `after` are returned, at most `limit`.
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Applies the operations of `txn` all together if every condition holds,
+    /// and none of them otherwise.
+    fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError>;
+
+    /// Stores `value` under `key`, replacing what was there.
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.commit(Transaction::new().put(key, value)).map(drop)
+    }
+
+    /// Removes `key`; removing a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.commit(Transaction::new().delete(key)).map(drop)
+    }
+}
