@@ -1,7 +1,12 @@
-//! Placeholder replaced by the scanner work in progress.
+//! `tresor scan`: finds committed credentials in working trees, staged
+//! changes, standard input and git history.
 #![forbid(unsafe_code)]
-use std::process::ExitCode;
 
-pub fn run(_paths: &[std::path::PathBuf]) -> ExitCode {
-    ExitCode::from(2)
-}
+mod checks;
+mod engine;
+mod error;
+mod filter;
+mod rules;
+mod stream;
+
+pub use error::ScanError;
