@@ -1,0 +1,31 @@
+//! The KV version 2 secrets engine: versioned secrets with check-and-set,
+//! soft delete, undelete, destroy, metadata and pagination, as HashiCorp
+//! Vault's `kv-v2`, plus check-and-set on metadata writes.
+//!
+//! One [`KvEngine`] serves one mount. Everything it keeps lives under the
+//! mount's storage prefix, behind the barrier:
+//! - `config`: the mount's settings;
+//! - `meta/<path>`: a secret's metadata, one record per path (lists read these);
+//! - `versions/<sha256 of path>/<n>`: the data of version `n`.
+#![forbid(unsafe_code)]
+
+mod duration;
+mod engine;
+mod error;
+mod merge;
+mod model;
+mod secret;
+mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use duration::{format_duration, parse_duration};
+pub use engine::{Clock, KvEngine, SystemClock};
+pub use error::KvError;
+pub use model::{
+    Config, ConfigUpdate, MetadataUpdate, MetadataView, SubkeysRead, VersionInfo, VersionRead,
+    VersionSummary,
+};
+pub use secret::SecretMap;
+pub use time::Timestamp;
