@@ -1,0 +1,459 @@
+//! The file audit device: one writer thread owns the file and the chain; callers wait for
+//! its acknowledgement at most a bounded time, so a stuck disk fails requests, never hangs them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::chain::{
+    ChainLink, Checkpoint, LineHead, chained_line, new_chain_id, sha256_hex, start_line,
+};
+use crate::entry::AuditEntry;
+use crate::error::AuditError;
+use crate::salt::Salt;
+
+/// When the writer forces lines to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` after each batch, before acknowledging it: a confirmed entry is durable.
+    /// Concurrent entries share one batch, hence one sync.
+    Always,
+    /// Leave flushing to the operating system: faster, entries may be lost on power failure.
+    Never,
+}
+
+/// Settings of a [`FileDevice`].
+#[derive(Debug, Clone)]
+pub struct FileDeviceConfig {
+    pub path: PathBuf,
+    pub fsync: FsyncPolicy,
+    /// Longest a caller waits for its entry to be written before getting an error.
+    pub write_timeout: Duration,
+    /// Entries waiting for the writer beyond which callers are refused at once.
+    pub queue_capacity: usize,
+}
+
+impl FileDeviceConfig {
+    /// Durable writes, a 2 s bound and a 4096-entry queue.
+    pub fn new(path: impl Into<PathBuf>) -> FileDeviceConfig {
+        FileDeviceConfig {
+            path: path.into(),
+            fsync: FsyncPolicy::Always,
+            write_timeout: Duration::from_secs(2),
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// Most entries written (and synced) together.
+const MAX_BATCH: usize = 256;
+
+type Ack<T> = SyncSender<Result<T, AuditError>>;
+
+enum Command {
+    Write { line_body: String, ack: Ack<()> },
+    Reopen { ack: Ack<()> },
+    Checkpoint { ack: Ack<Checkpoint> },
+    Shutdown { ack: Ack<()> },
+}
+
+/// When the writer started its current I/O, in milliseconds since `epoch` (+1, 0 = idle).
+struct Busy {
+    epoch: Instant,
+    since: AtomicU64,
+}
+
+impl Busy {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn start(&self) {
+        self.since.store(self.now() + 1, Ordering::Release);
+    }
+
+    fn stop(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    /// How long the current I/O has been running, if any.
+    fn stuck_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(self.now().saturating_sub(since - 1))),
+        }
+    }
+}
+
+/// An audit device appending hash-chained JSON lines to a file.
+pub struct FileDevice {
+    salt: Salt,
+    tx: SyncSender<Command>,
+    busy: Arc<Busy>,
+    timeout: Duration,
+}
+
+impl FileDevice {
+    /// Opens (creating with mode 0600) or resumes the file and starts the writer thread.
+    pub fn open(config: FileDeviceConfig, salt: Salt) -> Result<FileDevice, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let busy = Arc::new(Busy {
+            epoch: Instant::now(),
+            since: AtomicU64::new(0),
+        });
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let writer_busy = Arc::clone(&busy);
+        let timeout = config.write_timeout;
+        thread::Builder::new()
+            .name("tresor-audit-writer".into())
+            .spawn(move || Writer::start(config, writer_busy, ready_tx, rx))
+            .map_err(|source| AuditError::Io {
+                action: "start the writer thread for",
+                path: PathBuf::new(),
+                source,
+            })?;
+        wait(&ready_rx, timeout)?;
+        Ok(FileDevice {
+            salt,
+            tx,
+            busy,
+            timeout,
+        })
+    }
+
+    /// Writes one entry, secrets hashed, and returns once it is written (and synced, under
+    /// [`FsyncPolicy::Always`]), or with an error after at most the configured bound.
+    pub fn log(&self, entry: &AuditEntry) -> Result<(), AuditError> {
+        let line_body = entry.to_redacted_json(&self.salt, OffsetDateTime::now_utc())?;
+        self.submit(|ack| Command::Write { line_body, ack })
+    }
+
+    /// `hmac-sha256:<hex>` of `input` under this device's salt (for `sys/audit-hash`).
+    pub fn hash(&self, input: &str) -> String {
+        self.salt.hash(input)
+    }
+
+    /// Reopens the file at the configured path (after log rotation). A new, empty file gets a
+    /// new chain whose start line records where the previous file's chain ended.
+    pub fn reopen(&self) -> Result<(), AuditError> {
+        self.submit(|ack| Command::Reopen { ack })
+    }
+
+    /// The chain position after the last written line; store it to detect truncation.
+    pub fn checkpoint(&self) -> Result<Checkpoint, AuditError> {
+        self.submit(|ack| Command::Checkpoint { ack })
+    }
+
+    /// Flushes queued entries and stops the writer (bounded like every other call).
+    pub fn close(self) -> Result<(), AuditError> {
+        self.submit(|ack| Command::Shutdown { ack })
+    }
+
+    fn submit<T>(&self, command: impl FnOnce(Ack<T>) -> Command) -> Result<T, AuditError> {
+        if let Some(stuck) = self.busy.stuck_for()
+            && stuck > self.timeout
+        {
+            return Err(AuditError::Stalled(self.timeout));
+        }
+        let (ack, answer) = mpsc::sync_channel(1);
+        match self.tx.try_send(command(ack)) {
+            Ok(()) => wait(&answer, self.timeout),
+            Err(TrySendError::Full(_)) => Err(AuditError::Backlog),
+            Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
+        }
+    }
+}
+
+impl std::fmt::Debug for FileDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDevice")
+            .field("salt", &self.salt)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wait<T>(answer: &Receiver<Result<T, AuditError>>, timeout: Duration) -> Result<T, AuditError> {
+    match answer.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(AuditError::Timeout(timeout)),
+        Err(RecvTimeoutError::Disconnected) => Err(AuditError::Closed),
+    }
+}
+
+/// Where the chain stands: the last line written.
+struct ChainState {
+    id: String,
+    seq: u64,
+    hash: String,
+}
+
+impl ChainState {
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            chain_id: self.id.clone(),
+            seq: self.seq,
+            hash: self.hash.clone(),
+        }
+    }
+}
+
+/// The writer thread's state: the only owner of the file and the chain.
+struct Writer {
+    config: FileDeviceConfig,
+    busy: Arc<Busy>,
+    file: File,
+    chain: ChainState,
+    /// Set when a failed write could not be rolled back; cleared by a successful reopen.
+    poisoned: bool,
+}
+
+impl Writer {
+    fn start(config: FileDeviceConfig, busy: Arc<Busy>, ready: Ack<()>, rx: Receiver<Command>) {
+        busy.start();
+        let opened = open_chain(&config, None);
+        busy.stop();
+        match opened {
+            Ok((file, chain)) => {
+                // The caller may have given up waiting; the writer then still serves the queue.
+                let _ = ready.send(Ok(()));
+                let writer = Writer {
+                    config,
+                    busy,
+                    file,
+                    chain,
+                    poisoned: false,
+                };
+                writer.run(&rx);
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+            }
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Command>) {
+        let mut pending = None;
+        loop {
+            let command = match pending.take() {
+                Some(command) => command,
+                None => match rx.recv() {
+                    Ok(command) => command,
+                    Err(_) => return,
+                },
+            };
+            match command {
+                Command::Write { line_body, ack } => {
+                    let mut batch = vec![(line_body, ack)];
+                    // Take what queued up meanwhile, so concurrent entries share one write and sync.
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Command::Write { line_body, ack }) => batch.push((line_body, ack)),
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                    self.write_batch(batch);
+                }
+                Command::Reopen { ack } => {
+                    let _ = ack.send(self.reopen());
+                }
+                Command::Checkpoint { ack } => {
+                    let _ = ack.send(Ok(self.chain.checkpoint()));
+                }
+                Command::Shutdown { ack } => {
+                    let _ = ack.send(Ok(()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: Vec<(String, Ack<()>)>) {
+        let result = self.append(batch.iter().map(|(body, _)| body.as_str()));
+        for (_, ack) in batch {
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| self.clone_error(e)));
+        }
+    }
+
+    /// Chains and appends lines; the chain only advances once they are written.
+    fn append<'a>(&mut self, bodies: impl Iterator<Item = &'a str>) -> Result<(), AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Poisoned(self.config.path.clone()));
+        }
+        let mut buffer = String::new();
+        let (mut seq, mut prev) = (self.chain.seq, self.chain.hash.clone());
+        for body in bodies {
+            seq += 1;
+            let link = ChainLink {
+                id: self.chain.id.clone(),
+                seq,
+                prev: Some(prev),
+            };
+            let line = chained_line(&link, body)?;
+            prev = sha256_hex(line.as_bytes());
+            buffer.push_str(&line);
+            buffer.push('\n');
+        }
+        self.busy.start();
+        let written = self.write_durably(buffer.as_bytes());
+        self.busy.stop();
+        written?;
+        self.chain.seq = seq;
+        self.chain.hash = prev;
+        Ok(())
+    }
+
+    fn write_durably(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        let path = &self.config.path;
+        let io = |action| {
+            let path = path.clone();
+            move |source| AuditError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let length = self.file.metadata().map_err(io("inspect"))?.len();
+        let result = self.file.write_all(bytes).map_err(io("write to"));
+        let result = result.and_then(|()| sync(&self.file, self.config.fsync).map_err(io("sync")));
+        if result.is_err() && self.file.metadata().is_ok_and(|m| m.is_file()) {
+            // Cut a partial line so the chain on disk stays consistent with the chain in memory.
+            self.poisoned = self.file.set_len(length).is_err();
+        }
+        result
+    }
+
+    fn reopen(&mut self) -> Result<(), AuditError> {
+        self.busy.start();
+        let opened = open_chain(&self.config, Some(self.chain.checkpoint()));
+        self.busy.stop();
+        let (file, chain) = opened?;
+        self.file = file;
+        self.chain = chain;
+        self.poisoned = false;
+        Ok(())
+    }
+
+    /// I/O errors cannot be cloned; every entry of a failed batch gets the same message.
+    fn clone_error(&self, error: &AuditError) -> AuditError {
+        match error {
+            AuditError::Io {
+                action,
+                path,
+                source,
+            } => AuditError::Io {
+                action,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            AuditError::Poisoned(path) => AuditError::Poisoned(path.clone()),
+            other => AuditError::Encode(other.to_string()),
+        }
+    }
+}
+
+fn sync(file: &File, policy: FsyncPolicy) -> std::io::Result<()> {
+    match policy {
+        FsyncPolicy::Always => file.sync_data(),
+        FsyncPolicy::Never => Ok(()),
+    }
+}
+
+/// Opens the file and resumes its chain, or starts a new chain in an empty file.
+fn open_chain(
+    config: &FileDeviceConfig,
+    previous: Option<Checkpoint>,
+) -> Result<(File, ChainState), AuditError> {
+    let path = &config.path;
+    let io = |action| {
+        move |source| AuditError::Io {
+            action,
+            path: path.clone(),
+            source,
+        }
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("open"))?;
+    if let Some(line) = last_line(&mut file).map_err(io("read"))? {
+        return Ok((file, resume(path, &line)?));
+    }
+    let id = new_chain_id()?;
+    let start = start_line(&id, previous.as_ref())?;
+    file.write_all(format!("{start}\n").as_bytes())
+        .map_err(io("write to"))?;
+    sync(&file, config.fsync).map_err(io("sync"))?;
+    if config.fsync == FsyncPolicy::Always {
+        sync_parent_dir(path).map_err(io("sync the directory of"))?;
+    }
+    let chain = ChainState {
+        id,
+        seq: 0,
+        hash: sha256_hex(start.as_bytes()),
+    };
+    Ok((file, chain))
+}
+
+/// A new file's directory entry must be durable too, or the file can vanish on power loss.
+fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+fn resume(path: &Path, line: &[u8]) -> Result<ChainState, AuditError> {
+    let Some(content) = line.strip_suffix(b"\n") else {
+        return Err(AuditError::TornTail(path.to_owned()));
+    };
+    let head: LineHead =
+        serde_json::from_slice(content).map_err(|_| AuditError::NotAChain(path.to_owned()))?;
+    Ok(ChainState {
+        id: head.chain.id,
+        seq: head.chain.seq,
+        hash: sha256_hex(content),
+    })
+}
+
+/// The file's last line with its newline (if any); `None` when empty or not a regular file.
+fn last_line(file: &mut File) -> std::io::Result<Option<Vec<u8>>> {
+    const CHUNK: u64 = 8192;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() || metadata.len() == 0 {
+        return Ok(None);
+    }
+    let mut start = metadata.len();
+    let mut tail = Vec::new();
+    loop {
+        let step = start.min(CHUNK);
+        start -= step;
+        let mut piece = vec![0; usize::try_from(step).unwrap_or(0)];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut piece)?;
+        piece.extend_from_slice(&tail);
+        tail = piece;
+        // A newline before the final byte ends the previous line.
+        if let Some(pos) = tail[..tail.len() - 1].iter().rposition(|b| *b == b'\n') {
+            return Ok(Some(tail.split_off(pos + 1)));
+        }
+        if start == 0 {
+            return Ok(Some(tail));
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The audit entry model (shaped like Vault's) and its redacted JSON form.
+//!
+//! Callers fill [`AuditEntry`] with raw values; only [`AuditEntry::to_redacted_json`] turns it
+//! into text, and it hashes every token, accessor and data string on the way, so no code path
+//! writes a raw secret.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::AuditError;
+use crate::salt::Salt;
+
+/// Whether an entry records a request (before it is served) or its response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Request,
+    Response,
+}
+
+/// One audit record. `response` is only written for [`EntryKind::Response`] entries.
+#[derive(Clone)]
+pub struct AuditEntry {
+    pub kind: EntryKind,
+    pub auth: Option<AuthInfo>,
+    pub request: RequestInfo,
+    pub response: Option<ResponseInfo>,
+    /// Error message returned to the client, written as is: it must not contain secrets.
+    pub error: Option<String>,
+}
+
+/// The token behind a request, or the token a response issued.
+#[derive(Clone, Default)]
+pub struct AuthInfo {
+    /// Hashed in the log.
+    pub client_token: Option<String>,
+    /// Hashed in the log.
+    pub accessor: Option<String>,
+    pub display_name: String,
+    pub policies: Vec<String>,
+    pub token_policies: Vec<String>,
+    /// Written as is, like Vault: token metadata is not meant to hold secrets.
+    pub metadata: BTreeMap<String, String>,
+    pub token_type: Option<String>,
+    pub token_ttl: Option<u64>,
+}
+
+/// What the client asked for.
+#[derive(Clone, Default)]
+pub struct RequestInfo {
+    pub id: String,
+    pub operation: String,
+    pub path: String,
+    pub mount_type: Option<String>,
+    /// Hashed in the log.
+    pub client_token: Option<String>,
+    /// Hashed in the log.
+    pub client_token_accessor: Option<String>,
+    /// Every string inside is hashed in the log.
+    pub data: Option<Value>,
+    pub remote_address: Option<String>,
+    pub namespace: Option<String>,
+}
+
+/// What the server answered.
+#[derive(Clone, Default)]
+pub struct ResponseInfo {
+    pub mount_type: Option<String>,
+    /// A token issued by the response (login, token create); tokens hashed in the log.
+    pub auth: Option<AuthInfo>,
+    /// Every string inside is hashed in the log.
+    pub data: Option<Value>,
+}
+
+impl AuditEntry {
+    /// The entry as one JSON object, every secret replaced by `hmac-sha256:<hex>`.
+    pub fn to_redacted_json(
+        &self,
+        salt: &Salt,
+        time: OffsetDateTime,
+    ) -> Result<String, AuditError> {
+        let redactor = Redactor { salt };
+        let line = Line {
+            kind: match self.kind {
+                EntryKind::Request => "request",
+                EntryKind::Response => "response",
+            },
+            time: time
+                .format(&Rfc3339)
+                .map_err(|e| AuditError::Encode(e.to_string()))?,
+            auth: self.auth.as_ref().map(|a| redactor.auth(a)),
+            request: redactor.request(&self.request),
+            response: match self.kind {
+                EntryKind::Request => None,
+                EntryKind::Response => self.response.as_ref().map(|r| redactor.response(r)),
+            },
+            error: self.error.as_deref(),
+        };
+        serde_json::to_string(&line).map_err(|e| AuditError::Encode(e.to_string()))
+    }
+}
+
+struct Redactor<'s> {
+    salt: &'s Salt,
+}
+
+impl Redactor<'_> {
+    fn token(&self, token: Option<&str>) -> Option<String> {
+        token.map(|t| {
+            if t.is_empty() {
+                String::new()
+            } else {
+                self.salt.hash(t)
+            }
+        })
+    }
+
+    /// Hashes every string, at any depth; keys and non-string scalars stay readable.
+    fn value(&self, value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(self.salt.hash(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), self.value(v)))
+                    .collect(),
+            ),
+            scalar => scalar.clone(),
+        }
+    }
+
+    fn auth<'a>(&self, auth: &'a AuthInfo) -> AuthLine<'a> {
+        AuthLine {
+            client_token: self.token(auth.client_token.as_deref()),
+            accessor: self.token(auth.accessor.as_deref()),
+            display_name: &auth.display_name,
+            policies: &auth.policies,
+            token_policies: &auth.token_policies,
+            metadata: &auth.metadata,
+            token_type: auth.token_type.as_deref(),
+            token_ttl: auth.token_ttl,
+        }
+    }
+
+    fn request<'a>(&self, request: &'a RequestInfo) -> RequestLine<'a> {
+        RequestLine {
+            id: &request.id,
+            operation: &request.operation,
+            mount_type: request.mount_type.as_deref(),
+            client_token: self.token(request.client_token.as_deref()),
+            client_token_accessor: self.token(request.client_token_accessor.as_deref()),
+            namespace: request.namespace.as_deref().map(|id| NamespaceLine { id }),
+            path: &request.path,
+            data: request.data.as_ref().map(|d| self.value(d)),
+            remote_address: request.remote_address.as_deref(),
+        }
+    }
+
+    fn response<'a>(&self, response: &'a ResponseInfo) -> ResponseLine<'a> {
+        ResponseLine {
+            mount_type: response.mount_type.as_deref(),
+            auth: response.auth.as_ref().map(|a| self.auth(a)),
+            data: response.data.as_ref().map(|d| self.value(d)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthLine<'a>>,
+    request: RequestLine<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AuthLine<'a> {
+    client_token: Option<String>,
+    accessor: Option<String>,
+    display_name: &'a str,
+    policies: &'a [String],
+    token_policies: &'a [String],
+    metadata: &'a BTreeMap<String, String>,
+    token_type: Option<&'a str>,
+    token_ttl: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    id: &'a str,
+    operation: &'a str,
+    mount_type: Option<&'a str>,
+    client_token: Option<String>,
+    client_token_accessor: Option<String>,
+    namespace: Option<NamespaceLine<'a>>,
+    path: &'a str,
+    data: Option<Value>,
+    remote_address: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NamespaceLine<'a> {
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResponseLine<'a> {
+    mount_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthLine<'a>>,
+    data: Option<Value>,
+}
+
+// Entries carry raw tokens and secret data: Debug shows only what the log shows in clear.
+impl fmt::Debug for AuditEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditEntry")
+            .field("kind", &self.kind)
+            .field("auth", &self.auth)
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AuthInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthInfo")
+            .field("display_name", &self.display_name)
+            .field("policies", &self.policies)
+            .field("token_policies", &self.token_policies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("id", &self.id)
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .field("remote_address", &self.remote_address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ResponseInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseInfo")
+            .field("mount_type", &self.mount_type)
+            .finish_non_exhaustive()
+    }
+}
