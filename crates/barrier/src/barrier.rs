@@ -109,11 +109,14 @@ impl Barrier {
     }
 
     /// Creates the root key and first keyring, sealed by `unseal_key`, and
-    /// leaves the barrier unsealed. Fails on a store that already has them.
+    /// leaves the barrier unsealed. `initial` values are encrypted and written
+    /// in the same transaction, so a store never exists without them. Fails
+    /// on a store that is already initialized.
     pub fn initialize(
         &self,
         seal: SealKind,
         unseal_key: &UnsealKey,
+        initial: &[(&str, &[u8])],
     ) -> Result<SealConfig, BarrierError> {
         seal.validate()?;
         let config = SealConfig {
@@ -130,11 +133,16 @@ impl Barrier {
         let sealed_root = crypto::seal(&unseal_key.0, 0, ROOT_KEY.as_bytes(), root.0.as_slice());
         let sealed_keyring = crypto::seal(&root, 0, KEYRING.as_bytes(), &keyring.to_bytes());
         let config_bytes = serde_json::to_vec(&config).expect("a seal config serializes");
-        let txn = Transaction::new()
+        let mut txn = Transaction::new()
             .expect(SEAL_CONFIG, None)
             .put(SEAL_CONFIG, &config_bytes)
             .put(ROOT_KEY, &sealed_root)
             .put(KEYRING, &sealed_keyring);
+        let (term, active) = keyring.active();
+        for (key, value) in initial {
+            check_key(key)?;
+            txn = txn.put(key, &crypto::seal(&active.key, term, key.as_bytes(), value));
+        }
         if !self.storage.commit(txn)?.applied() {
             return Err(BarrierError::AlreadyInitialized);
         }
@@ -349,8 +357,13 @@ mod tests {
                     threshold: 3,
                 },
                 &key,
+                &[("first", b"1")],
             )
             .unwrap();
+        assert_eq!(
+            barrier.get("first").unwrap().unwrap().value.as_slice(),
+            b"1"
+        );
         (storage, barrier, key)
     }
 
@@ -414,6 +427,7 @@ mod tests {
                     threshold: 3,
                 },
                 &key,
+                &[],
             )
             .unwrap();
         barrier.seal();
@@ -549,7 +563,8 @@ mod tests {
                     shares: 1,
                     threshold: 1
                 },
-                &key
+                &key,
+                &[]
             ),
             Err(BarrierError::AlreadyInitialized)
         ));

@@ -80,12 +80,12 @@ impl UnsealKey {
             one.extend_from_slice(self.0.0.as_slice());
             return Ok(vec![Share(one)]);
         }
-        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let rng = rand_core::UnwrapErr(getrandom::SysRng);
         let parts = vsss_rs::Gf256::split_bytes(
             usize::from(threshold),
             usize::from(shares),
             self.0.0.as_slice(),
-            &mut rng,
+            rng,
         )
         .map_err(|e| BarrierError::InvalidSeal(format!("{e:?}")))?;
         Ok(parts
@@ -227,7 +227,7 @@ impl Share {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())

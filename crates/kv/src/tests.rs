@@ -36,6 +36,7 @@ fn fixture() -> Fixture {
                 threshold: 1,
             },
             &UnsealKey::generate(),
+            &[],
         )
         .unwrap();
     let clock = Arc::new(TestClock(AtomicU64::new(1_700_000_000_000_000_000)));

@@ -135,6 +135,16 @@ impl ModelSecret {
     }
 }
 
+/// current, oldest, (version, deleted, destroyed), max_versions, custom metadata, metadata version
+type MetaSummary = (
+    u64,
+    u64,
+    Vec<(u64, bool, bool)>,
+    u32,
+    BTreeMap<String, String>,
+    u64,
+);
+
 /// What an operation answered, in a form both sides can produce.
 #[derive(Debug, PartialEq)]
 enum Answer {
@@ -144,16 +154,7 @@ enum Answer {
     MetaCasMismatch,
     NotFound,
     Read(Option<Option<BTreeMap<String, String>>>),
-    Meta(
-        Option<(
-            u64,
-            u64,
-            Vec<(u64, bool, bool)>,
-            u32,
-            BTreeMap<String, String>,
-            u64,
-        )>,
-    ),
+    Meta(Option<MetaSummary>),
     List(Vec<String>),
 }
 
@@ -417,6 +418,7 @@ fn engine() -> KvEngine {
                 threshold: 1,
             },
             &UnsealKey::generate(),
+            &[],
         )
         .unwrap();
     let kv = KvEngine::new(barrier, "logical/model/");

@@ -7,10 +7,13 @@ use std::sync::Arc;
 /// Makes a fresh, empty backend.
 pub type Factory<'a> = &'a dyn Fn() -> Box<dyn Backend>;
 
+/// One named check of a fresh backend.
+type Check = (&'static str, fn(&dyn Backend));
+
 /// Runs every check against backends made by `fresh`; panics on the first
 /// failure, naming the check.
 pub fn run_all(fresh: Factory<'_>) {
-    let checks: &[(&str, fn(&dyn Backend))] = &[
+    let checks: &[Check] = &[
         ("get_put_delete", get_put_delete),
         ("values_are_opaque_bytes", values_are_opaque_bytes),
         ("list_folds_folders", list_folds_folders),

@@ -7,7 +7,9 @@
 use crate::listing::{Lister, Next};
 use crate::{Backend, Op, Outcome, StorageError, Transaction};
 use redb::backends::FileBackend;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+};
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -25,9 +27,15 @@ const MAX_GROUP: usize = 512;
 
 type Reply = SyncSender<Result<Outcome, StorageError>>;
 
+enum Db {
+    ReadWrite(Arc<Database>),
+    /// Opened without write access: the file is never modified.
+    ReadOnly(ReadOnlyDatabase),
+}
+
 /// A store directory holding one redb file, durable when `commit` returns.
 pub struct Embedded {
-    db: Arc<Database>,
+    db: Db,
     path: PathBuf,
     committer: Option<Sender<(Transaction, Reply)>>,
     thread: Option<JoinHandle<()>>,
@@ -73,25 +81,24 @@ impl Embedded {
         dir.join(STORE_FILE_NAME).is_file()
     }
 
-    /// Reads one key without opening the file for writing, so that a caller
-    /// can check an unseal key before the file is touched at all.
-    pub fn peek(dir: &Path, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+    /// Opens the store in `dir` without write access: the file is not
+    /// modified in any way, and every commit is refused.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
         let path = existing_file(dir)?;
         let db = Database::builder()
             .open_read_only(&path)
             .map_err(|e| database_error(&path, e))?;
-        let txn = db.begin_read().map_err(|e| other(&path, e))?;
-        let table = match txn.open_table(TABLE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
-            Err(e) => return Err(other(&path, e)),
-        };
-        keys.iter()
-            .map(|key| {
-                let value = table.get(*key).map_err(|e| other(&path, e))?;
-                Ok(value.map(|v| v.value().to_vec()))
-            })
-            .collect()
+        Ok(Self {
+            db: Db::ReadOnly(db),
+            path,
+            committer: None,
+            thread: None,
+        })
+    }
+
+    /// Whether this handle may write.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.db, Db::ReadOnly(_))
     }
 
     /// The database file.
@@ -111,11 +118,21 @@ impl Embedded {
             })
             .map_err(|source| io(&path, source))?;
         Ok(Self {
-            db,
+            db: Db::ReadWrite(db),
             path,
             committer: Some(sender),
             thread: Some(thread),
         })
+    }
+}
+
+impl Embedded {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StorageError> {
+        let txn = match &self.db {
+            Db::ReadWrite(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        };
+        txn.map_err(|e| other(&self.path, e))
     }
 }
 
@@ -135,7 +152,7 @@ impl Backend for Embedded {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| other(&self.path, e))?;
+        let txn = self.begin_read()?;
         let table = match txn.open_table(TABLE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -151,7 +168,7 @@ impl Backend for Embedded {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<String>, StorageError> {
-        let txn = self.db.begin_read().map_err(|e| other(&self.path, e))?;
+        let txn = self.begin_read()?;
         let table = match txn.open_table(TABLE) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -180,6 +197,11 @@ impl Backend for Embedded {
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {
+        if self.is_read_only() {
+            return Err(StorageError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let closed = || StorageError::Backend("the store's committer has stopped".into());
         self.committer
@@ -348,9 +370,18 @@ mod tests {
         let store = Embedded::open(dir.path()).unwrap();
         assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"1"[..]));
         drop(store);
+        let before = std::fs::read(dir.path().join(STORE_FILE_NAME)).unwrap();
+        let read_only = Embedded::open_read_only(dir.path()).unwrap();
+        assert_eq!(read_only.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(read_only.list("", None, None).unwrap(), ["a"]);
+        assert!(matches!(
+            read_only.put("b", b"2"),
+            Err(StorageError::ReadOnly { .. })
+        ));
+        drop(read_only);
         assert_eq!(
-            Embedded::peek(dir.path(), &["a", "b"]).unwrap(),
-            vec![Some(b"1".to_vec()), None]
+            std::fs::read(dir.path().join(STORE_FILE_NAME)).unwrap(),
+            before
         );
     }
 
@@ -399,7 +430,7 @@ mod tests {
             if let Err(e) = result {
                 assert!(!e.to_string().is_empty());
             }
-            let _ = Embedded::peek(&bad, &["k1"]);
+            let _ = Embedded::open_read_only(&bad).and_then(|s| s.get("k1"));
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum StorageError {
     Corrupt { path: PathBuf, detail: String },
     #[error("no store at {path}; create one with `tresor operator init`")]
     Missing { path: PathBuf },
+    #[error("the store at {path} was opened read-only")]
+    ReadOnly { path: PathBuf },
     #[error("the storage backend failed: {0}")]
     Backend(String),
 }

@@ -1,0 +1,45 @@
+use tresor_barrier::BarrierError;
+use tresor_kv::KvError;
+use tresor_storage::StorageError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("no secrets engine is mounted at the start of `{0}`; see `tresor secrets list`")]
+    NoMount(String),
+    #[error("invalid mount: {0}")]
+    InvalidMount(String),
+    #[error(
+        "the store is sealed with Shamir shares; give at least {threshold} of them in TRESOR_UNSEAL_KEYS (separated by commas), or run `tresor server` and unseal it there"
+    )]
+    NeedShares { threshold: u8 },
+    #[error(
+        "no key file for this store: pass --key-file or set TRESOR_KEY_FILE (init recorded {recorded})"
+    )]
+    NoKeyFile { recorded: String },
+    #[error("the mount table is unreadable; restore the store from a backup")]
+    CorruptMounts,
+    #[error("a store already exists at {0}")]
+    AlreadyExists(String),
+}
+
+impl CoreError {
+    /// Whether the user asked for something impossible (rather than the
+    /// store failing): the CLI exits 2 for these, as the vault CLI does.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            CoreError::Kv(e) => e.is_client_error(),
+            CoreError::NoMount(_) | CoreError::InvalidMount(_) | CoreError::AlreadyExists(_) => {
+                true
+            }
+            CoreError::Barrier(BarrierError::InvalidSeal(_) | BarrierError::BadShare(_)) => true,
+            _ => false,
+        }
+    }
+}

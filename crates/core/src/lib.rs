@@ -1,0 +1,22 @@
+//! The core: a [`Store`] is an unsealed barrier plus its mount table, the
+//! router that sends each path to the secrets engine mounted there.
+//!
+//! [`open`] is the one way in for an embedded store: it checks the unseal key
+//! on a read-only handle before the file is opened for writing, so a wrong key
+//! leaves the file exactly as it was.
+#![forbid(unsafe_code)]
+
+mod error;
+mod mounts;
+mod open;
+mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::CoreError;
+pub use mounts::{MountEntry, MountType};
+pub use open::{
+    Access, InitOptions, InitOutput, Unseal, default_key_file, init, open, seal_config,
+};
+pub use store::Store;

@@ -1,0 +1,86 @@
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The kinds of secrets engine that can be mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MountType {
+    /// Key/value, version 2.
+    KvV2,
+}
+
+impl MountType {
+    /// The type as `vault secrets list` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MountType::KvV2 => "kv",
+        }
+    }
+
+    /// The engine's options as Vault reports them.
+    pub fn options(self) -> BTreeMap<String, String> {
+        match self {
+            MountType::KvV2 => [("version".to_string(), "2".to_string())].into(),
+        }
+    }
+}
+
+/// One row of the mount table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountEntry {
+    /// Ends in `/`, as `secret/`.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: MountType,
+    /// Names the mount's storage prefix, `logical/<uuid>/`, so a mount can be
+    /// renamed without moving its data.
+    pub uuid: String,
+    pub accessor: String,
+    pub description: String,
+}
+
+impl MountEntry {
+    pub fn storage_prefix(&self) -> String {
+        format!("logical/{}/", self.uuid)
+    }
+}
+
+/// The whole table, stored encrypted at `core/mounts`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct MountTable {
+    pub mounts: BTreeMap<String, MountEntry>,
+}
+
+impl MountTable {
+    /// The mount whose path is the longest prefix of `path`.
+    pub fn resolve(&self, path: &str) -> Option<(&MountEntry, String)> {
+        let with_slash = format!("{}/", path.trim_end_matches('/'));
+        self.mounts
+            .values()
+            .filter(|m| path.starts_with(&m.path) || with_slash == m.path)
+            .max_by_key(|m| m.path.len())
+            .map(|m| (m, path.get(m.path.len()..).unwrap_or("").to_string()))
+    }
+}
+
+/// Paths that belong to the system and can never hold a mount.
+pub(crate) const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity/", "core/"];
+
+/// Normalises a mount path to `a/b/` and checks it.
+pub(crate) fn normalize(path: &str) -> Result<String, String> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err("the mount path is empty".into());
+    }
+    if trimmed
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == ".." || s.chars().any(char::is_control))
+    {
+        return Err(format!("`{path}` has an empty, `.` or `..` segment"));
+    }
+    let normalized = format!("{trimmed}/");
+    if RESERVED.iter().any(|r| normalized.starts_with(r)) {
+        return Err(format!("`{normalized}` is reserved for the system"));
+    }
+    Ok(normalized)
+}

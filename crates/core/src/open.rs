@@ -1,0 +1,180 @@
+use crate::CoreError;
+use crate::mounts::{MountTable, MountType};
+use crate::store::{MOUNTS_KEY, Store, new_entry, table_bytes};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tresor_barrier::seal::Share;
+use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
+use tresor_storage::{Backend, Embedded};
+
+/// Whether a store is opened for reading only (the file is never modified)
+/// or for reading and writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// What the caller has to unseal a store with.
+#[derive(Default)]
+pub struct Unseal {
+    /// A key file given explicitly; otherwise the one recorded at init.
+    pub key_file: Option<PathBuf>,
+    /// Shamir shares, for stores sealed that way.
+    pub shares: Vec<Share>,
+}
+
+/// How `init` seals a new store.
+pub enum InitOptions {
+    Shamir {
+        shares: u8,
+        threshold: u8,
+    },
+    /// A key file at this path, or at [`default_key_file`].
+    KeyFile(Option<PathBuf>),
+}
+
+/// What `init` hands back: the only copy of the unseal material.
+pub struct InitOutput {
+    pub config: SealConfig,
+    pub shares: Vec<Share>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Creates an embedded store in `dir`, with KV version 2 at `secret/`.
+pub fn init(dir: &Path, options: InitOptions) -> Result<InitOutput, CoreError> {
+    if Embedded::exists(dir) {
+        return Err(CoreError::AlreadyExists(dir.display().to_string()));
+    }
+    let key = UnsealKey::generate();
+    let (seal, shares, key_file) = match options {
+        InitOptions::Shamir { shares, threshold } => {
+            let split = key.split(shares, threshold)?;
+            (SealKind::Shamir { shares, threshold }, split, None)
+        }
+        InitOptions::KeyFile(path) => {
+            let path = match path {
+                Some(path) => absolute(&path)?,
+                None => default_key_file(dir)?,
+            };
+            key.write_key_file(&path)?;
+            (
+                SealKind::KeyFile { path: path.clone() },
+                Vec::new(),
+                Some(path),
+            )
+        }
+    };
+    let created = create(dir, seal, &key);
+    if created.is_err()
+        && let Some(path) = &key_file
+    {
+        // The key opens nothing: do not leave it behind to be mistaken for one that does.
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(InitOutput {
+        config: created?,
+        shares,
+        key_file,
+    })
+}
+
+fn create(dir: &Path, seal: SealKind, key: &UnsealKey) -> Result<SealConfig, CoreError> {
+    let storage: Arc<dyn Backend> = Arc::new(Embedded::create(dir)?);
+    let barrier = Barrier::new(storage);
+    let mut table = MountTable::default();
+    let secret = new_entry("secret/", MountType::KvV2, "key/value secret storage");
+    table.mounts.insert(secret.path.clone(), secret);
+    let mounts = table_bytes(&table);
+    let initialized = barrier.initialize(seal, key, &[(MOUNTS_KEY, &mounts)]);
+    if initialized.is_err() {
+        drop(barrier);
+        let _ = std::fs::remove_file(dir.join(tresor_storage::STORE_FILE_NAME));
+    }
+    Ok(initialized?)
+}
+
+/// Opens and unseals the embedded store in `dir`. The unseal key is checked
+/// on a read-only handle first: a wrong key never opens the file for writing.
+pub fn open(dir: &Path, unseal: &Unseal, access: Access) -> Result<Store, CoreError> {
+    let read_only: Arc<dyn Backend> = Arc::new(Embedded::open_read_only(dir)?);
+    let checker = Arc::new(Barrier::new(read_only));
+    let config = checker
+        .seal_config()?
+        .ok_or(tresor_barrier::BarrierError::NotInitialized)?;
+    let key = unseal_key(&config, unseal)?;
+    checker.unseal(&key)?;
+    if access == Access::ReadOnly {
+        return Ok(Store::new(checker));
+    }
+    drop(checker);
+    let storage: Arc<dyn Backend> = Arc::new(Embedded::open(dir)?);
+    let barrier = Arc::new(Barrier::new(storage));
+    barrier.unseal(&key)?;
+    Ok(Store::new(barrier))
+}
+
+/// The seal record of the store in `dir`, read without unsealing it.
+pub fn seal_config(dir: &Path) -> Result<SealConfig, CoreError> {
+    let read_only: Arc<dyn Backend> = Arc::new(Embedded::open_read_only(dir)?);
+    Ok(Barrier::new(read_only)
+        .seal_config()?
+        .ok_or(tresor_barrier::BarrierError::NotInitialized)?)
+}
+
+fn unseal_key(config: &SealConfig, unseal: &Unseal) -> Result<UnsealKey, CoreError> {
+    match &config.seal {
+        SealKind::KeyFile { path } => {
+            let file = unseal.key_file.as_deref().unwrap_or(path);
+            if !file.exists() && unseal.key_file.is_none() {
+                return Err(CoreError::NoKeyFile {
+                    recorded: path.display().to_string(),
+                });
+            }
+            Ok(UnsealKey::read_key_file(file)?)
+        }
+        SealKind::Shamir { threshold, .. } => {
+            if unseal.shares.len() < usize::from(*threshold) {
+                return Err(CoreError::NeedShares {
+                    threshold: *threshold,
+                });
+            }
+            Ok(UnsealKey::combine(&unseal.shares)?)
+        }
+    }
+}
+
+/// Where `init` puts a store's key file when none is named: under the user's
+/// configuration directory, outside the store (and so outside any
+/// repository the store sits in).
+pub fn default_key_file(dir: &Path) -> Result<PathBuf, CoreError> {
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .ok_or_else(|| {
+            CoreError::InvalidMount(
+                "neither XDG_CONFIG_HOME nor HOME is set; pass --key-file".into(),
+            )
+        })?;
+    let name = absolute(dir)?
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_start_matches('.').to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "store".into());
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag).expect("the operating system's random generator failed");
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(config_home
+        .join("tresor/keys")
+        .join(format!("{name}-{tag}.key")))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, CoreError> {
+    std::path::absolute(path).map_err(|source| {
+        CoreError::Storage(tresor_storage::StorageError::Io {
+            path: path.into(),
+            source,
+        })
+    })
+}

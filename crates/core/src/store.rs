@@ -1,0 +1,181 @@
+use crate::CoreError;
+use crate::mounts::{MountEntry, MountTable, MountType, normalize};
+use std::sync::Arc;
+use tresor_barrier::{Barrier, Stamp, WriteSet};
+use tresor_kv::KvEngine;
+use zeroize::Zeroizing;
+
+pub(crate) const MOUNTS_KEY: &str = "core/mounts";
+
+/// How many deletes one commit carries when a mount's data is removed.
+const DELETE_BATCH: usize = 1000;
+
+/// An unsealed store: the barrier and the engines mounted on it.
+pub struct Store {
+    barrier: Arc<Barrier>,
+}
+
+impl Store {
+    /// A store over an unsealed barrier.
+    pub fn new(barrier: Arc<Barrier>) -> Self {
+        Self { barrier }
+    }
+
+    pub fn barrier(&self) -> &Arc<Barrier> {
+        &self.barrier
+    }
+
+    /// Every mount, ordered by path.
+    pub fn mounts(&self) -> Result<Vec<MountEntry>, CoreError> {
+        Ok(self.table()?.0.mounts.into_values().collect())
+    }
+
+    /// The mount serving `path` and the rest of the path inside it.
+    pub fn resolve(&self, path: &str) -> Result<(MountEntry, String), CoreError> {
+        let (table, _) = self.table()?;
+        let (mount, rest) = table
+            .resolve(path.trim_start_matches('/'))
+            .ok_or_else(|| CoreError::NoMount(path.to_owned()))?;
+        Ok((mount.clone(), rest))
+    }
+
+    /// The mount at exactly `path`.
+    pub fn mount(&self, path: &str) -> Result<MountEntry, CoreError> {
+        let path = normalize(path).map_err(CoreError::InvalidMount)?;
+        let (table, _) = self.table()?;
+        table
+            .mounts
+            .get(&path)
+            .cloned()
+            .ok_or(CoreError::NoMount(path))
+    }
+
+    /// The KV engine of a mount.
+    pub fn kv(&self, mount: &MountEntry) -> KvEngine {
+        match mount.kind {
+            MountType::KvV2 => KvEngine::new(Arc::clone(&self.barrier), mount.storage_prefix()),
+        }
+    }
+
+    /// Mounts a new engine at `path`. Mounts may not nest.
+    pub fn enable(
+        &self,
+        path: &str,
+        kind: MountType,
+        description: &str,
+    ) -> Result<MountEntry, CoreError> {
+        let path = normalize(path).map_err(CoreError::InvalidMount)?;
+        let (mut table, stamp) = self.table()?;
+        if let Some(existing) = table
+            .mounts
+            .keys()
+            .find(|m| m.starts_with(&path) || path.starts_with(m.as_str()))
+        {
+            return Err(CoreError::InvalidMount(format!(
+                "path is already in use at {existing}"
+            )));
+        }
+        let entry = new_entry(&path, kind, description);
+        table.mounts.insert(path.clone(), entry.clone());
+        self.save_table(&table, stamp.as_ref())?;
+        Ok(entry)
+    }
+
+    /// Unmounts `path` and deletes everything its engine stored. Returns
+    /// whether there was such a mount.
+    pub fn disable(&self, path: &str) -> Result<bool, CoreError> {
+        let path = normalize(path).map_err(CoreError::InvalidMount)?;
+        let (mut table, stamp) = self.table()?;
+        let Some(entry) = table.mounts.remove(&path) else {
+            return Ok(false);
+        };
+        // Unmount first: a crash during the deletes below leaves unreachable
+        // ciphertext, never a mount with half its data.
+        self.save_table(&table, stamp.as_ref())?;
+        self.delete_tree(&entry.storage_prefix())?;
+        Ok(true)
+    }
+
+    fn delete_tree(&self, prefix: &str) -> Result<(), CoreError> {
+        let mut keys = Vec::new();
+        self.collect(prefix, &mut keys)?;
+        for chunk in keys.chunks(DELETE_BATCH) {
+            let mut writes = WriteSet::new();
+            for key in chunk {
+                writes.delete(key);
+            }
+            self.barrier.commit(writes)?;
+        }
+        Ok(())
+    }
+
+    fn collect(&self, prefix: &str, keys: &mut Vec<String>) -> Result<(), CoreError> {
+        for entry in self.barrier.list(prefix, None, None)? {
+            let key = format!("{prefix}{entry}");
+            if entry.ends_with('/') {
+                self.collect(&key, keys)?;
+            } else {
+                keys.push(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn table(&self) -> Result<(MountTable, Option<Stamp>), CoreError> {
+        match self.barrier.get(MOUNTS_KEY)? {
+            Some(entry) => {
+                let table =
+                    serde_json::from_slice(&entry.value).map_err(|_| CoreError::CorruptMounts)?;
+                Ok((table, Some(entry.stamp)))
+            }
+            None => Ok((MountTable::default(), None)),
+        }
+    }
+
+    fn save_table(&self, table: &MountTable, stamp: Option<&Stamp>) -> Result<(), CoreError> {
+        let mut writes = WriteSet::new();
+        writes
+            .expect(MOUNTS_KEY, stamp)
+            .put(MOUNTS_KEY, table_bytes(table));
+        if !self.barrier.commit(writes)?.applied() {
+            return Err(CoreError::InvalidMount(
+                "the mount table changed at the same time; try again".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn table_bytes(table: &MountTable) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(table).expect("the mount table serializes"))
+}
+
+pub(crate) fn new_entry(path: &str, kind: MountType, description: &str) -> MountEntry {
+    MountEntry {
+        path: path.to_owned(),
+        kind,
+        uuid: random_uuid(),
+        accessor: format!("{}_{}", kind.name(), &random_uuid()[..8]),
+        description: description.to_owned(),
+    }
+}
+
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    getrandom_fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the operating system's random generator failed");
+}
