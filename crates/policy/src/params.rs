@@ -29,10 +29,6 @@ impl ParameterRules {
         }
     }
 
-    pub fn is_unconstrained(&self) -> bool {
-        self.required.is_empty() && self.allowed.is_empty() && self.denied.is_empty()
-    }
-
     /// Combines the constraints of one pattern written in several policies.
     pub(crate) fn merge(&mut self, other: &ParameterRules) {
         self.required.extend(other.required.iter().cloned());
