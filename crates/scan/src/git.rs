@@ -1,0 +1,314 @@
+//! Git sources through the `git` command: every unique blob streamed once by
+//! `git cat-file --batch` workers, provenance looked up only for blobs that
+//! hold findings.
+use crate::error::ScanError;
+use crate::finding::{Commit, Finding};
+use crate::scanner::{History, Refs, Report, Scanner, count, threads};
+use crate::stream::Outcome;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// A blob to scan and the path it was reached by.
+struct Blob {
+    oid: String,
+    path: String,
+}
+
+fn git(repo: &Path) -> Command {
+    let mut command = Command::new("git");
+    command.current_dir(repo).stdin(Stdio::null());
+    command
+}
+
+fn spawn(mut command: Command, what: &str) -> Result<Child, ScanError> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| git_error(what, e.to_string()))
+}
+
+fn git_error(command: &str, message: String) -> ScanError {
+    ScanError::Git {
+        command: command.to_string(),
+        message: message.trim().to_string(),
+    }
+}
+
+/// Waits for `child` and turns a non-zero exit into an error with its stderr.
+fn finish(mut child: Child, what: &str) -> Result<(), ScanError> {
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| git_error(what, e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(git_error(what, stderr))
+    }
+}
+
+fn rev_args(history: &History) -> Vec<String> {
+    let mut args = match &history.refs {
+        Refs::Head => vec!["HEAD".to_string()],
+        Refs::All => vec!["--all".to_string()],
+        Refs::Branch(branch) => vec![branch.clone()],
+    };
+    if let Some(since) = &history.since {
+        args.push(format!("^{since}"));
+    }
+    args
+}
+
+pub fn history(scanner: &Scanner, repo: &Path, history: &History) -> Result<Report, ScanError> {
+    let revs = rev_args(history);
+    let blobs = list_blobs(repo, &revs)?;
+    let chunk = blobs.len().div_ceil(threads()).max(1);
+    let results: Vec<Result<(Vec<(String, Finding)>, Report), ScanError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = blobs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || scan_blobs(scanner, repo, part)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(git_error("cat-file", "a worker stopped".into()))))
+            .collect()
+    });
+    let mut report = Report::default();
+    let mut found = Vec::new();
+    for result in results {
+        let (findings, part) = result?;
+        found.extend(findings);
+        report.bytes += part.bytes;
+        report.files += part.files;
+    }
+    report.findings = attribute(repo, &revs, found)?;
+    Ok(report)
+}
+
+/// `git rev-list --objects` lists each reachable object once, blobs with a path.
+fn list_blobs(repo: &Path, revs: &[String]) -> Result<Vec<Blob>, ScanError> {
+    let mut command = git(repo);
+    command
+        .args(["rev-list", "--objects", "--filter=object:type=blob", "--filter-provided-objects"])
+        .args(revs)
+        .arg("--");
+    let mut child = spawn(command, "rev-list")?;
+    let mut blobs = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(|e| git_error("rev-list", e.to_string()))?;
+            if let Some((oid, path)) = line.split_once(' ') {
+                blobs.push(Blob {
+                    oid: oid.to_string(),
+                    path: path.to_string(),
+                });
+            }
+        }
+    }
+    finish(child, "rev-list")?;
+    Ok(blobs)
+}
+
+/// One `git cat-file --batch` process streams `blobs`; a writer thread feeds
+/// it ids while this thread scans its output.
+fn scan_blobs(
+    scanner: &Scanner,
+    repo: &Path,
+    blobs: &[Blob],
+) -> Result<(Vec<(String, Finding)>, Report), ScanError> {
+    let mut command = git(repo);
+    command.args(["cat-file", "--batch"]).stdin(Stdio::piped());
+    let mut child = spawn(command, "cat-file")?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let (Some(mut stdin), Some(stdout)) = (stdin, stdout) else {
+        return Err(git_error("cat-file", "no pipes".into()));
+    };
+    let wanted: Vec<&Blob> = blobs.iter().filter(|b| !scanner.path_allowed(&b.path)).collect();
+    let ids: Vec<String> = wanted.iter().map(|b| b.oid.clone()).collect();
+    let writer = std::thread::spawn(move || -> io::Result<()> {
+        let mut input = io::BufWriter::new(&mut stdin);
+        for id in ids {
+            writeln!(input, "{id}")?;
+        }
+        input.flush()
+    });
+    let mut reader = BufReader::with_capacity(1 << 20, stdout);
+    let mut report = Report::default();
+    let mut found = Vec::new();
+    let mut buf = Vec::new();
+    for blob in wanted {
+        let mut findings = Vec::new();
+        let outcome = read_blob(scanner, &mut reader, blob, &mut buf, &mut findings)
+            .map_err(|e| git_error("cat-file", e.to_string()))?;
+        if let Some(outcome) = outcome {
+            count(&mut report, outcome);
+        }
+        found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
+    }
+    writer
+        .join()
+        .map_err(|_| git_error("cat-file", "writer stopped".into()))?
+        .map_err(|e| git_error("cat-file", e.to_string()))?;
+    finish(child, "cat-file")?;
+    Ok((found, report))
+}
+
+/// Reads one `<oid> <type> <size>\n<content>\n` record; `None` when missing.
+fn read_blob(
+    scanner: &Scanner,
+    reader: &mut BufReader<ChildStdout>,
+    blob: &Blob,
+    buf: &mut Vec<u8>,
+    findings: &mut Vec<Finding>,
+) -> io::Result<Option<Outcome>> {
+    let mut header = String::new();
+    reader.read_line(&mut header)?;
+    let mut fields = header.split_whitespace();
+    let (_, kind, size) = (fields.next(), fields.next(), fields.next());
+    let Some(size) = size.and_then(|s| s.parse::<u64>().ok()) else {
+        return Ok(None);
+    };
+    let mut content = reader.by_ref().take(size);
+    let outcome = if kind == Some("blob") {
+        Some(scanner.scan_one(&mut content, &blob.path, buf, findings)?)
+    } else {
+        None
+    };
+    io::copy(&mut content, &mut io::sink())?;
+    let mut newline = [0u8; 1];
+    reader.read_exact(&mut newline)?;
+    Ok(outcome)
+}
+
+/// Finds, for each blob with findings, the oldest commit that added it, then
+/// keeps one finding per secret and path: its first appearance.
+fn attribute(
+    repo: &Path,
+    revs: &[String],
+    found: Vec<(String, Finding)>,
+) -> Result<Vec<Finding>, ScanError> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut origins: HashMap<String, Option<(Commit, String)>> =
+        found.iter().map(|(oid, _)| (oid.clone(), None)).collect();
+    let mut command = git(repo);
+    command
+        .args(["log", "--format=%x00%H%x00%an <%ae>%x00%aI%x00%at", "--raw", "--no-abbrev", "--no-renames"])
+        .args(revs)
+        .arg("--");
+    let mut child = spawn(command, "log")?;
+    if let Some(out) = child.stdout.take() {
+        scan_log(out, &mut origins).map_err(|e| git_error("log", e.to_string()))?;
+    }
+    finish(child, "log")?;
+    let mut first: HashMap<(String, String), Finding> = HashMap::new();
+    for (oid, mut finding) in found {
+        if let Some(Some((commit, path))) = origins.get(oid.as_str()) {
+            finding.commit = Some(commit.clone());
+            finding.path = path.clone();
+        }
+        let key = (finding.fingerprint.clone(), finding.path.clone());
+        let time = |f: &Finding| f.commit.as_ref().map_or(i64::MAX, |c| c.timestamp);
+        match first.get(&key) {
+            Some(existing) if time(existing) <= time(&finding) => {}
+            _ => {
+                first.insert(key, finding);
+            }
+        }
+    }
+    Ok(first.into_values().collect())
+}
+
+/// Walks `git log --raw` newest first, so the last sighting of a blob is the
+/// commit that introduced it.
+fn scan_log(
+    out: ChildStdout,
+    origins: &mut HashMap<String, Option<(Commit, String)>>,
+) -> io::Result<()> {
+    let mut commit: Option<Commit> = None;
+    for line in BufReader::with_capacity(1 << 20, out).split(b'\n') {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix(b"\0") {
+            let text = String::from_utf8_lossy(rest);
+            let mut parts = text.split('\0');
+            let (id, author, date, time) = (parts.next(), parts.next(), parts.next(), parts.next());
+            commit = Some(Commit {
+                id: id.unwrap_or_default().to_string(),
+                author: author.unwrap_or_default().to_string(),
+                date: date.unwrap_or_default().to_string(),
+                timestamp: time.and_then(|t| t.trim().parse().ok()).unwrap_or(0),
+            });
+        } else if line.starts_with(b":") {
+            let text = String::from_utf8_lossy(&line);
+            let Some((meta, path)) = text.split_once('\t') else {
+                continue;
+            };
+            let Some(new_oid) = meta.split(' ').nth(3) else {
+                continue;
+            };
+            if let (Some(slot), Some(c)) = (origins.get_mut(new_oid), &commit) {
+                *slot = Some((c.clone(), path.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scans the staged version of every added, copied, modified or renamed file.
+pub fn staged(scanner: &Scanner, repo: &Path) -> Result<Report, ScanError> {
+    let output = git(repo)
+        .args(["diff", "--cached", "--raw", "-z", "--no-abbrev", "--diff-filter=ACMR"])
+        .output()
+        .map_err(|e| git_error("diff --cached", e.to_string()))?;
+    if !output.status.success() {
+        return Err(git_error("diff --cached", String::from_utf8_lossy(&output.stderr).into_owned()));
+    }
+    let blobs = parse_raw_z(&output.stdout);
+    if blobs.is_empty() {
+        return Ok(Report::default());
+    }
+    let (found, mut report) = scan_blobs(scanner, repo, &blobs)?;
+    report.findings = found.into_iter().map(|(_, f)| f).collect();
+    Ok(report)
+}
+
+/// `:old_mode new_mode old_oid new_oid status\0path\0[path\0]` records.
+fn parse_raw_z(raw: &[u8]) -> Vec<Blob> {
+    let mut fields = raw.split(|&b| b == 0).filter(|f| !f.is_empty());
+    let mut blobs = Vec::new();
+    while let Some(meta) = fields.next() {
+        let meta = String::from_utf8_lossy(meta);
+        let parts: Vec<&str> = meta.split(' ').collect();
+        let status = parts.get(4).copied().unwrap_or_default();
+        let mut path = fields.next();
+        if status.starts_with('R') || status.starts_with('C') {
+            path = fields.next();
+        }
+        if let (Some(oid), Some(path)) = (parts.get(3), path) {
+            blobs.push(Blob {
+                oid: (*oid).to_string(),
+                path: String::from_utf8_lossy(path).into_owned(),
+            });
+        }
+    }
+    blobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_z_records_parse_with_renames() {
+        let raw = b":000000 100644 0000 1111 A\0new.txt\0:100644 100644 2222 3333 R087\0old.txt\0moved.txt\0";
+        let blobs = parse_raw_z(raw);
+        let got: Vec<_> = blobs.iter().map(|b| (b.oid.as_str(), b.path.as_str())).collect();
+        assert_eq!(got, vec![("1111", "new.txt"), ("3333", "moved.txt")]);
+    }
+}
