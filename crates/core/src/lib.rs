@@ -8,6 +8,7 @@
 
 mod error;
 mod mounts;
+mod on_demand;
 mod open;
 mod store;
 

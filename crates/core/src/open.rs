@@ -1,5 +1,6 @@
 use crate::CoreError;
 use crate::mounts::{MountTable, MountType};
+use crate::on_demand::WriteOnDemand;
 use crate::store::{MOUNTS_KEY, Store, new_entry, table_bytes};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +8,15 @@ use tresor_barrier::seal::Share;
 use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
 use tresor_storage::{Backend, Embedded};
 
-/// Whether a store is opened for reading only (the file is never modified)
-/// or for reading and writing.
+/// How a store is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// The file is never modified; writes are refused.
     ReadOnly,
+    /// Read-only until the first write, which opens the file for writing:
+    /// a command that writes nothing leaves the file untouched.
+    WriteOnDemand,
+    /// Open for writing at once, holding the store for this process.
     ReadWrite,
 }
 
@@ -97,14 +102,20 @@ fn create(dir: &Path, seal: SealKind, key: &UnsealKey) -> Result<SealConfig, Cor
 /// Opens and unseals the embedded store in `dir`. The unseal key is checked
 /// on a read-only handle first: a wrong key never opens the file for writing.
 pub fn open(dir: &Path, unseal: &Unseal, access: Access) -> Result<Store, CoreError> {
-    let read_only: Arc<dyn Backend> = Arc::new(Embedded::open_read_only(dir)?);
+    let read_only: Arc<dyn Backend> = match access {
+        Access::WriteOnDemand => Arc::new(WriteOnDemand::new(
+            dir.into(),
+            Embedded::open_read_only(dir)?,
+        )),
+        Access::ReadOnly | Access::ReadWrite => Arc::new(Embedded::open_read_only(dir)?),
+    };
     let checker = Arc::new(Barrier::new(read_only));
     let config = checker
         .seal_config()?
         .ok_or(tresor_barrier::BarrierError::NotInitialized)?;
     let key = unseal_key(&config, unseal)?;
     checker.unseal(&key)?;
-    if access == Access::ReadOnly {
+    if access != Access::ReadWrite {
         return Ok(Store::new(checker));
     }
     drop(checker);

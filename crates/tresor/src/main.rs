@@ -1,27 +1,55 @@
-//! The `tresor` command: wiring only; every feature lives in a library crate.
+//! The `tresor` command: argument parsing and wiring only; every feature
+//! lives in a library crate.
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use store::Group;
 
+mod args;
 mod cmd;
+mod failure;
+mod output;
+mod store;
 
 #[derive(Parser)]
-#[command(name = "tresor", version, about = "Secrets for Kubernetes platforms")]
+#[command(
+    name = "tresor",
+    version,
+    about = "Secrets for Kubernetes platforms: an encrypted, versioned store with Vault's KV semantics",
+    after_help = "Flags may be written Vault-style with one dash (-mount=secret) or with two (--mount=secret)."
+)]
 struct Cli {
+    #[command(flatten)]
+    store: store::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Initialize, unseal and manage a store's keys.
+    Operator(Group<cmd::operator::OperatorCommand>),
+    /// Read and write secrets in a KV version 2 engine.
+    Kv(Group<cmd::kv::KvCommand>),
+    /// Enable, disable and list secrets engines.
+    Secrets(Group<cmd::secrets::SecretsCommand>),
     /// Find committed credentials in files and git history.
     #[cfg(feature = "scan")]
     Scan(cmd::scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let cli = Cli::parse_from(args::vault_style(std::env::args_os()));
+    let result = match cli.command {
+        Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
+        Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
+        Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         #[cfg(feature = "scan")]
-        Command::Scan(args) => cmd::scan::run(args),
+        Command::Scan(args) => return cmd::scan::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
     }
 }

@@ -1,2 +1,5 @@
+pub mod kv;
+pub mod operator;
 #[cfg(feature = "scan")]
 pub mod scan;
+pub mod secrets;

@@ -1,0 +1,518 @@
+use crate::failure::{CmdResult, Failure};
+use crate::output::{cell, envelope, key_values, print_json, section, table};
+use crate::store::{Format, GlobalArgs, open};
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
+use tresor_core::{Access, MountEntry, Store};
+use tresor_kv::{KvEngine, MetadataUpdate, SecretMap, VersionInfo, parse_duration};
+use zeroize::Zeroizing;
+
+#[derive(Args)]
+pub struct Target {
+    /// The mount; then PATH is relative to it. Without it, PATH starts with the mount (`secret/app`).
+    #[arg(long)]
+    mount: Option<String>,
+    /// The secret's path.
+    path: String,
+}
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Write a new version: KEY=VALUE pairs, KEY=- (value from stdin), KEY=@FILE, or one `-` / `@FILE.json` argument holding a JSON object.
+    Put {
+        /// Write only if the current version is this (0: only if the secret does not exist).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Read a version (default: the current one).
+    Get {
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print only this key's value.
+        #[arg(long)]
+        field: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change some keys of the current version, keeping the others, as a new version.
+    Patch {
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// List the secrets and folders under a path.
+    List {
+        /// Only entries after this one (for paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Soft-delete the current version, or the given versions.
+    Delete {
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Restore soft-deleted versions.
+    Undelete {
+        #[arg(long, value_delimiter = ',', required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Permanently remove the data of the given versions.
+    Destroy {
+        #[arg(long, value_delimiter = ',', required = true)]
+        versions: Vec<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write an older version again as the new current version.
+    Rollback {
+        #[arg(long, required = true)]
+        version: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Read and change a secret's metadata.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
+}
+
+#[derive(Subcommand)]
+pub enum MetadataCommand {
+    /// Show a secret's metadata and versions.
+    Get {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create or change a secret's metadata.
+    Put {
+        #[arg(long)]
+        max_versions: Option<u32>,
+        #[arg(long)]
+        cas_required: Option<bool>,
+        /// For example 3h or 30m; 0s turns it off.
+        #[arg(long)]
+        delete_version_after: Option<String>,
+        /// KEY=VALUE, repeatable; replaces all custom metadata.
+        #[arg(long)]
+        custom_metadata: Vec<String>,
+        /// Write only if the metadata version is this (0: only if there is no metadata).
+        #[arg(long)]
+        cas: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a secret with all its versions and metadata.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
+    match command {
+        KvCommand::Put { cas, target, pairs } => {
+            let data = parse_data(&pairs)?;
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            let info = store.kv(&mount).write(&path, &data, cas)?;
+            print_version_info(global, &mount, &path, &info);
+            Ok(())
+        }
+        KvCommand::Patch { cas, target, pairs } => {
+            let data = parse_data(&pairs)?;
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            let patch = Value::Object(data.as_map().clone());
+            let result = store.kv(&mount).patch(&path, &patch, cas);
+            let mut patch = patch;
+            wipe_value(&mut patch);
+            print_version_info(global, &mount, &path, &result?);
+            Ok(())
+        }
+        KvCommand::Get {
+            version,
+            field,
+            target,
+        } => get(global, &target, version, field.as_deref()),
+        KvCommand::List {
+            after,
+            limit,
+            target,
+        } => list(global, &target, after.as_deref(), limit),
+        KvCommand::Delete { versions, target } => {
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            let kv = store.kv(&mount);
+            if versions.is_empty() {
+                kv.delete_latest(&path)?;
+            } else {
+                kv.delete_versions(&path, &versions)?;
+            }
+            println!(
+                "Success! Data deleted (if it existed) at: {}data/{path}",
+                mount.path
+            );
+            Ok(())
+        }
+        KvCommand::Undelete { versions, target } => {
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv(&mount).undelete_versions(&path, &versions)?;
+            println!("Success! Data written to: {}undelete/{path}", mount.path);
+            Ok(())
+        }
+        KvCommand::Destroy { versions, target } => {
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv(&mount).destroy_versions(&path, &versions)?;
+            println!("Success! Data written to: {}destroy/{path}", mount.path);
+            Ok(())
+        }
+        KvCommand::Rollback { version, target } => {
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            let info = store.kv(&mount).rollback(&path, version)?;
+            print_version_info(global, &mount, &path, &info);
+            Ok(())
+        }
+        KvCommand::Metadata(command) => metadata(global, command),
+    }
+}
+
+fn resolve(
+    global: &GlobalArgs,
+    target: &Target,
+    access: Access,
+) -> Result<(Store, MountEntry, String), Failure> {
+    if let Some(mount) = &target.mount {
+        let store = open(global, access)?;
+        let entry = store.mount(mount)?;
+        let path = target.path.trim_matches('/').to_string();
+        return Ok((store, entry, path));
+    }
+    let store = open(global, access)?;
+    let (entry, path) = store.resolve(&target.path)?;
+    Ok((store, entry, path))
+}
+
+/// Parses the data arguments of `kv put` and `kv patch`, before anything is
+/// opened: a malformed argument writes nothing.
+fn parse_data(pairs: &[String]) -> Result<SecretMap, Failure> {
+    if let [single] = pairs
+        && (single == "-" || (single.starts_with('@') && !single.contains('=')))
+    {
+        let text = if single == "-" {
+            read_stdin()?
+        } else {
+            read_file(&single[1..])?
+        };
+        let value: Value = serde_json::from_slice(&text)
+            .map_err(|e| Failure::usage(anyhow!("the JSON data is not valid: {e}")))?;
+        return match value {
+            Value::Object(map) => Ok(SecretMap::from_map(map)),
+            _ => Err(Failure::usage(anyhow!(
+                "the JSON data must be an object of keys and values"
+            ))),
+        };
+    }
+    let mut data = SecretMap::new();
+    let mut stdin_used = false;
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(Failure::usage(anyhow!(
+                "invalid key/value pair `{}`: expected KEY=VALUE",
+                key_only(pair)
+            )));
+        };
+        if key.is_empty() {
+            return Err(Failure::usage(anyhow!("a key/value pair has an empty key")));
+        }
+        if data.get(key).is_some() {
+            return Err(Failure::usage(anyhow!("key `{key}` is given twice")));
+        }
+        let bytes = if value == "-" {
+            if stdin_used {
+                return Err(Failure::usage(anyhow!(
+                    "only one value can be read from stdin"
+                )));
+            }
+            stdin_used = true;
+            trim_newline(read_stdin()?)
+        } else if let Some(file) = value.strip_prefix('@') {
+            read_file(file)?
+        } else {
+            Zeroizing::new(value.as_bytes().to_vec())
+        };
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| Failure::usage(anyhow!("the value of `{key}` is not UTF-8 text")))?;
+        data.insert(key.to_string(), Value::String(text));
+    }
+    Ok(data)
+}
+
+/// The part of a malformed argument that is safe to echo: it may be a value.
+fn key_only(arg: &str) -> String {
+    if arg.chars().count() > 24 {
+        format!("{}...", arg.chars().take(4).collect::<String>())
+    } else {
+        arg.to_string()
+    }
+}
+
+fn read_stdin() -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin().read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn read_file(path: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| Failure::usage(anyhow!("cannot read {path}: {e}")))
+}
+
+fn trim_newline(mut bytes: Zeroizing<Vec<u8>>) -> Zeroizing<Vec<u8>> {
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    bytes
+}
+
+fn wipe_value(value: &mut Value) {
+    match value {
+        Value::String(s) => zeroize::Zeroize::zeroize(s),
+        Value::Array(items) => items.iter_mut().for_each(wipe_value),
+        Value::Object(map) => map.values_mut().for_each(wipe_value),
+        _ => {}
+    }
+}
+
+fn info_json(info: &VersionInfo) -> Value {
+    serde_json::to_value(info).expect("version metadata serializes")
+}
+
+fn print_version_info(global: &GlobalArgs, mount: &MountEntry, path: &str, info: &VersionInfo) {
+    let value = info_json(info);
+    if global.format == Format::Json {
+        print_json(&envelope(value));
+        return;
+    }
+    let secret_path = format!("{}data/{path}", mount.path);
+    let width = secret_path.len().max(24);
+    println!("{}\n{secret_path}\n", section("Secret Path", width));
+    println!("{}", section("Metadata", width));
+    print!("{}", key_values(value.as_object().expect("an object")));
+}
+
+fn get(
+    global: &GlobalArgs,
+    target: &Target,
+    version: Option<u64>,
+    field: Option<&str>,
+) -> CmdResult {
+    let (store, mount, path) = resolve(global, target, Access::ReadOnly)?;
+    let kv: KvEngine = store.kv(&mount);
+    let secret_path = format!("{}data/{path}", mount.path);
+    let Some(read) = kv.read(&path, version)? else {
+        return Err(Failure::usage(anyhow!("no value found at {secret_path}")));
+    };
+    let Some(data) = read.data else {
+        let meta = read.metadata;
+        let state = if meta.destroyed {
+            "destroyed"
+        } else {
+            "deleted"
+        };
+        return Err(Failure::usage(anyhow!(
+            "version {} at {secret_path} is {state}{}",
+            meta.version,
+            if meta.destroyed {
+                ""
+            } else {
+                "; restore it with `tresor kv undelete -versions=N`"
+            }
+        )));
+    };
+    if let Some(field) = field {
+        let value = data
+            .get(field)
+            .ok_or_else(|| Failure::usage(anyhow!("field `{field}` not present in secret")))?;
+        let text = Zeroizing::new(match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if std::io::stdout().is_terminal() {
+            println!("{}", text.as_str());
+        } else {
+            print!("{}", text.as_str());
+        }
+        return Ok(());
+    }
+    let meta = info_json(&read.metadata);
+    if global.format == Format::Json {
+        let mut out = envelope(json!({ "data": data, "metadata": meta }));
+        print_json(&out);
+        wipe_value(&mut out);
+        return Ok(());
+    }
+    let width = secret_path.len().max(24);
+    println!("{}\n{secret_path}\n", section("Secret Path", width));
+    println!("{}", section("Metadata", width));
+    println!("{}", key_values(meta.as_object().expect("an object")));
+    println!("{}", section("Data", width));
+    let rows: Vec<Vec<String>> = data.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect();
+    let mut printed = Zeroizing::new(table(&["Key", "Value"], &rows));
+    print!("{}", printed.as_str());
+    zeroize::Zeroize::zeroize(&mut *printed);
+    Ok(())
+}
+
+fn list(
+    global: &GlobalArgs,
+    target: &Target,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> CmdResult {
+    let (store, mount, path) = if target.mount.is_none() {
+        let store = open(global, Access::ReadOnly)?;
+        let (mount, path) = store.resolve(&target.path)?;
+        (store, mount, path)
+    } else {
+        resolve(global, target, Access::ReadOnly)?
+    };
+    let keys = store.kv(&mount).list(&path, after, limit)?;
+    if keys.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "no value found at {}metadata/{path}",
+            mount.path
+        )));
+    }
+    if global.format == Format::Json {
+        print_json(&json!(keys));
+    } else {
+        let rows: Vec<Vec<String>> = keys.into_iter().map(|k| vec![k]).collect();
+        print!("{}", table(&["Keys"], &rows));
+    }
+    Ok(())
+}
+
+fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
+    match command {
+        MetadataCommand::Get { target } => {
+            let (store, mount, path) = resolve(global, &target, Access::ReadOnly)?;
+            let Some(view) = store.kv(&mount).metadata(&path)? else {
+                return Err(Failure::usage(anyhow!(
+                    "no value found at {}metadata/{path}",
+                    mount.path
+                )));
+            };
+            let value = serde_json::to_value(&view).expect("metadata serializes");
+            if global.format == Format::Json {
+                print_json(&envelope(value));
+                return Ok(());
+            }
+            let secret_path = format!("{}metadata/{path}", mount.path);
+            let width = secret_path.len().max(24);
+            println!("{}\n{secret_path}\n", section("Metadata Path", width));
+            println!("{}", section("Metadata", width));
+            let mut fields = value.as_object().expect("an object").clone();
+            let versions = fields.remove("versions");
+            print!("{}", key_values(&fields));
+            if let Some(Value::Object(versions)) = versions {
+                let mut numbered: Vec<(u64, Value)> = versions
+                    .into_iter()
+                    .filter_map(|(n, v)| n.parse().ok().map(|n| (n, v)))
+                    .collect();
+                numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+                for (n, v) in numbered {
+                    println!("\n{}", section(&format!("Version {n}"), width));
+                    print!("{}", key_values(v.as_object().expect("an object")));
+                }
+            }
+            Ok(())
+        }
+        MetadataCommand::Put {
+            max_versions,
+            cas_required,
+            delete_version_after,
+            custom_metadata,
+            cas,
+            target,
+        } => {
+            let delete_version_after = delete_version_after
+                .map(|d| parse_duration(&d).map_err(|e| Failure::usage(anyhow!(e))))
+                .transpose()?;
+            let custom = parse_custom_metadata(&custom_metadata)?;
+            let update = MetadataUpdate {
+                max_versions,
+                cas_required,
+                delete_version_after,
+                custom_metadata: custom,
+                merge: false,
+                cas,
+            };
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv(&mount).write_metadata(&path, &update)?;
+            println!("Success! Data written to: {}metadata/{path}", mount.path);
+            Ok(())
+        }
+        MetadataCommand::Delete { target } => {
+            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv(&mount).delete_metadata(&path)?;
+            println!(
+                "Success! Data deleted (if it existed) at: {}metadata/{path}",
+                mount.path
+            );
+            Ok(())
+        }
+    }
+}
+
+fn parse_custom_metadata(
+    pairs: &[String],
+) -> Result<Option<BTreeMap<String, Option<String>>>, Failure> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut map = BTreeMap::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "invalid custom metadata `{pair}`: expected KEY=VALUE"
+            ))
+        })?;
+        map.insert(key.to_string(), Some(value.to_string()));
+    }
+    Ok(Some(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_pairs_are_refused_without_echoing_long_values() {
+        assert!(parse_data(&["novalue".into()]).is_err());
+        assert!(parse_data(&["=x".into()]).is_err());
+        assert!(parse_data(&["a=1".into(), "a=2".into()]).is_err());
+        let data = parse_data(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(data.get("b").unwrap(), "x=y");
+        assert_eq!(key_only("supersecretvaluewithoutequalsign"), "supe...");
+    }
+}

@@ -1,0 +1,115 @@
+//! Printing results the way the vault CLI does: aligned key/value tables,
+//! or JSON.
+
+use serde_json::{Value, json};
+use std::fmt::Write;
+
+/// An aligned two-or-more column table with a header and a rule under it.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let rule: Vec<String> = header.iter().map(|h| "-".repeat(h.len())).collect();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header)
+        .chain(std::iter::once(&rule))
+        .chain(rows)
+    {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}    ", width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A `Key / Value` table of a JSON object's fields.
+pub fn key_values(object: &serde_json::Map<String, Value>) -> String {
+    let rows: Vec<Vec<String>> = object
+        .iter()
+        .map(|(k, v)| vec![k.clone(), cell(v)])
+        .collect();
+    table(&["Key", "Value"], &rows)
+}
+
+/// A section title centred over a rule of `=`, as `vault kv get` prints.
+pub fn section(title: &str, width: usize) -> String {
+    let inner = format!(" {title} ");
+    let pad = width.saturating_sub(inner.len());
+    format!(
+        "{}{}{}",
+        "=".repeat(pad / 2),
+        inner,
+        "=".repeat(pad - pad / 2)
+    )
+}
+
+/// How a value looks in a table cell (Vault's conventions: `<nil>` for
+/// null, `n/a` for an empty time).
+pub fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "<nil>".into(),
+        Value::String(s) if s.is_empty() => "n/a".into(),
+        Value::String(s) => s.clone(),
+        Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}:{}", cell(v)))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Vault's response envelope around `data`, for `-format=json`.
+pub fn envelope(data: Value) -> Value {
+    json!({
+        "request_id": "",
+        "lease_id": "",
+        "lease_duration": 0,
+        "renewable": false,
+        "data": data,
+        "warnings": null,
+    })
+}
+
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always print")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_like_vault() {
+        let t = table(
+            &["Key", "Value"],
+            &[
+                vec!["created_time".into(), "x".into()],
+                vec!["version".into(), "1".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "Key             Value\n---             -----\ncreated_time    x\nversion         1\n"
+        );
+        assert_eq!(section("Data", 12), "=== Data ===");
+        assert_eq!(cell(&Value::Null), "<nil>");
+    }
+}

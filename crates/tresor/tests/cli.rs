@@ -1,0 +1,484 @@
+//! End-to-end tests of the `tresor` binary on an embedded store.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// A fresh store, initialized with a key file.
+    fn new() -> Self {
+        let env = Self::empty();
+        env.cmd().args(["operator", "init"]).assert().success();
+        env
+    }
+
+    fn empty() -> Self {
+        Self {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("tresor").unwrap();
+        cmd.current_dir(self.tmp.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
+            .env("TRESOR_STORE", self.store());
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("-format=json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    fn store_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.store().join(tresor_storage::STORE_FILE_NAME)).unwrap()
+    }
+
+    fn key_file(&self) -> PathBuf {
+        let dir = self.tmp.path().join("config/tresor/keys");
+        std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    }
+}
+
+#[test]
+fn put_get_patch_and_versions_like_the_vault_cli() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "kv",
+        "put",
+        "secret/mlflow",
+        "db-username=mlflow",
+        "db-password=s3cret-pw-1",
+    ]);
+    assert!(out.contains("secret/data/mlflow") && out.contains("version            1"));
+    assert!(!out.contains("s3cret"));
+
+    let got = env.json(&["kv", "get", "secret/mlflow"]);
+    assert_eq!(got["data"]["data"]["db-password"], "s3cret-pw-1");
+    assert_eq!(got["data"]["metadata"]["version"], 1);
+
+    env.ok(&[
+        "kv",
+        "patch",
+        "-mount=secret",
+        "mlflow",
+        "db-password=s3cret-pw-2",
+    ]);
+    let field = env.ok(&["kv", "get", "-field=db-password", "secret/mlflow"]);
+    assert_eq!(field, "s3cret-pw-2");
+    assert_eq!(
+        env.ok(&[
+            "kv",
+            "get",
+            "-version=1",
+            "-field=db-password",
+            "secret/mlflow"
+        ]),
+        "s3cret-pw-1"
+    );
+    assert_eq!(
+        env.ok(&["kv", "get", "-field=db-username", "secret/mlflow"]),
+        "mlflow"
+    );
+
+    let table = env.ok(&["kv", "get", "secret/mlflow"]);
+    assert!(table.contains("====== Data") && table.contains("db-password    s3cret-pw-2"));
+
+    env.cmd()
+        .args(["kv", "put", "-cas=1", "secret/mlflow", "x=y"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "check-and-set parameter did not match the current version",
+        ));
+    env.ok(&["kv", "put", "-cas=2", "secret/mlflow", "x=y"]);
+    env.ok(&["kv", "rollback", "-version=2", "secret/mlflow"]);
+    assert_eq!(
+        env.ok(&["kv", "get", "-field=db-password", "secret/mlflow"]),
+        "s3cret-pw-2"
+    );
+    let meta = env.json(&["kv", "metadata", "get", "secret/mlflow"]);
+    assert_eq!(meta["data"]["current_version"], 4);
+}
+
+#[test]
+fn values_from_stdin_and_files() {
+    let env = Env::new();
+    env.cmd()
+        .args(["kv", "put", "secret/api", "api-key=-"])
+        .write_stdin("from-stdin-value\n")
+        .assert()
+        .success();
+    assert_eq!(
+        env.ok(&["kv", "get", "-field=api-key", "secret/api"]),
+        "from-stdin-value"
+    );
+    let file = env.tmp.path().join("cert.pem");
+    std::fs::write(&file, "-----BEGIN X-----\nabc\n").unwrap();
+    env.ok(&[
+        "kv",
+        "put",
+        "secret/tls",
+        &format!("cert=@{}", file.display()),
+    ]);
+    assert_eq!(
+        env.ok(&["kv", "get", "-field=cert", "secret/tls"]),
+        "-----BEGIN X-----\nabc\n"
+    );
+    env.cmd()
+        .args(["kv", "put", "secret/json", "-"])
+        .write_stdin(r#"{"a": "1", "nested": {"b": 2}}"#)
+        .assert()
+        .success();
+    let got = env.json(&["kv", "get", "secret/json"]);
+    assert_eq!(got["data"]["data"]["nested"]["b"], 2);
+}
+
+#[test]
+fn delete_undelete_destroy_list_and_metadata() {
+    let env = Env::new();
+    for i in 1..=3 {
+        env.ok(&["kv", "put", "secret/app/db", &format!("v={i}")]);
+    }
+    env.ok(&["kv", "put", "secret/app/api", "k=v"]);
+    env.ok(&["kv", "put", "secret/top", "k=v"]);
+    assert_eq!(
+        env.ok(&["kv", "list", "secret/"]),
+        "Keys\n----\napp/\ntop\n"
+    );
+    assert_eq!(
+        env.json(&["kv", "list", "secret/app"]),
+        serde_json::json!(["api", "db"])
+    );
+    assert_eq!(
+        env.json(&["kv", "list", "-limit=1", "-after=api", "secret/app"]),
+        serde_json::json!(["db"])
+    );
+
+    env.ok(&["kv", "delete", "secret/app/db"]);
+    env.cmd()
+        .args(["kv", "get", "secret/app/db"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("deleted"));
+    env.ok(&["kv", "undelete", "-versions=3", "secret/app/db"]);
+    assert_eq!(env.ok(&["kv", "get", "-field=v", "secret/app/db"]), "3");
+    env.ok(&["kv", "destroy", "-versions=1,2", "secret/app/db"]);
+    env.cmd()
+        .args(["kv", "get", "-version=1", "secret/app/db"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("destroyed"));
+    env.ok(&["kv", "delete", "-versions=3", "secret/app/db"]);
+
+    env.ok(&[
+        "kv",
+        "metadata",
+        "put",
+        "-max-versions=2",
+        "-custom-metadata=owner=platform",
+        "-delete-version-after=3h",
+        "secret/app/db",
+    ]);
+    let meta = env.json(&["kv", "metadata", "get", "secret/app/db"]);
+    assert_eq!(meta["data"]["max_versions"], 2);
+    assert_eq!(meta["data"]["custom_metadata"]["owner"], "platform");
+    assert_eq!(meta["data"]["delete_version_after"], "3h0m0s");
+    let mv = meta["data"]["metadata_version"].as_u64().unwrap();
+    env.cmd()
+        .args([
+            "kv",
+            "metadata",
+            "put",
+            &format!("-cas={}", mv - 1),
+            "-max-versions=5",
+            "secret/app/db",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("metadata check-and-set"));
+    env.ok(&[
+        "kv",
+        "metadata",
+        "put",
+        &format!("-cas={mv}"),
+        "-max-versions=5",
+        "secret/app/db",
+    ]);
+    env.ok(&["kv", "metadata", "delete", "secret/app/db"]);
+    env.cmd()
+        .args(["kv", "get", "secret/app/db"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no value found"));
+    env.cmd()
+        .args(["kv", "list", "secret/nothing"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn secrets_engines_enable_disable_list() {
+    let env = Env::new();
+    env.ok(&["secrets", "enable", "-path=mlops-platform", "kv-v2"]);
+    env.ok(&["kv", "put", "mlops-platform/postgres", "password=pw"]);
+    let list = env.json(&["secrets", "list"]);
+    assert_eq!(list["mlops-platform/"]["options"]["version"], "2");
+    assert!(
+        env.ok(&["secrets", "list"])
+            .contains("mlops-platform/    kv")
+    );
+    env.cmd()
+        .args(["secrets", "enable", "-path=mlops-platform", "kv"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["secrets", "enable", "-version=1", "kv"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["secrets", "enable", "-path=sys", "kv"])
+        .assert()
+        .code(2);
+    env.ok(&["secrets", "disable", "mlops-platform"]);
+    env.cmd()
+        .args(["kv", "get", "mlops-platform/postgres"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn malformed_input_exits_2_and_writes_nothing() {
+    let env = Env::new();
+    env.ok(&["kv", "put", "secret/a", "k=v"]);
+    let before = env.store_bytes();
+    let cases: &[&[&str]] = &[
+        &["kv", "put", "secret/a", "no-equals-sign"],
+        &["kv", "put", "secret/a", "=value"],
+        &["kv", "put", "secret/a", "k=1", "k=2"],
+        &["kv", "put", "nomount/a", "k=v"],
+        &["kv", "put", "secret/a/", "k=v"],
+        &["kv", "get", "-version=-1", "secret/a"],
+        &["kv", "destroy", "-versions=x", "secret/a"],
+        &["kv", "undelete", "secret/a"],
+        &[
+            "kv",
+            "metadata",
+            "put",
+            "-delete-version-after=soon",
+            "secret/a",
+        ],
+        &["kv", "put", "secret/a", "k=@/nonexistent/file"],
+        &["secrets", "disable", "../x"],
+        &["operator", "init", "-key-shares=3", "-key-threshold=5"],
+    ];
+    for args in cases {
+        let out = env.cmd().args(*args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "{args:?} gave no error message");
+    }
+    env.cmd()
+        .args(["kv", "put", "secret/a", "-"])
+        .write_stdin("not json")
+        .assert()
+        .code(2);
+    assert!(
+        env.store_bytes() == before,
+        "a refused command modified the store"
+    );
+}
+
+#[test]
+fn a_wrong_or_exposed_key_file_is_refused_and_the_store_is_untouched() {
+    let env = Env::new();
+    env.ok(&["kv", "put", "secret/a", "k=v"]);
+    let before = env.store_bytes();
+    let wrong = env.tmp.path().join("wrong.key");
+    std::fs::write(&wrong, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n").unwrap();
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.cmd()
+        .args([
+            "--key-file",
+            wrong.to_str().unwrap(),
+            "kv",
+            "put",
+            "secret/a",
+            "k=other",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unseal key is wrong"));
+    assert!(env.store_bytes() == before, "the store file changed");
+
+    let key = env.key_file();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.cmd()
+        .args(["kv", "get", "secret/a"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("chmod 600"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.ok(&["kv", "get", "secret/a"]);
+}
+
+#[test]
+fn shamir_stores_unseal_with_enough_shares() {
+    let env = Env::empty();
+    let init = env.json(&["operator", "init", "-key-shares=5", "-key-threshold=3"]);
+    let shares: Vec<String> = init["unseal_keys_b64"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shares.len(), 5);
+    env.cmd()
+        .args(["kv", "get", "secret/x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("TRESOR_UNSEAL_KEYS"));
+    let before = env.store_bytes();
+    env.cmd()
+        .env("TRESOR_UNSEAL_KEYS", shares[..2].join(","))
+        .args(["kv", "put", "secret/x", "k=v"])
+        .assert()
+        .code(1);
+    let hex = init["unseal_keys_hex"][4].as_str().unwrap();
+    env.cmd()
+        .env(
+            "TRESOR_UNSEAL_KEYS",
+            format!("{},{},{hex}", shares[0], shares[1]),
+        )
+        .args(["kv", "put", "secret/x", "k=v"])
+        .assert()
+        .success();
+    assert!(
+        env.store_bytes() != before,
+        "the write did not reach the store"
+    );
+
+    env.cmd()
+        .args(["operator", "unseal", &shares[1]])
+        .write_stdin(format!("{}\n{}\n", shares[3], shares[2]))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Unseal Check    ok"));
+    let other = Env::empty();
+    let foreign = other.json(&["operator", "init", "-key-shares=5", "-key-threshold=3"]);
+    let bad = foreign["unseal_keys_b64"][2].as_str().unwrap();
+    env.cmd()
+        .args(["operator", "unseal", &shares[0], &shares[1], bad])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unseal key is wrong"));
+    env.cmd()
+        .args(["operator", "unseal", "zzz-not-a-share"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn rotation_adds_a_term_and_old_data_stays_readable() {
+    let env = Env::new();
+    env.ok(&["kv", "put", "secret/old", "k=before"]);
+    assert_eq!(env.json(&["operator", "key-status"])["term"], 1);
+    assert!(
+        env.ok(&["operator", "rotate"])
+            .contains("Key Term        2")
+    );
+    env.ok(&["kv", "put", "secret/new", "k=after"]);
+    assert_eq!(env.json(&["operator", "key-status"])["term"], 2);
+    assert_eq!(env.ok(&["kv", "get", "-field=k", "secret/old"]), "before");
+    assert_eq!(env.ok(&["kv", "get", "-field=k", "secret/new"]), "after");
+}
+
+#[test]
+fn secrets_never_appear_in_the_store_file_or_error_output() {
+    let env = Env::new();
+    let secret = "Zq8-unique-secret-value-71Xk";
+    env.ok(&["kv", "put", "secret/leak", &format!("password={secret}")]);
+    let haystack = String::from_utf8_lossy(&env.store_bytes()).into_owned();
+    assert!(!haystack.contains(secret));
+    let out = env
+        .cmd()
+        .args(["kv", "put", "secret/leak", secret])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    let out = env
+        .cmd()
+        .args([
+            "kv",
+            "put",
+            "-cas=9",
+            "secret/leak",
+            &format!("password={secret}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    let out = env
+        .cmd()
+        .args(["kv", "get", "-field=nope", "secret/leak"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+}
+
+#[test]
+fn store_files_are_private_and_init_refuses_to_clobber() {
+    let env = Env::new();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.store()), 0o700);
+    assert_eq!(
+        mode(&env.store().join(tresor_storage::STORE_FILE_NAME)),
+        0o600
+    );
+    assert_eq!(mode(&env.key_file()), 0o600);
+    env.cmd()
+        .args(["operator", "init"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    env.cmd()
+        .arg("--store")
+        .arg(env.tmp.path().join("none"))
+        .args(["kv", "get", "secret/a"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("tresor operator init"));
+}
