@@ -65,8 +65,8 @@ pub fn is_placeholder(value: &[u8]) -> bool {
     let has = |needle: &str| memchr::memmem::find(&lower, needle.as_bytes()).is_some();
     PLACEHOLDER_MARKS.iter().any(|m| has(m))
         || DOCUMENTED_VALUES.iter().any(|d| value == d.as_bytes())
-        || has_sequence(value, 8)
-        || longest_run(value) >= 8 && !value.starts_with(b"AAAA")
+        // Long encoded blobs (keys, certificates) have runs of `A` by structure.
+        || value.len() <= 100 && (has_sequence(value, 8) || longest_run(value) >= 8 && !value.starts_with(b"AAAA"))
 }
 
 /// The stricter filter for values found only by their name (`password = ...`).
@@ -126,16 +126,28 @@ fn decodes_to_noise(v: &[u8]) -> bool {
     })
 }
 
-/// Variable, attribute and call syntax: `os.environ["X"]`, `self.password`, `$VAR`, `getPass()`.
+/// Variable, attribute and call syntax: `os.environ["X"]`, `self.password`,
+/// `$VAR`, `%(name)s`, `&str`, `!Ref`, `{name}`, `getPass()`.
 fn is_reference(v: &[u8]) -> bool {
-    let first = v[0];
-    if matches!(first, b'$' | b'%' | b'@' | b'&' | b'*' | b'!' | b'\\') {
-        return true;
-    }
-    if first == b'{' && v.ends_with(b"}") {
-        return true;
-    }
-    if v.contains(&b'(') || v.contains(&b'[') {
+    let (first, rest) = (v[0], &v[1..]);
+    let identifier = |s: &[u8]| {
+        !s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
+    };
+    let sigil = match first {
+        b'$' => identifier(rest) || rest.starts_with(b"{") || rest.starts_with(b"("),
+        b'%' => rest.starts_with(b"(") || rest.starts_with(b"{") || v.ends_with(b"%"),
+        b'@' | b'&' | b'*' | b'!' => identifier(rest),
+        b'\\' => true,
+        b'{' => v.ends_with(b"}"),
+        _ => false,
+    };
+    let call_or_index = v
+        .iter()
+        .position(|b| matches!(b, b'(' | b'['))
+        .is_some_and(|at| {
+            at > 0 && !v[0].is_ascii_digit() && identifier(&v[..at]) && matches!(v[v.len() - 1], b')' | b']' | b'(' | b'[')
+        });
+    if sigil || call_or_index {
         return true;
     }
     let dotted = v.contains(&b'.')
@@ -283,11 +295,15 @@ mod tests {
             "getPassword()",
             "my-secret-name",
             "{real}",
+            "%(password)s",
+            "$DB_PASS",
+            "&str",
+            "getpass.getpass()",
             "s3cr3t-value-xyz",
         ] {
             assert!(is_generic_noise(v.as_bytes()), "{v}");
         }
-        for v in ["k#9Lq!vR2x", "Tr0ub4dor&3", "Zq8-v4lue-2024"] {
+        for v in ["k#9Lq!vR2x", "Tr0ub4dor&3", "Zq8-v4lue-2024", "*1=tg!lwsNjC#P", "%AQk48JShkSVN1d", "0KXlq(0f!AB#N"] {
             assert!(!is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()), "{v}");
         }
     }

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Reproducible secret-scanner benchmark: tresor vs gitleaks vs Kingfisher,
+with ripgrep on a trivial pattern as the I/O ceiling.
+
+Corpus: crate sources from ~/.cargo/registry/src (present on any machine that
+built tresor), copied in sorted order up to --max-mb, plus planted secrets and
+decoys (one label per file) generated from a fixed seed. The history is a git
+repository built from the same corpus in several commits, where a third of the
+planted files are removed again. Scores are per planted file: a tool "hits" a
+file when it reports any finding in it. Findings in the real crate sources are
+unlabeled and shown separately.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import plant  # noqa: E402
+
+COMMITS = 8
+
+
+def sh(cmd, cwd=None, env=None, check=True):
+    return subprocess.run(cmd, cwd=cwd, env=env, check=check, capture_output=True, text=True)
+
+
+def registry_crates():
+    roots = sorted(Path.home().glob(".cargo/registry/src/*"))
+    return sorted((c for r in roots for c in r.iterdir() if c.is_dir()), key=lambda p: p.name)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def build_tree(work: Path, max_mb: int):
+    tree = work / "tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
+    total, crates = 0, []
+    for crate in registry_crates():
+        size = dir_bytes(crate)
+        if total + size > max_mb * 1_000_000:
+            continue
+        shutil.copytree(crate, tree / crate.name, symlinks=True)
+        crates.append(crate.name)
+        total += size
+    return tree, crates
+
+
+def plant_files(tree: Path, crates, seed: int, count: int):
+    rng = random.Random(seed)
+    gen = plant.Gen(rng)
+    labels = []
+    plantable = [i for i, c in enumerate(crates) if not (tree / c / ".gitignore").exists()]
+    makers = [("secret", m) for m in plant.secrets(gen)] + [("decoy", m) for m in plant.decoys(gen)]
+    for i in range(2 * count):
+        kind = "secret" if i % 2 == 0 else "decoy"
+        category, name, make = rng.choice([m for k, m in makers if k == kind])
+        # Crates with their own .gitignore may ignore dot files: planting there
+        # would test .gitignore handling, not detection.
+        crate_index = rng.choice(plantable)
+        parent = str(Path(name).parent).lstrip(".") or "conf"
+        rel = Path(crates[crate_index]) / f"{parent}-{i}" / Path(name).name
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(make())
+        added = max(crate_index * COMMITS // len(crates), rng.randrange(COMMITS))
+        removed = rng.randrange(added + 1, COMMITS + 1) if rng.random() < 1 / 3 and added + 1 < COMMITS else None
+        labels.append({"path": str(rel), "kind": kind, "category": category,
+                       "crate": crate_index, "added": added, "removed": removed})
+    return labels
+
+
+def git_env(i):
+    env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1",
+               GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@corp.invalid",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@corp.invalid")
+    env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"2025-01-{i + 1:02d}T12:00:00+00:00"
+    return env
+
+
+def build_history(work: Path, tree: Path, crates, labels, seed: int):
+    """Commit the corpus crate batch by batch; planted files come and go."""
+    src = work / "hist-src"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir()
+    sh(["git", "init", "-q", "-b", "main"], cwd=src, env=git_env(0))
+    rng = random.Random(seed + 1)
+    planted = {l["path"] for l in labels}
+    for i in range(COMMITS):
+        batch = [c for n, c in enumerate(crates) if n * COMMITS // len(crates) == i]
+        for crate in batch:
+            for f in (tree / crate).rglob("*"):
+                rel = f.relative_to(tree)
+                if f.is_file() and str(rel) not in planted and not f.is_symlink():
+                    (src / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, src / rel)
+        for l in labels:
+            if l["added"] == i:
+                (src / l["path"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(tree / l["path"], src / l["path"])
+            if l["removed"] == i and (src / l["path"]).exists():
+                (src / l["path"]).unlink()
+        # Edits to existing files make several versions of the same path.
+        existing = sorted(p for p in src.rglob("*.rs") if ".git" not in p.parts)
+        for p in rng.sample(existing, min(200, len(existing))):
+            with open(p, "a") as f:
+                f.write(f"// revision {i}\n")
+        sh(["git", "add", "-A"], cwd=src, env=git_env(i))
+        sh(["git", "commit", "-q", "--no-verify", "-m", f"batch {i}"], cwd=src, env=git_env(i))
+    for l in labels:
+        if l["removed"] == COMMITS and (src / l["path"]).exists():
+            (src / l["path"]).unlink()
+    bare = work / "hist.git"
+    if bare.exists():
+        shutil.rmtree(bare)
+    sh(["git", "clone", "-q", "--bare", "--no-local", str(src), str(bare)], env=git_env(0))
+    shutil.rmtree(src)
+    sizes = sh(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objecttype) %(objectsize)"], cwd=bare).stdout
+    blob_bytes = sum(int(s) for t, s in (l.split() for l in sizes.splitlines()) if t == "blob")
+    return bare, blob_bytes
+
+
+def timed(cmd, cwd=None):
+    """Wall seconds and peak RSS (MiB) via /usr/bin/time -v."""
+    start = time.monotonic()
+    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    rss = int(m.group(1)) / 1024 if m else float("nan")
+    return wall, rss, p
+
+
+def best_of(runs, cmd, cwd=None):
+    results = [timed(cmd, cwd) for _ in range(runs)]
+    wall = min(r[0] for r in results)
+    rss = max(r[1] for r in results)
+    return wall, rss, results[-1][2]
+
+
+def paths_tresor(out: Path):
+    return [f["path"] for f in json.loads(out.read_text())["findings"]]
+
+
+def paths_gitleaks(out: Path):
+    text = out.read_text() if out.exists() else "[]"
+    return [f["File"] for f in json.loads(text or "[]")]
+
+
+def paths_kingfisher(out: Path):
+    if not out.exists():
+        return []
+    data = json.loads(out.read_text() or "{}")
+    return [f["finding"]["path"] for f in data.get("findings", [])]
+
+
+def score(found_paths, labels, root: Path):
+    rel = set()
+    for p in found_paths:
+        p = str(p)
+        if p.startswith(str(root)):
+            p = p[len(str(root)):].lstrip("/")
+        rel.add(p.lstrip("./") if p.startswith("./") else p)
+    planted = {l["path"]: l for l in labels}
+    hits = {p for p in rel if p in planted}
+    tp = sum(1 for p in hits if planted[p]["kind"] == "secret")
+    fp = sum(1 for p in hits if planted[p]["kind"] == "decoy")
+    secrets = sum(1 for l in labels if l["kind"] == "secret")
+    missed = sorted({planted[p]["category"] for p in planted if planted[p]["kind"] == "secret" and p not in hits})
+    flagged = sorted({planted[p]["category"] for p in hits if planted[p]["kind"] == "decoy"})
+    other = len(rel - set(planted))
+    return {"recall": tp / secrets, "precision": tp / (tp + fp) if tp + fp else 0.0,
+            "other": other, "missed": missed, "decoys_flagged": flagged}
+
+
+def tools(tresor: str, work: Path):
+    t = work / "out"
+    t.mkdir(exist_ok=True)
+    return {
+        "tresor": {
+            "tree": (lambda root: [tresor, "scan", "-q", "--format", "json", "-o", str(t / "tresor-tree.json"), str(root)],
+                     None, lambda: paths_tresor(t / "tresor-tree.json")),
+            "history": (lambda repo: [tresor, "scan", "-q", "--git", "--all", "--format", "json", "-o", str(t / "tresor-hist.json")],
+                        "repo", lambda: paths_tresor(t / "tresor-hist.json")),
+        },
+        "gitleaks": {
+            "tree": (lambda root: ["gitleaks", "dir", str(root), "--no-banner", "--exit-code", "0", "-f", "json", "-r", str(t / "gl-tree.json")],
+                     None, lambda: paths_gitleaks(t / "gl-tree.json")),
+            "history": (lambda repo: ["gitleaks", "git", str(repo), "--no-banner", "--exit-code", "0", "-f", "json", "-r", str(t / "gl-hist.json")],
+                        None, lambda: paths_gitleaks(t / "gl-hist.json")),
+        },
+        "kingfisher": {
+            "tree": (lambda root: ["kingfisher", "scan", str(root), "--no-validate", "--no-update-check", "--no-dedup", "-q", "-f", "json", "-o", str(t / "kf-tree.json")],
+                     None, lambda: paths_kingfisher(t / "kf-tree.json")),
+            "history": (lambda repo: ["kingfisher", "scan", str(repo), "--git-history", "full", "--no-validate", "--no-update-check", "--no-dedup", "-q", "-f", "json", "-o", str(t / "kf-hist.json")],
+                        None, lambda: paths_kingfisher(t / "kf-hist.json")),
+        },
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tresor", required=True, help="path to a release build of tresor")
+    ap.add_argument("--work", default="/tmp/tresor-scan-bench")
+    ap.add_argument("--max-mb", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=20261128)
+    ap.add_argument("--planted", type=int, default=300, help="secrets planted (as many decoys)")
+    ap.add_argument("--runs", type=int, default=2, help="best of N")
+    ap.add_argument("--json", help="also write the raw results here")
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    tree, crates = build_tree(work, args.max_mb)
+    labels = plant_files(tree, crates, args.seed, args.planted)
+    (work / "labels.json").write_text(json.dumps(labels, indent=1))
+    tree_bytes = dir_bytes(tree)
+    repo, hist_bytes = build_history(work, tree, crates, labels, args.seed)
+    print(f"corpus: {len(crates)} crates, {tree_bytes / 1e6:.0f} MB tree; history {COMMITS} commits, "
+          f"{hist_bytes / 1e6:.0f} MB of unique blobs; {args.planted} secrets + {args.planted} decoys planted "
+          f"(seed {args.seed})", flush=True)
+
+    results = {}
+    wall, rss, _ = best_of(args.runs, ["rg", "-c", "--no-messages", "zqxjkvtresorbench", str(tree)])
+    results["rg (trivial pattern)"] = {"tree": {"mbps": tree_bytes / 1e6 / wall, "rss": rss, "secs": wall}}
+    for name, modes in tools(args.tresor, work).items():
+        results[name] = {}
+        for mode, (cmd, cwd, parse) in modes.items():
+            target = tree if mode == "tree" else repo
+            size = tree_bytes if mode == "tree" else hist_bytes
+            wall, rss, proc = best_of(args.runs, cmd(target), cwd=str(repo) if cwd == "repo" else None)
+            try:
+                found = parse()
+            except (OSError, ValueError, KeyError) as e:
+                print(f"{name} {mode}: cannot parse output ({e}); stderr: {proc.stderr[-500:]}", file=sys.stderr)
+                found = []
+            r = score(found, labels, target)
+            r.update({"mbps": size / 1e6 / wall, "rss": rss, "secs": wall})
+            results[name][mode] = r
+            print(f"  {name} {mode}: {wall:.2f}s", flush=True)
+
+    print()
+    print("| tool | tree MB/s | tree peak RSS | tree recall | tree precision | history MB/s | history peak RSS | history recall | history precision | unlabeled findings (tree) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, modes in results.items():
+        t, h = modes.get("tree", {}), modes.get("history")
+        cells = [name, f"{t['mbps']:.0f}", f"{t['rss']:.0f} MiB"]
+        cells += [f"{t['recall']:.1%}", f"{t['precision']:.1%}"] if "recall" in t else ["", ""]
+        cells += [f"{h['mbps']:.0f}", f"{h['rss']:.0f} MiB", f"{h['recall']:.1%}", f"{h['precision']:.1%}"] if h else ["", "", "", ""]
+        cells += [str(t.get("other", ""))]
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for name, modes in results.items():
+        for mode, r in modes.items():
+            if r.get("missed") or r.get("decoys_flagged"):
+                print(f"{name} {mode}: missed {r['missed']}; flagged decoys {r['decoys_flagged']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
