@@ -81,13 +81,23 @@ impl Embedded {
         dir.join(STORE_FILE_NAME).is_file()
     }
 
-    /// Opens the store in `dir` without write access: the file is not
-    /// modified in any way, and every commit is refused.
+    /// Opens the store in `dir` without write access: every commit is
+    /// refused and the file is not modified, except that a file left behind
+    /// by a crash is first recovered (redb's repair), as any open would.
     pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
         let path = existing_file(dir)?;
-        let db = Database::builder()
-            .open_read_only(&path)
-            .map_err(|e| database_error(&path, e))?;
+        let db = match Database::builder().open_read_only(&path) {
+            Err(redb::DatabaseError::RepairAborted) => {
+                drop(
+                    Database::builder()
+                        .open(&path)
+                        .map_err(|e| database_error(&path, e))?,
+                );
+                Database::builder().open_read_only(&path)
+            }
+            other => other,
+        }
+        .map_err(|e| database_error(&path, e))?;
         Ok(Self {
             db: Db::ReadOnly(db),
             path,
