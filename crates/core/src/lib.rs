@@ -18,6 +18,6 @@ mod tests;
 pub use error::CoreError;
 pub use mounts::{MountEntry, MountType};
 pub use open::{
-    Access, InitOptions, InitOutput, Unseal, default_key_file, init, open, seal_config,
+    Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
 };
 pub use store::Store;

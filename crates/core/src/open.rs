@@ -86,17 +86,27 @@ pub fn init(dir: &Path, options: InitOptions) -> Result<InitOutput, CoreError> {
 
 fn create(dir: &Path, seal: SealKind, key: &UnsealKey) -> Result<SealConfig, CoreError> {
     let storage: Arc<dyn Backend> = Arc::new(Embedded::create(dir)?);
-    let barrier = Barrier::new(storage);
+    let initialized = initialize(storage, seal, key);
+    if initialized.is_err() {
+        let _ = std::fs::remove_file(dir.join(tresor_storage::STORE_FILE_NAME));
+    }
+    Ok(initialized?.1)
+}
+
+/// Initializes any backend: root key, keyring and a mount table with KV
+/// version 2 at `secret/`, in one transaction. Returns the unsealed barrier.
+pub fn initialize(
+    storage: Arc<dyn Backend>,
+    seal: SealKind,
+    key: &UnsealKey,
+) -> Result<(Arc<Barrier>, SealConfig), CoreError> {
+    let barrier = Arc::new(Barrier::new(storage));
     let mut table = MountTable::default();
     let secret = new_entry("secret/", MountType::KvV2, "key/value secret storage");
     table.mounts.insert(secret.path.clone(), secret);
     let mounts = table_bytes(&table);
-    let initialized = barrier.initialize(seal, key, &[(MOUNTS_KEY, &mounts)]);
-    if initialized.is_err() {
-        drop(barrier);
-        let _ = std::fs::remove_file(dir.join(tresor_storage::STORE_FILE_NAME));
-    }
-    Ok(initialized?)
+    let config = barrier.initialize(seal, key, &[(MOUNTS_KEY, &mounts)])?;
+    Ok((barrier, config))
 }
 
 /// Opens and unseals the embedded store in `dir`. The unseal key is checked

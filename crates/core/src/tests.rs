@@ -47,31 +47,32 @@ fn init_mounts_secret_and_data_survives_reopen() {
         before,
         "a read-only open modified the file"
     );
-    let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
-    let kv = store.kv(&store.mount("secret").unwrap());
+    {
+        let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
+        let kv = store.kv(&store.mount("secret").unwrap());
+        assert!(
+            kv.write("app/db", &data(json!({"password": "x"})), Some(0))
+                .is_err()
+        );
+        assert!(
+            kv.write("/bad", &data(json!({"password": "x"})), None)
+                .is_err()
+        );
+    }
     assert!(
-        kv.write("app/db", &data(json!({"password": "x"})), Some(0))
-            .is_err()
-    );
-    assert!(
-        kv.write("/bad", &data(json!({"password": "x"})), None)
-            .is_err()
-    );
-    drop(store);
-    assert_eq!(
-        file_bytes(&dir),
-        before,
+        file_bytes(&dir) == before,
         "a write that was refused opened the file"
     );
-    let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
-    let kv = store.kv(&store.mount("secret").unwrap());
-    kv.write("app/db", &data(json!({"password": "y"})), Some(1))
-        .unwrap();
-    assert_eq!(
-        kv.read("app/db", None).unwrap().unwrap().metadata.version,
-        2
-    );
-    drop(store);
+    {
+        let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
+        let kv = store.kv(&store.mount("secret").unwrap());
+        kv.write("app/db", &data(json!({"password": "y"})), Some(1))
+            .unwrap();
+        assert_eq!(
+            kv.read("app/db", None).unwrap().unwrap().metadata.version,
+            2
+        );
+    }
     assert!(matches!(
         init(&dir, InitOptions::KeyFile(None)),
         Err(CoreError::AlreadyExists(_))
