@@ -5,8 +5,8 @@ with ripgrep on a trivial pattern as the I/O ceiling.
 Corpus: crate sources from ~/.cargo/registry/src (present on any machine that
 built tresor), copied in sorted order up to --max-mb, plus planted secrets and
 decoys (one label per file) generated from a fixed seed. The history is a git
-repository built from the same corpus in several commits, where a third of the
-planted files are removed again. Scores are per planted file: a tool "hits" a
+repository built from the same corpus (one commit per crate, then small edit
+commits), where a third of the planted files are removed again. Scores are per planted file: a tool "hits" a
 file when it reports any finding in it. Findings in the real crate sources are
 unlabeled and shown separately.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import plant  # noqa: E402
 
-COMMITS = 8
+EDITS_PER_CRATE = 4
 
 
 def sh(cmd, cwd=None, env=None, check=True):
@@ -73,62 +73,84 @@ def plant_files(tree: Path, crates, seed: int, count: int):
         path = tree / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(make())
-        added = max(crate_index * COMMITS // len(crates), rng.randrange(COMMITS))
-        removed = rng.randrange(added + 1, COMMITS + 1) if rng.random() < 1 / 3 and added + 1 < COMMITS else None
-        labels.append({"path": str(rel), "kind": kind, "category": category,
-                       "crate": crate_index, "added": added, "removed": removed})
+        labels.append({"path": str(rel), "kind": kind, "category": category, "crate": crate_index})
     return labels
 
 
-def git_env(i):
-    env = dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1",
-               GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@corp.invalid",
-               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@corp.invalid")
-    env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"2025-01-{i + 1:02d}T12:00:00+00:00"
-    return env
+def git_env():
+    return dict(os.environ, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
+
+
+def quote(path: str) -> str:
+    if all(c.isalnum() or c in "/._-+@" for c in path):
+        return path
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def build_history(work: Path, tree: Path, crates, labels, seed: int):
-    """Commit the corpus crate batch by batch; planted files come and go."""
-    src = work / "hist-src"
-    if src.exists():
-        shutil.rmtree(src)
-    src.mkdir()
-    sh(["git", "init", "-q", "-b", "main"], cwd=src, env=git_env(0))
+    """A realistic history through git fast-import: one commit per crate,
+    EDITS_PER_CRATE small edit commits per crate after that (each a new
+    version of an existing file), planted files added at random points and a
+    third of them removed again later."""
     rng = random.Random(seed + 1)
-    planted = {l["path"] for l in labels}
-    for i in range(COMMITS):
-        batch = [c for n, c in enumerate(crates) if n * COMMITS // len(crates) == i]
-        for crate in batch:
-            for f in (tree / crate).rglob("*"):
-                rel = f.relative_to(tree)
-                if f.is_file() and str(rel) not in planted and not f.is_symlink():
-                    (src / rel).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(f, src / rel)
-        for l in labels:
-            if l["added"] == i:
-                (src / l["path"]).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(tree / l["path"], src / l["path"])
-            if l["removed"] == i and (src / l["path"]).exists():
-                (src / l["path"]).unlink()
-        # Edits to existing files make several versions of the same path.
-        existing = sorted(p for p in src.rglob("*.rs") if ".git" not in p.parts)
-        for p in rng.sample(existing, min(200, len(existing))):
-            with open(p, "a") as f:
-                f.write(f"// revision {i}\n")
-        sh(["git", "add", "-A"], cwd=src, env=git_env(i))
-        sh(["git", "commit", "-q", "--no-verify", "-m", f"batch {i}"], cwd=src, env=git_env(i))
-    for l in labels:
-        if l["removed"] == COMMITS and (src / l["path"]).exists():
-            (src / l["path"]).unlink()
     bare = work / "hist.git"
     if bare.exists():
         shutil.rmtree(bare)
-    sh(["git", "clone", "-q", "--bare", "--no-local", str(src), str(bare)], env=git_env(0))
+    src = work / "hist-src.git"
+    if src.exists():
+        shutil.rmtree(src)
+    sh(["git", "init", "-q", "--bare", "-b", "main", str(src)], env=git_env())
+    planted = {l["path"] for l in labels}
+    total = len(crates) * (1 + EDITS_PER_CRATE)
+    adds, removes = {}, {}
+    for l in labels:
+        first = l["crate"]
+        l["added"] = rng.randrange(first, total)
+        l["removed"] = rng.randrange(l["added"] + 1, total + 1) if rng.random() < 1 / 3 else None
+        adds.setdefault(l["added"], []).append(l["path"])
+        if l["removed"] is not None and l["removed"] < total:
+            removes.setdefault(l["removed"], []).append(l["path"])
+    editable = []
+    current = {}
+    proc = subprocess.Popen(["git", "fast-import", "--quiet"], cwd=src, stdin=subprocess.PIPE, env=git_env())
+    out = proc.stdin
+
+    def blob(path: str, data: bytes):
+        out.write(f"M 100644 inline {quote(path)}\ndata {len(data)}\n".encode() + data + b"\n")
+
+    for k in range(total):
+        msg = f"commit {k}".encode()
+        when = 1735732800 + 600 * k
+        out.write(f"commit refs/heads/main\nmark :{k + 1}\n".encode())
+        out.write(f"author Bench <bench@corp.invalid> {when} +0000\ncommitter Bench <bench@corp.invalid> {when} +0000\n".encode())
+        out.write(f"data {len(msg)}\n".encode() + msg + b"\n")
+        if k:
+            out.write(f"from :{k}\n".encode())
+        if k < len(crates):
+            for f in sorted((tree / crates[k]).rglob("*")):
+                rel = str(f.relative_to(tree))
+                if f.is_file() and not f.is_symlink() and rel not in planted:
+                    blob(rel, f.read_bytes())
+                    if f.suffix == ".rs":
+                        editable.append(rel)
+        else:
+            for rel in rng.sample(editable, rng.randint(1, 3)):
+                data = current.get(rel) or (tree / rel).read_bytes()
+                current[rel] = data + f"// revision {k}\n".encode()
+                blob(rel, current[rel])
+        for rel in adds.get(k, []):
+            blob(rel, (tree / rel).read_bytes())
+        for rel in removes.get(k, []):
+            out.write(f"D {quote(rel)}\n".encode())
+        out.write(b"\n")
+    out.close()
+    if proc.wait() != 0:
+        raise SystemExit("git fast-import failed")
+    sh(["git", "clone", "-q", "--bare", "--no-local", str(src), str(bare)], env=git_env())
     shutil.rmtree(src)
     sizes = sh(["git", "cat-file", "--batch-all-objects", "--batch-check=%(objecttype) %(objectsize)"], cwd=bare).stdout
     blob_bytes = sum(int(s) for t, s in (l.split() for l in sizes.splitlines()) if t == "blob")
-    return bare, blob_bytes
+    return bare, blob_bytes, total
 
 
 def timed(cmd, cwd=None):
@@ -223,12 +245,12 @@ def main():
 
     tree, crates = build_tree(work, args.max_mb)
     labels = plant_files(tree, crates, args.seed, args.planted)
-    (work / "labels.json").write_text(json.dumps(labels, indent=1))
     tree_bytes = dir_bytes(tree)
-    repo, hist_bytes = build_history(work, tree, crates, labels, args.seed)
-    print(f"corpus: {len(crates)} crates, {tree_bytes / 1e6:.0f} MB tree; history {COMMITS} commits, "
+    repo, hist_bytes, commits = build_history(work, tree, crates, labels, args.seed)
+    print(f"corpus: {len(crates)} crates, {tree_bytes / 1e6:.0f} MB tree; history {commits} commits, "
           f"{hist_bytes / 1e6:.0f} MB of unique blobs; {args.planted} secrets + {args.planted} decoys planted "
           f"(seed {args.seed})", flush=True)
+    (work / "labels.json").write_text(json.dumps(labels, indent=1))
 
     results = {}
     wall, rss, _ = best_of(args.runs, ["rg", "-c", "--no-messages", "zqxjkvtresorbench", str(tree)])

@@ -71,14 +71,14 @@ pub fn kubernetes_secret(data: &[u8], hit: usize) -> Vec<SecretValue> {
         }
         if let Some((section_indent, encoded)) = section {
             if indent > section_indent {
-                if let Some((start, value)) = yaml_value(body) {
-                    if is_real_value(value, encoded) {
-                        let start = line_start + indent + start;
-                        found.push(SecretValue {
-                            start,
-                            end: start + value.len(),
-                        });
-                    }
+                if let Some((start, value)) = yaml_value(body)
+                    && is_real_value(value, encoded)
+                {
+                    let start = line_start + indent + start;
+                    found.push(SecretValue {
+                        start,
+                        end: start + value.len(),
+                    });
                 }
                 continue;
             }

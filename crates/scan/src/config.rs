@@ -67,7 +67,8 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut globs = GlobSetBuilder::new();
         for pattern in &file.allowlist.paths {
-            let glob = Glob::new(pattern).map_err(|e| format!("allowlist path {pattern:?}: {e}"))?;
+            let glob =
+                Glob::new(pattern).map_err(|e| format!("allowlist path {pattern:?}: {e}"))?;
             globs.add(glob);
         }
         let values = file
@@ -119,7 +120,12 @@ regex = '''corp_[a-z0-9]{32}'''
 
     #[test]
     fn malformed_config_is_an_error_not_a_panic() {
-        for bad in ["[allowlist\n", "[allowlist]\npaths = [\"[\"]", "[allowlist]\nvalues = [\"(\"]", "unknown = 1"] {
+        for bad in [
+            "[allowlist\n",
+            "[allowlist]\npaths = [\"[\"]",
+            "[allowlist]\nvalues = [\"(\"]",
+            "unknown = 1",
+        ] {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
     }

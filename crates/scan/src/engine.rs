@@ -128,10 +128,13 @@ impl Engine {
 
     fn accept(&self, rule: &Rule, secret: &[u8]) -> bool {
         let spec = &rule.spec;
-        !secret.is_empty()
-            && !filter::is_placeholder(secret)
-            && !(spec.generic && filter::is_generic_noise(secret))
-            && spec.entropy.is_none_or(|min| filter::entropy(secret) >= min)
+        let noise = secret.is_empty()
+            || filter::is_placeholder(secret)
+            || spec.generic && filter::is_generic_noise(secret)
+            || spec
+                .entropy
+                .is_some_and(|min| filter::entropy(secret) < min);
+        !noise
             && match spec.check {
                 Some(Check::Jwt) => checks::jwt(secret),
                 Some(Check::Base64Credential) => checks::base64_credential(secret),
@@ -248,7 +251,10 @@ mod tests {
     fn specific_rule_wins_an_overlap() {
         let mut generic = spec("generic", &["tok_"], r"tok_[a-z0-9]{8}");
         generic.generic = true;
-        let e = engine(vec![generic, spec("specific", &["tok_"], r"tok_[a-z0-9]{8}")]);
+        let e = engine(vec![
+            generic,
+            spec("specific", &["tok_"], r"tok_[a-z0-9]{8}"),
+        ]);
         let found = e.find(b"tok_ab12cd34");
         assert_eq!(found.len(), 1);
         assert_eq!(e.rules()[found[0].rule].spec.id, "specific");

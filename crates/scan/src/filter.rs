@@ -55,9 +55,34 @@ const MADE_UP_WORDS: &[&str] = &[
 
 /// Values that are words, not secrets, when assigned to secret-looking names.
 const WEAK_WORDS: &[&str] = &[
-    "password", "passw0rd", "secret", "token", "admin", "root", "test", "testing", "null", "none",
-    "true", "false", "undefined", "string", "default", "required", "optional", "empty", "private",
-    "public", "hidden", "masked", "unknown", "username", "letmein", "qwerty", "guest", "user",
+    "password",
+    "passw0rd",
+    "secret",
+    "token",
+    "admin",
+    "root",
+    "test",
+    "testing",
+    "null",
+    "none",
+    "true",
+    "false",
+    "undefined",
+    "string",
+    "default",
+    "required",
+    "optional",
+    "empty",
+    "private",
+    "public",
+    "hidden",
+    "masked",
+    "unknown",
+    "username",
+    "letmein",
+    "qwerty",
+    "guest",
+    "user",
 ];
 
 pub fn is_placeholder(value: &[u8]) -> bool {
@@ -112,12 +137,14 @@ fn is_made_up(lower: &[u8]) -> bool {
 fn is_lowercase_slug(v: &[u8]) -> bool {
     let separators = v.iter().filter(|b| matches!(b, b'-' | b'_' | b'.')).count();
     separators >= 3
-        && v.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && v.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 /// Base64 of a placeholder, such as `cGFzc3dvcmQ=` ("password").
 fn decodes_to_noise(v: &[u8]) -> bool {
-    if v.len() % 4 != 0 || v.len() > 256 {
+    if !v.len().is_multiple_of(4) || v.len() > 256 {
         return false;
     }
     crate::checks::decode_base64(v).is_some_and(|plain| {
@@ -131,7 +158,9 @@ fn decodes_to_noise(v: &[u8]) -> bool {
 fn is_reference(v: &[u8]) -> bool {
     let (first, rest) = (v[0], &v[1..]);
     let identifier = |s: &[u8]| {
-        !s.is_empty() && s.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
+        !s.is_empty()
+            && s.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':'))
     };
     let sigil = match first {
         b'$' => identifier(rest) || rest.starts_with(b"{") || rest.starts_with(b"("),
@@ -145,9 +174,14 @@ fn is_reference(v: &[u8]) -> bool {
         .iter()
         .position(|b| matches!(b, b'(' | b'['))
         .is_some_and(|at| {
-            at > 0 && !v[0].is_ascii_digit() && identifier(&v[..at]) && matches!(v[v.len() - 1], b')' | b']' | b'(' | b'[')
+            at > 0
+                && !v[0].is_ascii_digit()
+                && identifier(&v[..at])
+                && matches!(v[v.len() - 1], b')' | b']' | b'(' | b'[')
         });
-    if sigil || call_or_index {
+    // Interpolation in f-strings and templates: `{name}`, `{cfg.get(...)`.
+    let interpolation = v.contains(&b'{') && (v.contains(&b'}') || v.contains(&b'('));
+    if sigil || call_or_index || interpolation {
         return true;
     }
     let dotted = v.contains(&b'.')
@@ -156,8 +190,11 @@ fn is_reference(v: &[u8]) -> bool {
                 && (part[0].is_ascii_alphabetic() || part[0] == b'_')
                 && part.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
         });
-    let screaming_or_snake = v.iter().all(|b| b.is_ascii_uppercase() || *b == b'_' || b.is_ascii_digit())
-        || v.iter().all(|b| b.is_ascii_lowercase() || *b == b'_' || *b == b'-');
+    let screaming_or_snake = v
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || *b == b'_' || b.is_ascii_digit())
+        || v.iter()
+            .all(|b| b.is_ascii_lowercase() || *b == b'_' || *b == b'-');
     let camel_identifier = v.iter().all(|b| b.is_ascii_alphabetic())
         && v[0].is_ascii_lowercase()
         && v.iter().filter(|b| b.is_ascii_uppercase()).count() <= 3;
@@ -175,9 +212,18 @@ fn is_hash_or_uuid(v: &[u8]) -> bool {
 }
 
 fn is_integrity(lower: &[u8]) -> bool {
-    ["sha1-", "sha256-", "sha384-", "sha512-", "sha256:", "sha512:", "md5:", "hmac-sha256:"]
-        .iter()
-        .any(|p| lower.starts_with(p.as_bytes()))
+    [
+        "sha1-",
+        "sha256-",
+        "sha384-",
+        "sha512-",
+        "sha256:",
+        "sha512:",
+        "md5:",
+        "hmac-sha256:",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p.as_bytes()))
 }
 
 fn is_path_or_url(v: &[u8]) -> bool {
@@ -223,7 +269,11 @@ fn longest_run(v: &[u8]) -> usize {
 fn has_sequence(v: &[u8], len: usize) -> bool {
     let mut run = 1;
     for w in v.windows(2) {
-        run = if w[1] == w[0].wrapping_add(1) { run + 1 } else { 1 };
+        run = if w[1] == w[0].wrapping_add(1) {
+            run + 1
+        } else {
+            1
+        };
         if run >= len {
             return true;
         }
@@ -303,8 +353,18 @@ mod tests {
         ] {
             assert!(is_generic_noise(v.as_bytes()), "{v}");
         }
-        for v in ["k#9Lq!vR2x", "Tr0ub4dor&3", "Zq8-v4lue-2024", "*1=tg!lwsNjC#P", "%AQk48JShkSVN1d", "0KXlq(0f!AB#N"] {
-            assert!(!is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()), "{v}");
+        for v in [
+            "k#9Lq!vR2x",
+            "Tr0ub4dor&3",
+            "Zq8-v4lue-2024",
+            "*1=tg!lwsNjC#P",
+            "%AQk48JShkSVN1d",
+            "0KXlq(0f!AB#N",
+        ] {
+            assert!(
+                !is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()),
+                "{v}"
+            );
         }
     }
 

@@ -8,7 +8,9 @@ use crate::stream::Outcome;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// A blob to scan and the path it was reached by.
 struct Blob {
@@ -63,37 +65,62 @@ fn rev_args(history: &History) -> Vec<String> {
     args
 }
 
+/// Findings tagged with the blob they were found in.
+type Tagged = Vec<(String, Finding)>;
+
+/// Workers claim blobs in batches of this size, which keeps them balanced.
+const BATCH: usize = 64;
+
 pub fn history(scanner: &Scanner, repo: &Path, history: &History) -> Result<Report, ScanError> {
     let revs = rev_args(history);
-    let blobs = list_blobs(repo, &revs)?;
-    let chunk = blobs.len().div_ceil(threads()).max(1);
-    let results: Vec<Result<(Vec<(String, Finding)>, Report), ScanError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = blobs
-            .chunks(chunk)
-            .map(|part| s.spawn(move || scan_blobs(scanner, repo, part)))
+    let blobs: Vec<Blob> = list_blobs(repo, &revs)?
+        .into_iter()
+        .filter(|b| !scanner.path_allowed(&b.path))
+        .collect();
+    let (found, mut report) = scan_in_parallel(scanner, repo, &blobs)?;
+    report.findings = attribute(repo, &revs, found)?;
+    Ok(report)
+}
+
+fn scan_in_parallel(
+    scanner: &Scanner,
+    repo: &Path,
+    blobs: &[Blob],
+) -> Result<(Tagged, Report), ScanError> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<(Tagged, Report), ScanError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads().min(blobs.len().div_ceil(BATCH)).max(1))
+            .map(|_| s.spawn(|| scan_blobs(scanner, repo, blobs, &next)))
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err(git_error("cat-file", "a worker stopped".into()))))
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(git_error("cat-file", "a worker stopped".into())))
+            })
             .collect()
     });
-    let mut report = Report::default();
     let mut found = Vec::new();
+    let mut report = Report::default();
     for result in results {
-        let (findings, part) = result?;
-        found.extend(findings);
+        let (tagged, part) = result?;
+        found.extend(tagged);
         report.bytes += part.bytes;
         report.files += part.files;
     }
-    report.findings = attribute(repo, &revs, found)?;
-    Ok(report)
+    Ok((found, report))
 }
 
 /// `git rev-list --objects` lists each reachable object once, blobs with a path.
 fn list_blobs(repo: &Path, revs: &[String]) -> Result<Vec<Blob>, ScanError> {
     let mut command = git(repo);
     command
-        .args(["rev-list", "--objects", "--filter=object:type=blob", "--filter-provided-objects"])
+        .args([
+            "rev-list",
+            "--objects",
+            "--filter=object:type=blob",
+            "--filter-provided-objects",
+        ])
         .args(revs)
         .arg("--");
     let mut child = spawn(command, "rev-list")?;
@@ -113,49 +140,79 @@ fn list_blobs(repo: &Path, revs: &[String]) -> Result<Vec<Blob>, ScanError> {
     Ok(blobs)
 }
 
-/// One `git cat-file --batch` process streams `blobs`; a writer thread feeds
-/// it ids while this thread scans its output.
+/// One `git cat-file --batch` process: a writer thread claims batches of
+/// blobs from `next` and feeds their ids, this thread scans the output in the
+/// same order (the channel carries that order).
 fn scan_blobs(
     scanner: &Scanner,
     repo: &Path,
     blobs: &[Blob],
-) -> Result<(Vec<(String, Finding)>, Report), ScanError> {
+    next: &AtomicUsize,
+) -> Result<(Tagged, Report), ScanError> {
     let mut command = git(repo);
-    command.args(["cat-file", "--batch"]).stdin(Stdio::piped());
+    command
+        .args(["cat-file", "--batch", "--buffer"])
+        .stdin(Stdio::piped());
     let mut child = spawn(command, "cat-file")?;
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take();
-    let (Some(mut stdin), Some(stdout)) = (stdin, stdout) else {
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(git_error("cat-file", "no pipes".into()));
     };
-    let wanted: Vec<&Blob> = blobs.iter().filter(|b| !scanner.path_allowed(&b.path)).collect();
-    let ids: Vec<String> = wanted.iter().map(|b| b.oid.clone()).collect();
-    let writer = std::thread::spawn(move || -> io::Result<()> {
-        let mut input = io::BufWriter::new(&mut stdin);
-        for id in ids {
-            writeln!(input, "{id}")?;
-        }
-        input.flush()
-    });
-    let mut reader = BufReader::with_capacity(1 << 20, stdout);
+    let (order, claimed) = mpsc::channel::<usize>();
     let mut report = Report::default();
     let mut found = Vec::new();
-    let mut buf = Vec::new();
-    for blob in wanted {
-        let mut findings = Vec::new();
-        let outcome = read_blob(scanner, &mut reader, blob, &mut buf, &mut findings)
-            .map_err(|e| git_error("cat-file", e.to_string()))?;
-        if let Some(outcome) = outcome {
-            count(&mut report, outcome);
+    let read = std::thread::scope(|s| {
+        let writer = s.spawn(move || feed(stdin, blobs, next, &order));
+        let mut reader = BufReader::with_capacity(1 << 20, stdout);
+        let mut buf = Vec::new();
+        let mut read = Ok(());
+        for index in claimed {
+            let blob = &blobs[index];
+            let mut findings = Vec::new();
+            match read_blob(scanner, &mut reader, blob, &mut buf, &mut findings) {
+                Ok(outcome) => {
+                    if let Some(outcome) = outcome {
+                        count(&mut report, outcome);
+                    }
+                    found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
+                }
+                Err(e) => {
+                    // Unblocks the writer, which may be waiting on a full pipe.
+                    let _ = child.kill();
+                    read = Err(e);
+                    break;
+                }
+            }
         }
-        found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
-    }
-    writer
-        .join()
-        .map_err(|_| git_error("cat-file", "writer stopped".into()))?
-        .map_err(|e| git_error("cat-file", e.to_string()))?;
+        let written = writer.join().unwrap_or(Ok(()));
+        read.and(written)
+    });
+    read.map_err(|e| git_error("cat-file", e.to_string()))?;
     finish(child, "cat-file")?;
     Ok((found, report))
+}
+
+/// Writes claimed ids to cat-file; dropping `stdin` at the end lets it finish.
+fn feed(
+    stdin: ChildStdin,
+    blobs: &[Blob],
+    next: &AtomicUsize,
+    order: &mpsc::Sender<usize>,
+) -> io::Result<()> {
+    let mut input = io::BufWriter::new(stdin);
+    loop {
+        let start = next.fetch_add(BATCH, Ordering::Relaxed);
+        if start >= blobs.len() {
+            return input.flush();
+        }
+        let end = (start + BATCH).min(blobs.len());
+        for (index, blob) in blobs.iter().enumerate().take(end).skip(start) {
+            writeln!(input, "{}", blob.oid)?;
+            if order.send(index).is_err() {
+                return Ok(());
+            }
+        }
+        input.flush()?;
+    }
 }
 
 /// Reads one `<oid> <type> <size>\n<content>\n` record; `None` when missing.
@@ -199,7 +256,13 @@ fn attribute(
         found.iter().map(|(oid, _)| (oid.clone(), None)).collect();
     let mut command = git(repo);
     command
-        .args(["log", "--format=%x00%H%x00%an <%ae>%x00%aI%x00%at", "--raw", "--no-abbrev", "--no-renames"])
+        .args([
+            "log",
+            "--format=%x00%H%x00%an <%ae>%x00%aI%x00%at",
+            "--raw",
+            "--no-abbrev",
+            "--no-renames",
+        ])
         .args(revs)
         .arg("--");
     let mut child = spawn(command, "log")?;
@@ -263,17 +326,30 @@ fn scan_log(
 /// Scans the staged version of every added, copied, modified or renamed file.
 pub fn staged(scanner: &Scanner, repo: &Path) -> Result<Report, ScanError> {
     let output = git(repo)
-        .args(["diff", "--cached", "--raw", "-z", "--no-abbrev", "--diff-filter=ACMR"])
+        .args([
+            "diff",
+            "--cached",
+            "--raw",
+            "-z",
+            "--no-abbrev",
+            "--diff-filter=ACMR",
+        ])
         .output()
         .map_err(|e| git_error("diff --cached", e.to_string()))?;
     if !output.status.success() {
-        return Err(git_error("diff --cached", String::from_utf8_lossy(&output.stderr).into_owned()));
+        return Err(git_error(
+            "diff --cached",
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ));
     }
-    let blobs = parse_raw_z(&output.stdout);
+    let blobs: Vec<Blob> = parse_raw_z(&output.stdout)
+        .into_iter()
+        .filter(|b| !scanner.path_allowed(&b.path))
+        .collect();
     if blobs.is_empty() {
         return Ok(Report::default());
     }
-    let (found, mut report) = scan_blobs(scanner, repo, &blobs)?;
+    let (found, mut report) = scan_in_parallel(scanner, repo, &blobs)?;
     report.findings = found.into_iter().map(|(_, f)| f).collect();
     Ok(report)
 }
@@ -308,7 +384,10 @@ mod tests {
     fn raw_z_records_parse_with_renames() {
         let raw = b":000000 100644 0000 1111 A\0new.txt\0:100644 100644 2222 3333 R087\0old.txt\0moved.txt\0";
         let blobs = parse_raw_z(raw);
-        let got: Vec<_> = blobs.iter().map(|b| (b.oid.as_str(), b.path.as_str())).collect();
+        let got: Vec<_> = blobs
+            .iter()
+            .map(|b| (b.oid.as_str(), b.path.as_str()))
+            .collect();
         assert_eq!(got, vec![("1111", "new.txt"), ("3333", "moved.txt")]);
     }
 }

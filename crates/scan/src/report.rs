@@ -41,7 +41,11 @@ fn text(findings: &[Finding], out: &mut dyn Write) -> io::Result<()> {
         )?;
         if let Some(c) = &f.commit {
             let short = &c.id[..c.id.len().min(12)];
-            writeln!(out, "    introduced in {short} by {} on {}", c.author, c.date)?;
+            writeln!(
+                out,
+                "    introduced in {short} by {} on {}",
+                c.author, c.date
+            )?;
         }
     }
     Ok(())
@@ -72,7 +76,10 @@ pub fn sarif(findings: &[Finding]) -> Value {
     let rules: Vec<Value> = rule_ids
         .iter()
         .map(|id| {
-            let f = findings.iter().find(|f| f.rule_id == *id).map(|f| (f.description.as_str(), f.severity));
+            let f = findings
+                .iter()
+                .find(|f| f.rule_id == *id)
+                .map(|f| (f.description.as_str(), f.severity));
             let (description, severity) = f.unwrap_or(("", Severity::High));
             json!({
                 "id": id,
@@ -104,7 +111,8 @@ pub fn sarif(findings: &[Finding]) -> Value {
                 "partialFingerprints": { "tresorSecret/v1": f.fingerprint }
             });
             if let Some(c) = &f.commit {
-                result["properties"] = json!({ "commit": c.id, "author": c.author, "date": c.date });
+                result["properties"] =
+                    json!({ "commit": c.id, "author": c.author, "date": c.date });
             }
             result
         })

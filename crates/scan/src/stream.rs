@@ -139,7 +139,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(lines, expected);
-        assert_eq!(outcome, Outcome::Scanned { bytes: data.len() as u64 });
+        assert_eq!(
+            outcome,
+            Outcome::Scanned {
+                bytes: data.len() as u64
+            }
+        );
     }
 
     #[test]

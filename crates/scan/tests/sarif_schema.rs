@@ -26,21 +26,40 @@ fn finding(rule: &str, path: &str, severity: Severity, commit: bool) -> Finding 
 fn assert_valid(doc: &serde_json::Value) {
     let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
 #[test]
 fn sarif_with_findings_is_valid() {
     let findings = vec![
-        finding("github-classic-pat", "src/main.rs", Severity::Critical, false),
-        finding("generic-password", "deploy dir/é.yaml", Severity::Medium, true),
+        finding(
+            "github-classic-pat",
+            "src/main.rs",
+            Severity::Critical,
+            false,
+        ),
+        finding(
+            "generic-password",
+            "deploy dir/é.yaml",
+            Severity::Medium,
+            true,
+        ),
         finding("stripe-test-secret-key", "<stdin>", Severity::Low, false),
     ];
     let doc = tresor_scan::sarif(&findings);
     assert_valid(&doc);
     assert_eq!(doc["runs"][0]["results"].as_array().unwrap().len(), 3);
-    assert_eq!(doc["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        doc["runs"][0]["tool"]["driver"]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 #[test]

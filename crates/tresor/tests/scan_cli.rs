@@ -72,7 +72,14 @@ fn stdout(output: &Output) -> String {
 fn git(dir: &Path, args: &[&str]) -> Output {
     Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@corp.invalid", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=Dev",
+            "-c",
+            "user.email=dev@corp.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -83,14 +90,21 @@ fn git(dir: &Path, args: &[&str]) -> Output {
 
 fn git_repo() -> Scratch {
     let repo = Scratch::new();
-    assert!(git(repo.path(), &["init", "-q", "-b", "main"]).status.success());
+    assert!(
+        git(repo.path(), &["init", "-q", "-b", "main"])
+            .status
+            .success()
+    );
     repo
 }
 
 #[test]
 fn clean_tree_exits_zero_and_secret_exits_one_redacted() {
     let dir = Scratch::new();
-    dir.write("README.md", "Run `export DB_PASSWORD=<strong-password>` then `make`.\n");
+    dir.write(
+        "README.md",
+        "Run `export DB_PASSWORD=<strong-password>` then `make`.\n",
+    );
     assert_eq!(code(&tresor(dir.path(), &[])), 0);
 
     let token = github_token(1);
@@ -98,7 +112,10 @@ fn clean_tree_exits_zero_and_secret_exits_one_redacted() {
     let out = tresor(dir.path(), &["."]);
     assert_eq!(code(&out), 1);
     let text = stdout(&out);
-    assert!(text.contains("deploy/.env:1:14: github-classic-pat [critical]"), "{text}");
+    assert!(
+        text.contains("deploy/.env:1:14: github-classic-pat [critical]"),
+        "{text}"
+    );
     assert!(!text.contains(&token), "secret printed in full");
 }
 
@@ -116,16 +133,27 @@ fn platform_readme_is_clean_but_its_secret_manifest_is_not() {
         "k8s/secret.yaml",
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: placeholder\ndata:\n  password: cGFzc3dvcmQ=\n",
     );
-    assert_eq!(code(&tresor(dir.path(), &[])), 0, "{}", stdout(&tresor(dir.path(), &[])));
+    assert_eq!(
+        code(&tresor(dir.path(), &[])),
+        0,
+        "{}",
+        stdout(&tresor(dir.path(), &[]))
+    );
 
     let real = "WnE4IXJUNXdMcDJ2OSNr"; // base64 of a random password
     dir.write(
         "k8s/secret.yaml",
-        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {real}\n"),
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {real}\n"
+        ),
     );
     let out = tresor(dir.path(), &[]);
     assert_eq!(code(&out), 1);
-    assert!(stdout(&out).contains("kubernetes-secret-data"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("kubernetes-secret-data"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -135,14 +163,20 @@ fn gitignored_and_allowlisted_paths_are_skipped() {
     dir.write(".gitignore", "build/\n");
     dir.write("build/out.txt", &line);
     dir.write("fixtures/fake.txt", &line);
-    dir.write(".tresor-scan.toml", "[allowlist]\npaths = [\"fixtures/**\"]\n");
+    dir.write(
+        ".tresor-scan.toml",
+        "[allowlist]\npaths = [\"fixtures/**\"]\n",
+    );
     assert_eq!(code(&tresor(dir.path(), &[])), 0);
 }
 
 #[test]
 fn inline_allow_comment_silences_a_line() {
     let dir = Scratch::new();
-    dir.write("a.py", &format!("TOKEN = \"{}\"  # tresor:allow\n", github_token(3)));
+    dir.write(
+        "a.py",
+        &format!("TOKEN = \"{}\"  # tresor:allow\n", github_token(3)),
+    );
     assert_eq!(code(&tresor(dir.path(), &[])), 0);
 }
 
@@ -157,7 +191,12 @@ fn json_output_to_file_and_stdin() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(format!("x {token}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("x {token}\n").as_bytes())
+        .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(1));
     let report = std::fs::read_to_string(dir.path().join("out.json")).unwrap();
     assert!(report.contains(r#""path": "<stdin>""#), "{report}");
@@ -185,7 +224,10 @@ fn custom_rule_from_config() {
         "[[rule]]\nid = \"corp-token\"\ndescription = \"Corp token\"\nseverity = \"critical\"\n\
          keywords = [\"corp_\"]\nregex = 'corp_[a-z0-9]{24}'\n",
     );
-    dir.write("app.cfg", &format!("key = {}\n", ["corp", "_k3j5h7g9f1d3s5a7q9w1e3r5"].concat()));
+    dir.write(
+        "app.cfg",
+        &format!("key = {}\n", ["corp", "_k3j5h7g9f1d3s5a7q9w1e3r5"].concat()),
+    );
     let out = tresor(dir.path(), &[]);
     assert_eq!(code(&out), 1);
     assert!(stdout(&out).contains("corp-token [critical]"));
@@ -197,10 +239,16 @@ fn baseline_records_then_ignores_known_findings() {
     dir.write("a.env", &format!("T={}\n", github_token(5)));
     let out = tresor(dir.path(), &["--baseline", "baseline.json"]);
     assert_eq!(code(&out), 0, "a new baseline records and passes");
-    assert_eq!(code(&tresor(dir.path(), &["--baseline", "baseline.json"])), 0);
+    assert_eq!(
+        code(&tresor(dir.path(), &["--baseline", "baseline.json"])),
+        0
+    );
     // Moving the secret to another line keeps it baselined.
     dir.write("a.env", &format!("\n\nT={}\n", github_token(5)));
-    assert_eq!(code(&tresor(dir.path(), &["--baseline", "baseline.json"])), 0);
+    assert_eq!(
+        code(&tresor(dir.path(), &["--baseline", "baseline.json"])),
+        0
+    );
     dir.write("b.env", &format!("T={}\n", github_token(6)));
     let out = tresor(dir.path(), &["--baseline", "baseline.json"]);
     assert_eq!(code(&out), 1);
@@ -213,7 +261,10 @@ fn history_scan_reports_first_commit_of_a_removed_secret() {
     repo.write("app.cfg", "name = app\n");
     git(repo.path(), &["add", "."]);
     git(repo.path(), &["commit", "-q", "-m", "init"]);
-    repo.write("app.cfg", &format!("name = app\ntoken = {}\n", github_token(7)));
+    repo.write(
+        "app.cfg",
+        &format!("name = app\ntoken = {}\n", github_token(7)),
+    );
     git(repo.path(), &["commit", "-q", "-am", "add token"]);
     let leak = String::from_utf8(git(repo.path(), &["rev-parse", "HEAD"]).stdout).unwrap();
     repo.write("app.cfg", "name = app\n");
@@ -229,9 +280,17 @@ fn history_scan_reports_first_commit_of_a_removed_secret() {
     assert!(report.contains(r#""author": "Dev <dev@corp.invalid>""#));
 
     let out = tresor(repo.path(), &["--git", "--since", "HEAD~1"]);
-    assert_eq!(code(&out), 0, "the leak is older than HEAD~1: {}", stdout(&out));
+    assert_eq!(
+        code(&out),
+        0,
+        "the leak is older than HEAD~1: {}",
+        stdout(&out)
+    );
     assert_eq!(code(&tresor(repo.path(), &["--git", "--all"])), 1);
-    assert_eq!(code(&tresor(repo.path(), &["--git", "--branch", "main"])), 1);
+    assert_eq!(
+        code(&tresor(repo.path(), &["--git", "--branch", "main"])),
+        1
+    );
 }
 
 #[test]
@@ -253,12 +312,22 @@ fn pre_commit_hook_refuses_a_secret_and_passes_a_clean_commit() {
     repo.write("README.md", "# app\n");
     git(repo.path(), &["add", "README.md"]);
     let clean = git(repo.path(), &["commit", "-q", "-m", "clean"]);
-    assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
 
-    repo.write("config.yaml", &format!("github_token: {}\n", github_token(8)));
+    repo.write(
+        "config.yaml",
+        &format!("github_token: {}\n", github_token(8)),
+    );
     git(repo.path(), &["add", "config.yaml"]);
     let refused = git(repo.path(), &["commit", "-q", "-m", "leak"]);
-    assert!(!refused.status.success(), "the commit with a secret must be refused");
+    assert!(
+        !refused.status.success(),
+        "the commit with a secret must be refused"
+    );
     let log = git(repo.path(), &["log", "--oneline"]);
     assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 1);
 }

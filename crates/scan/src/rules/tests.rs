@@ -53,7 +53,10 @@ fn generate(rng: &mut Rng, kind: &str, len: usize) -> String {
         "b64cred" => b64(&format!("deploy:{}", password(rng))),
         "jwt" => {
             let header = b64url(r#"{"alg":"HS256","typ":"JWT"}"#);
-            let claims = format!(r#"{{"sub":"svc-{}","exp":1893456000}}"#, rng.pick(DIGITS, 6));
+            let claims = format!(
+                r#"{{"sub":"svc-{}","exp":1893456000}}"#,
+                rng.pick(DIGITS, 6)
+            );
             format!("{header}.{}.{}", b64url(&claims), rng.pick(&alnum, 43))
         }
         other => panic!("unknown generator {other}"),

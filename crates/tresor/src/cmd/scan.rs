@@ -144,7 +144,10 @@ fn apply_baseline(path: &Path, update: bool, report: &mut Report) -> Result<usiz
     if update || !path.exists() {
         Baseline::from_findings(&report.findings).save(path)?;
         let recorded = report.findings.len();
-        eprintln!("tresor scan: recorded {recorded} finding(s) in baseline {}", path.display());
+        eprintln!(
+            "tresor scan: recorded {recorded} finding(s) in baseline {}",
+            path.display()
+        );
         report.findings.clear();
         return Ok(recorded);
     }
