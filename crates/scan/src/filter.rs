@@ -167,21 +167,34 @@ fn is_reference(v: &[u8]) -> bool {
         b'%' => rest.starts_with(b"(") || rest.starts_with(b"{") || v.ends_with(b"%"),
         b'@' | b'&' | b'*' | b'!' => identifier(rest),
         b'\\' => true,
-        b'{' => v.ends_with(b"}"),
+        // Flow mappings and sequences (`{length: 40}`), paths (`::x`), tuples.
+        b'{' | b'[' | b':' | b'(' => true,
         _ => false,
     };
     let call_or_index = v
         .iter()
         .position(|b| matches!(b, b'(' | b'['))
-        .is_some_and(|at| {
-            at > 0
-                && !v[0].is_ascii_digit()
-                && identifier(&v[..at])
-                && matches!(v[v.len() - 1], b')' | b']' | b'(' | b'[')
-        });
+        .map(|at| {
+            if at > 0 && v[at - 1] == b'!' {
+                at - 1
+            } else {
+                at
+            }
+        })
+        .is_some_and(|at| at > 1 && v[0].is_ascii_alphabetic() && identifier(&v[..at]));
     // Interpolation in f-strings and templates: `{name}`, `{cfg.get(...)`.
     let interpolation = v.contains(&b'{') && (v.contains(&b'}') || v.contains(&b'('));
-    if sigil || call_or_index || interpolation {
+    // Type and module paths: `windows_sys::core::PCWSTR`, `crate::Oid`.
+    let path_start = v
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    let module_path =
+        path_start > 0 && !v[0].is_ascii_digit() && v[path_start..].starts_with(b"::");
+    // Words and type names (`KeyCredentialManagerOperationType`) have no digits or symbols.
+    let word = v.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && (case_changes(v) * 3 <= v.len() || vowels(v) * 10 >= v.len() * 3);
+    if sigil || call_or_index || interpolation || module_path || word {
         return true;
     }
     let dotted = v.contains(&b'.')
@@ -199,6 +212,25 @@ fn is_reference(v: &[u8]) -> bool {
         && v[0].is_ascii_lowercase()
         && v.iter().filter(|b| b.is_ascii_uppercase()).count() <= 3;
     dotted || screaming_or_snake || camel_identifier
+}
+
+/// Switches between lower and upper case: about two per word in an
+/// identifier, one every other letter in random text.
+fn case_changes(v: &[u8]) -> usize {
+    v.windows(2)
+        .filter(|w| {
+            w[0].is_ascii_alphabetic()
+                && w[1].is_ascii_alphabetic()
+                && w[0].is_ascii_lowercase() != w[1].is_ascii_lowercase()
+        })
+        .count()
+}
+
+/// Words are about 40% vowels, random letters about 20%.
+fn vowels(v: &[u8]) -> usize {
+    v.iter()
+        .filter(|b| matches!(b.to_ascii_lowercase(), b'a' | b'e' | b'i' | b'o' | b'u'))
+        .count()
 }
 
 fn is_hash_or_uuid(v: &[u8]) -> bool {
@@ -221,6 +253,18 @@ fn is_integrity(lower: &[u8]) -> bool {
         "sha512:",
         "md5:",
         "hmac-sha256:",
+        // Password hashes (PHC strings, crypt, LDAP) are not the passwords.
+        "$argon2",
+        "$2a$",
+        "$2b$",
+        "$2y$",
+        "$1$",
+        "$5$",
+        "$6$",
+        "$pbkdf2",
+        "$scrypt",
+        "{ssha}",
+        "{sha}",
     ]
     .iter()
     .any(|p| lower.starts_with(p.as_bytes()))
@@ -349,6 +393,16 @@ mod tests {
             "$DB_PASS",
             "&str",
             "getpass.getpass()",
+            "windows_sys::core::PCWSTR",
+            "KeyCredentialManagerOperationType",
+            "write!(f",
+            "Some(if",
+            "{length:",
+            "SpFreeCredentialsHandleFn",
+            "PrivateKeyInfoRef",
+            ":CYPHER_BLOCK",
+            "(0..len).map(|_|",
+            "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
             "s3cr3t-value-xyz",
         ] {
             assert!(is_generic_noise(v.as_bytes()), "{v}");
@@ -360,6 +414,7 @@ mod tests {
             "*1=tg!lwsNjC#P",
             "%AQk48JShkSVN1d",
             "0KXlq(0f!AB#N",
+            "rcmPCnPAnpcYblRUCootpDPxGJOIJUTk",
         ] {
             assert!(
                 !is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()),
