@@ -805,3 +805,169 @@ fn a_parent_revoked_after_lookup_cannot_create() {
     ));
     assert_eq!(f.storage.keys_under("sys/token/id/"), 1);
 }
+
+#[test]
+fn tidy_pages_through_many_expired_seconds() {
+    let f = Fixture::new();
+    let (_, root) = f.root();
+    for i in 0..600u64 {
+        let mut req = request(&["app"]);
+        req.ttl = Duration::from_secs(10 + i);
+        f.store.create(Some(&root), req).unwrap();
+    }
+    // Expiring at +10 ..= +560 s: 551 tokens over 551 seconds, past a page.
+    f.clock.advance(Duration::from_secs(560));
+    assert_eq!(f.store.tidy(f.now()).unwrap(), 551);
+    assert_eq!(f.storage.keys_under("sys/token/expiry/"), 49);
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create { parent: usize, ttl: u64, uses: u64 },
+        Revoke(usize),
+        RevokeOrphan(usize),
+        Use(usize),
+        Advance(u64),
+        Tidy,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<usize>(), 1..120u64, 0..4u64)
+                .prop_map(|(parent, ttl, uses)| Op::Create { parent, ttl, uses }),
+            1 => any::<usize>().prop_map(Op::Revoke),
+            1 => any::<usize>().prop_map(Op::RevokeOrphan),
+            2 => any::<usize>().prop_map(Op::Use),
+            2 => (0..60u64).prop_map(Op::Advance),
+            1 => Just(Op::Tidy),
+        ]
+    }
+
+    /// What the store should hold: per token, its parent, expiry (`None`:
+    /// never), uses left and whether its record exists.
+    struct Model {
+        parent: Vec<Option<usize>>,
+        expire: Vec<Option<u64>>,
+        uses: Vec<u64>,
+        exists: Vec<bool>,
+        now: u64,
+    }
+
+    impl Model {
+        fn valid(&self, i: usize) -> bool {
+            self.exists[i]
+                && self.expire[i].is_none_or(|e| e > self.now)
+                && self.parent[i].is_none_or(|p| self.valid(p))
+        }
+
+        /// Removes `i` and every descendant; returns how many existed.
+        fn remove_tree(&mut self, i: usize) -> usize {
+            let mut removed = usize::from(std::mem::replace(&mut self.exists[i], false));
+            for child in 0..self.parent.len() {
+                if self.parent[child] == Some(i) && self.exists[child] {
+                    removed += self.remove_tree(child);
+                }
+            }
+            removed
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn the_store_matches_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let f = Fixture::new();
+            let (root_token, root) = f.root();
+            let mut tokens = vec![root_token];
+            let mut entries = vec![root];
+            let mut m = Model {
+                parent: vec![None],
+                expire: vec![None],
+                uses: vec![0],
+                exists: vec![true],
+                now: 1_800_000_000,
+            };
+            for op in ops {
+                match op {
+                    Op::Create { parent, ttl, uses } => {
+                        let p = parent % tokens.len();
+                        let mut req = request(&["app"]);
+                        req.ttl = Duration::from_secs(ttl);
+                        req.num_uses = uses;
+                        let result = f.store.create(Some(&entries[p]), req);
+                        if m.valid(p) {
+                            let (token, entry) = result.unwrap();
+                            tokens.push(token);
+                            entries.push(entry);
+                            m.parent.push(Some(p));
+                            m.expire.push(Some(m.now + ttl));
+                            m.uses.push(uses);
+                            m.exists.push(true);
+                        } else {
+                            prop_assert!(matches!(result, Err(TokenError::ParentInvalid)));
+                        }
+                    }
+                    Op::Revoke(i) => {
+                        let i = i % tokens.len();
+                        let existed = m.exists[i];
+                        m.remove_tree(i);
+                        prop_assert_eq!(f.store.revoke(&tokens[i]).unwrap(), existed);
+                    }
+                    Op::RevokeOrphan(i) => {
+                        let i = i % tokens.len();
+                        let existed = m.exists[i];
+                        if existed {
+                            m.exists[i] = false;
+                            for p in m.parent.iter_mut().filter(|p| **p == Some(i)) {
+                                *p = None;
+                            }
+                        }
+                        prop_assert_eq!(f.store.revoke_orphan(&tokens[i]).unwrap(), existed);
+                    }
+                    Op::Use(i) => {
+                        let i = i % tokens.len();
+                        let valid = m.valid(i);
+                        let used = f.store.use_token(&tokens[i]).unwrap();
+                        prop_assert_eq!(used.is_some(), valid);
+                        match m.uses[i] {
+                            _ if !valid => {}
+                            0 => {}
+                            1 => {
+                                m.remove_tree(i);
+                            }
+                            n => m.uses[i] = n - 1,
+                        }
+                    }
+                    Op::Advance(secs) => {
+                        f.clock.advance(Duration::from_secs(secs));
+                        m.now += secs;
+                    }
+                    Op::Tidy => {
+                        let mut expected = 0;
+                        for i in 0..tokens.len() {
+                            if m.exists[i] && m.expire[i].is_some_and(|e| e <= m.now) {
+                                expected += m.remove_tree(i);
+                            }
+                        }
+                        prop_assert_eq!(f.store.tidy(f.now()).unwrap(), expected);
+                    }
+                }
+                for (i, token) in tokens.iter().enumerate() {
+                    let found = f.store.lookup(token).unwrap();
+                    prop_assert_eq!(found.is_some(), m.valid(i), "token {}", i);
+                    if let Some(found) = found {
+                        prop_assert_eq!(found.is_orphan(), m.parent[i].is_none());
+                        prop_assert_eq!(found.num_uses(), m.uses[i]);
+                    }
+                }
+            }
+            let existing = m.exists.iter().filter(|e| **e).count();
+            prop_assert_eq!(f.storage.keys_under("sys/token/id/"), existing);
+            prop_assert_eq!(f.storage.keys_under("sys/token/revoking/"), 0);
+        }
+    }
+}
