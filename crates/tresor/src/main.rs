@@ -34,6 +34,8 @@ enum Command {
     Kv(Group<cmd::kv::KvCommand>),
     /// Enable, disable and list secrets engines.
     Secrets(Group<cmd::secrets::SecretsCommand>),
+    /// Run the Vault-compatible HTTP server.
+    Server(cmd::server::ServerArgs),
     /// Find committed credentials in files and git history.
     #[cfg(feature = "scan")]
     Scan(cmd::scan::ScanArgs),
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
+        Command::Server(args) => cmd::server::run(args),
         #[cfg(feature = "scan")]
         Command::Scan(args) => return cmd::scan::run(args),
     };

@@ -3,3 +3,4 @@ pub mod operator;
 #[cfg(feature = "scan")]
 pub mod scan;
 pub mod secrets;
+pub mod server;

@@ -1,0 +1,216 @@
+//! The audit broker: every enabled device gets every request and response
+//! entry; a request is served only if at least one device recorded it.
+
+use crate::request::ApiError;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, Salt};
+use tresor_barrier::{Barrier, WriteSet};
+use zeroize::Zeroizing;
+
+const TABLE_KEY: &str = "core/audit";
+
+#[derive(Clone, Serialize, Deserialize)]
+struct DeviceRecord {
+    #[serde(rename = "type")]
+    kind: String,
+    description: String,
+    file_path: String,
+    salt: String,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct DeviceTable {
+    devices: BTreeMap<String, DeviceRecord>,
+}
+
+struct Device {
+    record: DeviceRecord,
+    file: FileDevice,
+}
+
+/// The enabled audit devices.
+pub struct AuditBroker {
+    barrier: Arc<Barrier>,
+    devices: RwLock<BTreeMap<String, Device>>,
+    write_timeout: Duration,
+}
+
+impl AuditBroker {
+    /// Opens every device recorded in the store.
+    pub fn open(barrier: Arc<Barrier>, write_timeout: Duration) -> Result<Self, ApiError> {
+        let table = load(&barrier)?;
+        let mut devices = BTreeMap::new();
+        for (path, record) in table.devices {
+            let file = open_device(&record, write_timeout)?;
+            devices.insert(path, Device { record, file });
+        }
+        Ok(Self {
+            barrier,
+            devices: RwLock::new(devices),
+            write_timeout,
+        })
+    }
+
+    /// Writes `entry` to every device. Fails only if devices exist and none
+    /// of them recorded it (fail closed); never waits longer than the bound.
+    pub fn log(&self, entry: &AuditEntry) -> Result<(), ApiError> {
+        let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        for (path, device) in devices.iter() {
+            match device.file.log(entry) {
+                Ok(()) => return self.log_rest(&devices, path, entry),
+                Err(e) => failures.push(format!("{path}: {e}")),
+            }
+        }
+        tracing::error!(failures = ?failures, "no audit device recorded the request");
+        Err(ApiError::internal(
+            "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
+        ))
+    }
+
+    /// After one device succeeded, the others still get the entry; their
+    /// failures are logged but do not fail the request.
+    fn log_rest(
+        &self,
+        devices: &BTreeMap<String, Device>,
+        done: &str,
+        entry: &AuditEntry,
+    ) -> Result<(), ApiError> {
+        for (path, device) in
+            devices.range::<str, _>((std::ops::Bound::Excluded(done), std::ops::Bound::Unbounded))
+        {
+            if let Err(e) = device.file.log(entry) {
+                tracing::warn!(device = %path, error = %e, "an audit device failed");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn list(&self) -> Value {
+        let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = serde_json::Map::new();
+        for (path, device) in devices.iter() {
+            out.insert(
+                format!("{path}/"),
+                json!({
+                    "type": device.record.kind,
+                    "description": device.record.description,
+                    "options": { "file_path": device.record.file_path },
+                    "local": false,
+                    "path": format!("{path}/"),
+                }),
+            );
+        }
+        Value::Object(out)
+    }
+
+    pub fn enable(
+        &self,
+        path: &str,
+        kind: &str,
+        description: &str,
+        file_path: &str,
+    ) -> Result<(), ApiError> {
+        if kind != "file" {
+            return Err(ApiError::bad_request(format!(
+                "unknown audit device type `{kind}`; tresor offers `file`"
+            )));
+        }
+        if file_path.is_empty() {
+            return Err(ApiError::bad_request("options.file_path is required"));
+        }
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if devices.contains_key(path) {
+            return Err(ApiError::bad_request(format!(
+                "path already in use at {path}/"
+            )));
+        }
+        let salt = Salt::generate().map_err(|e| ApiError::internal(e.to_string()))?;
+        let record = DeviceRecord {
+            kind: kind.to_string(),
+            description: description.to_string(),
+            file_path: file_path.to_string(),
+            salt: B64.encode(salt.as_bytes()),
+        };
+        let file = open_device(&record, self.write_timeout)?;
+        let mut table = load(&self.barrier)?;
+        table.devices.insert(path.to_string(), record.clone());
+        save(&self.barrier, &table)?;
+        devices.insert(path.to_string(), Device { record, file });
+        Ok(())
+    }
+
+    pub fn disable(&self, path: &str) -> Result<(), ApiError> {
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = load(&self.barrier)?;
+        table.devices.remove(path);
+        save(&self.barrier, &table)?;
+        if let Some(device) = devices.remove(path) {
+            device
+                .file
+                .close()
+                .map_err(|e| ApiError::internal(format!("closing the audit device: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The device's HMAC of `input`, as it would appear in its log.
+    pub fn hash(&self, path: &str, input: &str) -> Result<String, ApiError> {
+        let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
+        let device = devices
+            .get(path)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown audit backend {path}/")))?;
+        Ok(device.file.hash(input))
+    }
+
+    /// Reopens every file, after a log rotation.
+    pub fn reopen(&self) {
+        for (path, device) in self
+            .devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Err(e) = device.file.reopen() {
+                tracing::error!(device = %path, error = %e, "reopening an audit file failed");
+            }
+        }
+    }
+}
+
+fn open_device(record: &DeviceRecord, write_timeout: Duration) -> Result<FileDevice, ApiError> {
+    let salt_bytes = B64
+        .decode(record.salt.as_bytes())
+        .map_err(|_| ApiError::internal("an audit device's salt is unreadable"))?;
+    let salt = Salt::new(salt_bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut config = FileDeviceConfig::new(&record.file_path);
+    config.write_timeout = write_timeout;
+    FileDevice::open(config, salt).map_err(|e| {
+        ApiError::bad_request(format!("cannot open audit file {}: {e}", record.file_path))
+    })
+}
+
+fn load(barrier: &Barrier) -> Result<DeviceTable, ApiError> {
+    match barrier.get(TABLE_KEY).map_err(crate::errors::barrier)? {
+        Some(entry) => serde_json::from_slice(&entry.value)
+            .map_err(|_| ApiError::internal("the audit device table is unreadable")),
+        None => Ok(DeviceTable::default()),
+    }
+}
+
+fn save(barrier: &Barrier, table: &DeviceTable) -> Result<(), ApiError> {
+    let bytes = Zeroizing::new(serde_json::to_vec(table).expect("the audit table serializes"));
+    let mut writes = WriteSet::new();
+    writes.put(TABLE_KEY, bytes);
+    barrier.commit(writes).map_err(crate::errors::barrier)?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! `tresor server`: HashiCorp Vault's HTTP API (sys, token auth, ACL
+//! policies, KV version 2, audit) over tresor's engines, so existing Vault
+//! clients work against it unchanged.
+//!
+//! Layers inside: [`http`] translates HTTP to transport-free requests;
+//! `api` authenticates, checks the ACL, audits and routes them; the handlers
+//! call the engines (KV, tokens, policies, audit), which hold no HTTP.
+#![forbid(unsafe_code)]
+
+mod api;
+mod audit;
+mod auth;
+pub mod config;
+mod errors;
+mod http;
+mod limiter;
+mod policies;
+mod request;
+mod serve;
+mod state;
+mod tls;
+
+pub use serve::{Dev, Listener, ServeError, Server, dev_core, embedded_core};
+pub use state::{Core, CoreSettings};
+pub use tls::TlsError;
+pub use tresor_tokens::Limits as TokenLimits;

@@ -1,0 +1,195 @@
+//! The server's core: the barrier over the configured storage, its seal
+//! state, and once unsealed, the engines that serve requests.
+
+use crate::audit::AuditBroker;
+use crate::policies::PolicyStore;
+use crate::request::ApiError;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tresor_barrier::seal::Share;
+use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
+use tresor_core::Store;
+use tresor_storage::Backend;
+use tresor_tokens::{Limits, TokenStore};
+
+/// What exists only while the store is unsealed.
+pub struct Unsealed {
+    pub store: Store,
+    pub policies: PolicyStore,
+    pub tokens: TokenStore,
+    pub audit: AuditBroker,
+}
+
+/// Settings the core needs from the server configuration.
+#[derive(Clone)]
+pub struct CoreSettings {
+    pub audit_write_timeout: Duration,
+    pub token_limits: Limits,
+}
+
+pub struct Core {
+    storage: Arc<dyn Backend>,
+    barrier: Arc<Barrier>,
+    unsealed: RwLock<Option<Arc<Unsealed>>>,
+    /// Shares submitted through sys/unseal so far.
+    progress: Mutex<Vec<Share>>,
+    settings: CoreSettings,
+}
+
+/// What sys/init returns: the shares and the root token, shown once.
+pub struct Initialized {
+    pub shares: Vec<Share>,
+    pub root_token: zeroize::Zeroizing<String>,
+}
+
+impl Core {
+    pub fn new(storage: Arc<dyn Backend>, settings: CoreSettings) -> Self {
+        let barrier = Arc::new(Barrier::new(Arc::clone(&storage)));
+        Self {
+            storage,
+            barrier,
+            unsealed: RwLock::new(None),
+            progress: Mutex::new(Vec::new()),
+            settings,
+        }
+    }
+
+    pub fn storage_kind(&self) -> &'static str {
+        self.storage.kind()
+    }
+
+    pub fn seal_config(&self) -> Result<Option<SealConfig>, ApiError> {
+        self.barrier.seal_config().map_err(crate::errors::barrier)
+    }
+
+    /// The engines, or 503 while sealed.
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>, ApiError> {
+        self.unsealed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(ApiError::sealed)
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.unsealed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    /// Initializes the store with Shamir shares and creates a root token.
+    /// The store stays sealed, as Vault's does after init.
+    pub fn initialize(&self, shares: u8, threshold: u8) -> Result<Initialized, ApiError> {
+        if self.seal_config()?.is_some() {
+            return Err(ApiError::bad_request("Vault is already initialized"));
+        }
+        let key = UnsealKey::generate();
+        let split = key
+            .split(shares, threshold)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let root_token =
+            self.initialize_with(SealKind::Shamir { shares, threshold }, &key, None)?;
+        self.seal();
+        Ok(Initialized {
+            shares: split,
+            root_token,
+        })
+    }
+
+    /// Initializes with `seal` and `key`, leaves the store unsealed, and
+    /// returns a new root token (with the given id, for dev mode).
+    pub fn initialize_with(
+        &self,
+        seal: SealKind,
+        key: &UnsealKey,
+        root_id: Option<&str>,
+    ) -> Result<zeroize::Zeroizing<String>, ApiError> {
+        let (barrier, _) = tresor_core::initialize(Arc::clone(&self.storage), seal, key)
+            .map_err(crate::errors::core)?;
+        barrier.unseal(key).map_err(crate::errors::barrier)?;
+        self.barrier.unseal(key).map_err(crate::errors::barrier)?;
+        let unsealed = self.load()?;
+        let id = root_id.map(tresor_tokens::Token::new);
+        let (token, _) = unsealed
+            .tokens
+            .create_root(id.as_ref())
+            .map_err(crate::auth::token_error)?;
+        *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(unsealed));
+        Ok(zeroize::Zeroizing::new(token.expose().to_string()))
+    }
+
+    /// Adds one share; unseals once enough are in. Returns the progress.
+    pub fn submit_share(&self, share: Share) -> Result<usize, ApiError> {
+        let config = self
+            .seal_config()?
+            .ok_or_else(|| ApiError::bad_request("Vault is not initialized"))?;
+        let SealKind::Shamir { threshold, .. } = config.seal else {
+            return Err(ApiError::bad_request(
+                "this store is unsealed by its key file, not by shares",
+            ));
+        };
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        progress.push(share);
+        if progress.len() < usize::from(threshold) {
+            return Ok(progress.len());
+        }
+        let shares = std::mem::take(&mut *progress);
+        drop(progress);
+        let key = UnsealKey::combine(&shares).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        self.unseal_with(&key)?;
+        Ok(0)
+    }
+
+    pub fn reset_progress(&self) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    pub fn progress(&self) -> usize {
+        self.progress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Unseals with the whole key (key-file seal, or combined shares).
+    pub fn unseal_with(&self, key: &UnsealKey) -> Result<(), ApiError> {
+        self.barrier.unseal(key).map_err(|e| match e {
+            tresor_barrier::BarrierError::WrongUnsealKey => ApiError::bad_request(
+                "the unseal key is wrong: it does not open this store's root key",
+            ),
+            other => crate::errors::barrier(other),
+        })?;
+        match self.load() {
+            Ok(unsealed) => {
+                *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Arc::new(unsealed));
+                Ok(())
+            }
+            Err(e) => {
+                self.barrier.seal();
+                Err(e)
+            }
+        }
+    }
+
+    pub fn seal(&self) {
+        *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) = None;
+        self.barrier.seal();
+    }
+
+    fn load(&self) -> Result<Unsealed, ApiError> {
+        Ok(Unsealed {
+            store: Store::new(Arc::clone(&self.barrier)),
+            policies: PolicyStore::open(Arc::clone(&self.barrier))?,
+            tokens: TokenStore::new(
+                Arc::clone(&self.barrier),
+                self.settings.token_limits,
+            ),
+            audit: AuditBroker::open(Arc::clone(&self.barrier), self.settings.audit_write_timeout)?,
+        })
+    }
+}
