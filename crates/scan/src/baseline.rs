@@ -60,14 +60,6 @@ impl Baseline {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.findings.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.findings.is_empty()
-    }
-
     /// Drops known findings; returns how many were dropped.
     pub fn suppress(&self, findings: &mut Vec<Finding>) -> usize {
         let before = findings.len();

@@ -206,6 +206,16 @@ fn json_output_to_file_and_stdin() {
 }
 
 #[test]
+fn list_rules_shows_the_built_in_set() {
+    let dir = Scratch::new();
+    let out = tresor(dir.path(), &["--list-rules"]);
+    assert_eq!(code(&out), 0);
+    let text = stdout(&out);
+    assert!(text.lines().count() >= 150);
+    assert!(text.contains("kubernetes-secret-data"));
+}
+
+#[test]
 fn errors_exit_two_with_advice() {
     let dir = Scratch::new();
     let out = tresor(dir.path(), &["does-not-exist"]);

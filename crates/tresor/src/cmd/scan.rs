@@ -51,6 +51,9 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Print the built-in rules (id, severity, description) and exit.
+    #[arg(long, exclusive = true)]
+    list_rules: bool,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +76,7 @@ enum OutputFormat {
 pub fn run(args: ScanArgs) -> ExitCode {
     let result = match &args.command {
         Some(ScanCommand::InstallHook { force }) => install_hook(*force),
+        None if args.list_rules => list_rules(),
         None => scan(&args),
     };
     match result {
@@ -82,6 +86,21 @@ pub fn run(args: ScanArgs) -> ExitCode {
             ExitCode::from(ERROR)
         }
     }
+}
+
+fn list_rules() -> Result<u8, ScanError> {
+    let mut out = std::io::stdout().lock();
+    for rule in tresor_scan::builtin_rules() {
+        writeln!(
+            out,
+            "{:<40} {:<8} {}",
+            rule.id,
+            rule.severity.as_str(),
+            rule.description
+        )
+        .map_err(ScanError::Output)?;
+    }
+    Ok(0)
 }
 
 fn install_hook(force: bool) -> Result<u8, ScanError> {
