@@ -1,0 +1,105 @@
+//! The platform spec (`tresor.yaml`) and what `tresor apply` does with it:
+//! validate everything, generate strong values from the OS CSPRNG, plan
+//! against the store, then write.
+//!
+//! Nothing here ever puts a secret value in an error, a `Debug` output or the
+//! plan table.
+#![forbid(unsafe_code)]
+
+pub mod generate;
+mod plan;
+mod spec;
+pub mod strength;
+
+pub use generate::{Generator, GeneratorError};
+pub use plan::{Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan};
+pub use spec::{
+    Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
+    SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
+};
+
+use std::path::{Path, PathBuf};
+use tresor_core::{Access, CoreError, InitOptions, Store, Unseal};
+use tresor_kv::KvEngine;
+
+/// Why planning or applying failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Kv(#[from] tresor_kv::KvError),
+    #[error(
+        "secret `{secret}` changed in the store while it was being applied; it keeps the other change. Run `tresor apply` again"
+    )]
+    Changed { secret: String },
+    #[error(
+        "the spec names the tresor server at {0}, and this tresor applies to embedded stores only; set `store.path` instead of `store.address`"
+    )]
+    ServerStore(String),
+}
+
+impl PlatformError {
+    /// Whether the input was at fault (exit code 2) rather than the store.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            PlatformError::Spec(_) | PlatformError::ServerStore(_) => true,
+            PlatformError::Core(e) => e.is_usage(),
+            PlatformError::Kv(e) => e.is_client_error(),
+            PlatformError::Changed { .. } => false,
+        }
+    }
+}
+
+/// An opened store and its KV mount, as the spec names them.
+pub struct Opened {
+    pub store: Store,
+    pub kv: KvEngine,
+    /// Set when this call created the store: where its key file is.
+    pub created_key_file: Option<PathBuf>,
+}
+
+/// Opens the spec's embedded store. A missing store is created (key file
+/// outside the repository) unless `create` is false, in which case `None`
+/// comes back: a dry run on a fresh clone writes nothing.
+pub fn open_store(spec: &Spec, create: bool, access: Access) -> Result<Option<Opened>, PlatformError> {
+    let (path, key_file, mount) = match &spec.store {
+        StoreSpec::Embedded {
+            path,
+            key_file,
+            mount,
+        } => (path, key_file, mount),
+        StoreSpec::Server { address } => return Err(PlatformError::ServerStore(address.clone())),
+    };
+    let mut created_key_file = None;
+    if !exists(path) {
+        if !create {
+            return Ok(None);
+        }
+        let out = tresor_core::init(path, InitOptions::KeyFile(key_file.clone()))?;
+        created_key_file = out.key_file;
+    }
+    let store = tresor_core::open(
+        path,
+        &Unseal {
+            key_file: key_file.clone(),
+            shares: Vec::new(),
+        },
+        access,
+    )?;
+    let kv = store.kv(&store.mount(mount)?);
+    Ok(Some(Opened {
+        store,
+        kv,
+        created_key_file,
+    }))
+}
+
+fn exists(dir: &Path) -> bool {
+    dir.join(tresor_storage::STORE_FILE_NAME).is_file()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! Plan and apply: compare the spec with the store, decide per key what to
+//! create, keep, update or regenerate, and write it.
+//!
+//! Everything (validation, generation, reference resolution) happens while
+//! planning; applying only writes. Each secret is one KV version written
+//! with check-and-set, so a failure never leaves a half-written secret, and
+//! secrets are written after the secrets they refer to.
+
+use crate::PlatformError;
+use crate::spec::{SecretSpec, Source, Spec};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::time::{Duration, SystemTime};
+use tresor_kv::{KvEngine, MetadataUpdate, SecretMap};
+use zeroize::Zeroizing;
+
+/// Custom metadata marking a secret as tresor's.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "tresor");
+/// Custom metadata, per generated key: the generator and when it ran
+/// (`base64:32 at 2026-11-28T07:29:54Z`). Never a value.
+pub const GENERATED_PREFIX: &str = "tresor-generated/";
+
+/// What happens to one secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+}
+
+/// What happens to one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAction {
+    /// A new key (or a new secret).
+    Create,
+    Unchanged,
+    /// Its literal or referenced value changed.
+    Update,
+    /// Its generator changed, so a fresh value replaces the old one.
+    Regenerate,
+    /// In the store but no longer in the spec.
+    Remove,
+}
+
+impl KeyAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyAction::Create => "create",
+            KeyAction::Unchanged => "unchanged",
+            KeyAction::Update => "update",
+            KeyAction::Regenerate => "regenerate",
+            KeyAction::Remove => "remove",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct KeyPlan {
+    pub key: String,
+    /// `literal`, `generate base64:32`, `ref secret/key`: never the value.
+    pub source: String,
+    pub action: KeyAction,
+}
+
+#[derive(Debug)]
+pub struct SecretPlan {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub path: String,
+    pub action: Action,
+    pub keys: Vec<KeyPlan>,
+    /// A generated key is older than the rotation policy allows.
+    pub rotate_due: bool,
+    /// The secret's current version (0: none), for check-and-set.
+    cas: u64,
+    data: SecretMap,
+    metadata: BTreeMap<String, Option<String>>,
+}
+
+impl SecretPlan {
+    /// The values this secret will hold, once applied.
+    pub fn data(&self) -> &SecretMap {
+        &self.data
+    }
+}
+
+/// The whole plan, in write order.
+#[derive(Debug)]
+pub struct Plan {
+    pub secrets: Vec<SecretPlan>,
+}
+
+/// The version and data a secret has in the store now.
+struct Current {
+    version: u64,
+    data: Option<SecretMap>,
+    custom: BTreeMap<String, String>,
+}
+
+/// Compares `spec` with the store (`None`: no store yet, so everything is
+/// created) and decides every value, generating what is missing.
+pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan, PlatformError> {
+    let mut current = BTreeMap::new();
+    for secret in &spec.secrets {
+        let state = match kv {
+            Some(kv) => read_current(kv, &secret.path)?,
+            None => Current {
+                version: 0,
+                data: None,
+                custom: BTreeMap::new(),
+            },
+        };
+        current.insert(secret.name.as_str(), state);
+    }
+
+    // Literals and generated values first, then references to them.
+    let mut values: BTreeMap<(&str, &str), Zeroizing<String>> = BTreeMap::new();
+    let mut key_actions: BTreeMap<(&str, &str), KeyAction> = BTreeMap::new();
+    let mut records: BTreeMap<(&str, &str), String> = BTreeMap::new();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    for secret in &spec.secrets {
+        let state = &current[secret.name.as_str()];
+        for key in &secret.keys {
+            let id = (secret.name.as_str(), key.name.as_str());
+            let existing = stored_string(state, &key.name);
+            match &key.source {
+                Source::Literal(v) => {
+                    values.insert(id, v.clone());
+                }
+                Source::Generate(generator) => {
+                    let wanted = generator.to_string();
+                    let record = state.custom.get(&format!("{GENERATED_PREFIX}{}", key.name));
+                    let made_by = record.map(|r| r.split(" at ").next().unwrap_or_default());
+                    let (value, action, record) = match existing {
+                        // A value with no record was put there by hand: adopt it.
+                        Some(v) if made_by.is_none_or(|g| g == wanted) => (
+                            v,
+                            KeyAction::Unchanged,
+                            record.cloned().unwrap_or_else(|| format!("{wanted} at {stamp}")),
+                        ),
+                        Some(_) => (
+                            generator.generate(),
+                            KeyAction::Regenerate,
+                            format!("{wanted} at {stamp}"),
+                        ),
+                        None => (
+                            generator.generate(),
+                            KeyAction::Create,
+                            format!("{wanted} at {stamp}"),
+                        ),
+                    };
+                    values.insert(id, value);
+                    key_actions.insert(id, action);
+                    records.insert(id, record);
+                }
+                Source::Ref(_) => {}
+            }
+        }
+    }
+    for secret in &spec.secrets {
+        for key in &secret.keys {
+            if let Source::Ref(_) = key.source {
+                let value = resolve(spec, &values, secret, &key.name);
+                values.insert((secret.name.as_str(), key.name.as_str()), value);
+            }
+        }
+    }
+
+    let mut plans = Vec::new();
+    for secret in order(spec) {
+        let state = current.remove(secret.name.as_str()).expect("read above");
+        let mut data = SecretMap::new();
+        let mut keys = Vec::new();
+        let mut metadata = BTreeMap::new();
+        for key in &secret.keys {
+            let id = (secret.name.as_str(), key.name.as_str());
+            let value = &values[&id];
+            let existing = stored_string(&state, &key.name);
+            let action = match key_actions.get(&id) {
+                Some(action) => *action,
+                None => match existing {
+                    None => KeyAction::Create,
+                    Some(v) if *v == **value => KeyAction::Unchanged,
+                    Some(_) => KeyAction::Update,
+                },
+            };
+            data.insert(key.name.clone(), Value::String(value.to_string()));
+            keys.push(KeyPlan {
+                key: key.name.clone(),
+                source: key.source.describe(),
+                action,
+            });
+            if let Some(record) = records.get(&id) {
+                metadata.insert(format!("{GENERATED_PREFIX}{}", key.name), Some(record.clone()));
+            }
+        }
+        if let Some(stored) = &state.data {
+            for name in stored.keys().filter(|k| secret.key(k).is_none()) {
+                keys.push(KeyPlan {
+                    key: name.clone(),
+                    source: "not in the spec".into(),
+                    action: KeyAction::Remove,
+                });
+            }
+        }
+        for old in state.custom.keys() {
+            if old.starts_with(GENERATED_PREFIX) && !metadata.contains_key(old) {
+                metadata.insert(old.clone(), None);
+            }
+        }
+        metadata.insert(MANAGED_BY.0.into(), Some(MANAGED_BY.1.into()));
+        // Only what differs from the stored metadata is written.
+        metadata.retain(|k, v| state.custom.get(k) != v.as_ref());
+        let action = if state.data.is_none() {
+            Action::Create
+        } else if keys.iter().any(|k| k.action != KeyAction::Unchanged) {
+            Action::Update
+        } else {
+            Action::Unchanged
+        };
+        let rotate_due = secret.rotation.as_ref().is_some_and(|r| {
+            secret.keys.iter().any(|k| {
+                let id = (secret.name.as_str(), k.name.as_str());
+                key_actions.get(&id) == Some(&KeyAction::Unchanged)
+                    && records.get(&id).and_then(|r| generated_at(r)).is_some_and(|at| {
+                        now.duration_since(at).unwrap_or(Duration::ZERO) >= r.every
+                    })
+            })
+        });
+        plans.push(SecretPlan {
+            name: secret.name.clone(),
+            namespace: secret.namespace.clone(),
+            path: secret.path.clone(),
+            action,
+            keys,
+            rotate_due,
+            cas: state.version,
+            data,
+            metadata,
+        });
+    }
+    Ok(Plan { secrets: plans })
+}
+
+fn read_current(kv: &KvEngine, path: &str) -> Result<Current, PlatformError> {
+    let custom = kv
+        .metadata(path)?
+        .and_then(|m| m.custom_metadata)
+        .unwrap_or_default();
+    let (version, data) = match kv.read(path, None)? {
+        Some(read) => (read.metadata.version, read.data),
+        None => (0, None),
+    };
+    Ok(Current {
+        version,
+        data,
+        custom,
+    })
+}
+
+fn stored_string(state: &Current, key: &str) -> Option<Zeroizing<String>> {
+    match state.data.as_ref()?.get(key)? {
+        Value::String(s) => Some(Zeroizing::new(s.clone())),
+        _ => None,
+    }
+}
+
+fn generated_at(record: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(record.split_once(" at ")?.1).ok()
+}
+
+/// Follows a chain of references to the literal or generated value at its
+/// end (validation has ruled out cycles and dangling references).
+fn resolve(
+    spec: &Spec,
+    values: &BTreeMap<(&str, &str), Zeroizing<String>>,
+    secret: &SecretSpec,
+    key: &str,
+) -> Zeroizing<String> {
+    let mut at = (secret.name.clone(), key.to_owned());
+    loop {
+        let s = spec.secrets.iter().find(|s| s.name == at.0).expect("validated");
+        let k = s.key(&at.1).expect("validated");
+        match &k.source {
+            Source::Ref(r) => at = (r.secret.clone(), r.key.clone()),
+            _ => return values[&(s.name.as_str(), k.name.as_str())].clone(),
+        }
+    }
+}
+
+/// Secrets after the secrets they refer to, by name otherwise. A crash
+/// between two writes then leaves a referring secret unwritten rather than
+/// holding a value its source never got.
+fn order(spec: &Spec) -> Vec<&SecretSpec> {
+    fn deps(s: &SecretSpec) -> BTreeSet<&str> {
+        s.keys
+            .iter()
+            .filter_map(|k| match &k.source {
+                Source::Ref(r) if r.secret != s.name => Some(r.secret.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < spec.secrets.len() {
+        let ready = spec
+            .secrets
+            .iter()
+            .filter(|s| !done.contains(s.name.as_str()))
+            .find(|s| deps(s).iter().all(|d| done.contains(d)))
+            // Secrets referring to each other (without a key cycle): any order.
+            .or_else(|| spec.secrets.iter().find(|s| !done.contains(s.name.as_str())))
+            .expect("some secret is left");
+        done.insert(&ready.name);
+        out.push(ready);
+    }
+    out
+}
+
+/// What applying did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+impl Plan {
+    pub fn is_noop(&self) -> bool {
+        self.secrets
+            .iter()
+            .all(|s| s.action == Action::Unchanged && s.metadata.is_empty())
+    }
+
+    /// Writes the plan. Each secret is one check-and-set write of the
+    /// version planned against: if anyone changed it since, this stops
+    /// with [`PlatformError::Changed`] and the secret keeps the other write.
+    pub fn apply(&self, kv: &KvEngine) -> Result<Outcome, PlatformError> {
+        let mut outcome = Outcome::default();
+        for secret in &self.secrets {
+            match secret.action {
+                Action::Unchanged => outcome.unchanged += 1,
+                Action::Create | Action::Update => {
+                    kv.write(&secret.path, &secret.data, Some(secret.cas))
+                        .map_err(|e| match e {
+                            tresor_kv::KvError::CasMismatch { .. } => PlatformError::Changed {
+                                secret: secret.name.clone(),
+                            },
+                            other => other.into(),
+                        })?;
+                    if secret.action == Action::Create {
+                        outcome.created += 1;
+                    } else {
+                        outcome.updated += 1;
+                    }
+                }
+            }
+            if !secret.metadata.is_empty() {
+                kv.write_metadata(
+                    &secret.path,
+                    &MetadataUpdate {
+                        custom_metadata: Some(secret.metadata.clone()),
+                        merge: true,
+                        ..MetadataUpdate::default()
+                    },
+                )?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The plan as a table: secret, key, source and action. Never a value.
+    pub fn table(&self) -> String {
+        let mut rows = vec![[
+            "SECRET".to_owned(),
+            "KEY".into(),
+            "SOURCE".into(),
+            "ACTION".into(),
+        ]];
+        for secret in &self.secrets {
+            let name = match &secret.namespace {
+                Some(ns) => format!("{ns}/{}", secret.name),
+                None => secret.name.clone(),
+            };
+            for key in &secret.keys {
+                let mut action = key.action.name().to_owned();
+                if secret.rotate_due && key.source.starts_with("generate") {
+                    action.push_str(", rotate-due");
+                }
+                rows.push([name.clone(), key.key.clone(), key.source.clone(), action]);
+            }
+        }
+        let mut widths = [0usize; 4];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in &rows {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// One line saying what the plan does (or did, once applied).
+    pub fn summary(&self) -> String {
+        let count = |a: Action| self.secrets.iter().filter(|s| s.action == a).count();
+        let (create, update, same) = (
+            count(Action::Create),
+            count(Action::Update),
+            count(Action::Unchanged),
+        );
+        let due = self.secrets.iter().filter(|s| s.rotate_due).count();
+        let mut text = if create + update == 0 {
+            format!(
+                "No changes: {same} secret{} up to date.",
+                if same == 1 { " is" } else { "s are" }
+            )
+        } else {
+            format!("{create} to create, {update} to update, {same} unchanged.")
+        };
+        if due > 0 {
+            let _ = write!(
+                text,
+                " {due} secret{} due for rotation.",
+                if due == 1 { " is" } else { "s are" }
+            );
+        }
+        text
+    }
+}
