@@ -1,0 +1,10 @@
+//! Delivery of a platform's secrets to Kubernetes: manifests byte-identical
+//! to kubectl's, RBAC and env snippets per consumer, and server-side apply
+//! to a cluster with restarts of the consumers whose Secret changed.
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod render;
+pub mod yaml;
+
+pub use cluster::{ApplyOptions, Delivery, KubeError, Report, apply, connect, runtime};
