@@ -1,16 +1,15 @@
-//! Git sources through the `git` command: every unique blob streamed once by
-//! `git cat-file --batch` workers, provenance looked up only for blobs that
-//! hold findings.
+//! Git sources: `git rev-list` and `git diff --cached` say which blobs to
+//! scan, workers read each unique blob once in-process (gix), and `git log`
+//! finds provenance only for blobs that hold findings.
 use crate::error::ScanError;
 use crate::finding::{Commit, Finding};
 use crate::scanner::{History, Refs, Report, Scanner, count, threads};
 use crate::stream::Outcome;
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 /// A blob to scan and the path it was reached by.
 struct Blob {
@@ -82,21 +81,35 @@ pub fn history(scanner: &Scanner, repo: &Path, history: &History) -> Result<Repo
     Ok(report)
 }
 
+/// Blobs larger than this are decompressed whole by the object database, so
+/// they are skipped with a warning instead of risking the memory limit.
+const MAX_BLOB: u64 = 256 << 20;
+
+fn open(repo: &Path) -> Result<gix::ThreadSafeRepository, ScanError> {
+    gix::discover(repo)
+        .map(gix::Repository::into_sync)
+        .map_err(|e| git_error("open", e.to_string()))
+}
+
+/// One worker per core; each claims batches of blobs from a shared counter,
+/// so large and small blobs spread evenly.
 fn scan_in_parallel(
     scanner: &Scanner,
     repo: &Path,
     blobs: &[Blob],
 ) -> Result<(Tagged, Report), ScanError> {
+    let repo = open(repo)?;
     let next = AtomicUsize::new(0);
+    let workers = threads().min(blobs.len().div_ceil(BATCH)).max(1);
     let results: Vec<Result<(Tagged, Report), ScanError>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads().min(blobs.len().div_ceil(BATCH)).max(1))
-            .map(|_| s.spawn(|| scan_blobs(scanner, repo, blobs, &next)))
+        let handles: Vec<_> = (0..workers)
+            .map(|_| s.spawn(|| scan_blobs(scanner, &repo, blobs, &next)))
             .collect();
-        workers
+        handles
             .into_iter()
             .map(|w| {
                 w.join()
-                    .unwrap_or_else(|_| Err(git_error("cat-file", "a worker stopped".into())))
+                    .unwrap_or_else(|_| Err(git_error("read objects", "a worker stopped".into())))
             })
             .collect()
     });
@@ -107,8 +120,65 @@ fn scan_in_parallel(
         found.extend(tagged);
         report.bytes += part.bytes;
         report.files += part.files;
+        report.warnings.extend(part.warnings);
     }
     Ok((found, report))
+}
+
+fn scan_blobs(
+    scanner: &Scanner,
+    repo: &gix::ThreadSafeRepository,
+    blobs: &[Blob],
+    next: &AtomicUsize,
+) -> Result<(Tagged, Report), ScanError> {
+    let mut repo = repo.to_thread_local();
+    // Every blob is read once: caching decoded objects would only cost memory.
+    repo.object_cache_size(None);
+    let mut report = Report::default();
+    let mut found = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        let start = next.fetch_add(BATCH, Ordering::Relaxed);
+        if start >= blobs.len() {
+            return Ok((found, report));
+        }
+        for blob in &blobs[start..(start + BATCH).min(blobs.len())] {
+            let mut findings = Vec::new();
+            match scan_blob(scanner, &repo, blob, &mut buf, &mut findings)? {
+                Some(outcome) => count(&mut report, outcome),
+                None => report.warnings.push(format!(
+                    "{} ({}): larger than 256 MiB, not scanned",
+                    blob.path, blob.oid
+                )),
+            }
+            found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
+        }
+    }
+}
+
+/// Scans one blob; `None` when it is too large to read whole.
+fn scan_blob(
+    scanner: &Scanner,
+    repo: &gix::Repository,
+    blob: &Blob,
+    buf: &mut Vec<u8>,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Outcome>, ScanError> {
+    let read_error = |e: String| git_error("read objects", format!("{}: {e}", blob.oid));
+    let id = gix::ObjectId::from_hex(blob.oid.as_bytes()).map_err(|e| read_error(e.to_string()))?;
+    let header = repo
+        .find_header(id)
+        .map_err(|e| read_error(e.to_string()))?;
+    if header.size() > MAX_BLOB {
+        return Ok(None);
+    }
+    let object = repo
+        .find_object(id)
+        .map_err(|e| read_error(e.to_string()))?;
+    scanner
+        .scan_one(&object.data[..], &blob.path, buf, findings)
+        .map(Some)
+        .map_err(|e| read_error(e.to_string()))
 }
 
 /// `git rev-list --objects` lists each reachable object once, blobs with a path.
@@ -138,108 +208,6 @@ fn list_blobs(repo: &Path, revs: &[String]) -> Result<Vec<Blob>, ScanError> {
     }
     finish(child, "rev-list")?;
     Ok(blobs)
-}
-
-/// One `git cat-file --batch` process: a writer thread claims batches of
-/// blobs from `next` and feeds their ids, this thread scans the output in the
-/// same order (the channel carries that order).
-fn scan_blobs(
-    scanner: &Scanner,
-    repo: &Path,
-    blobs: &[Blob],
-    next: &AtomicUsize,
-) -> Result<(Tagged, Report), ScanError> {
-    let mut command = git(repo);
-    command
-        .args(["cat-file", "--batch", "--buffer"])
-        .stdin(Stdio::piped());
-    let mut child = spawn(command, "cat-file")?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(git_error("cat-file", "no pipes".into()));
-    };
-    let (order, claimed) = mpsc::channel::<usize>();
-    let mut report = Report::default();
-    let mut found = Vec::new();
-    let read = std::thread::scope(|s| {
-        let writer = s.spawn(move || feed(stdin, blobs, next, &order));
-        let mut reader = BufReader::with_capacity(1 << 20, stdout);
-        let mut buf = Vec::new();
-        let mut read = Ok(());
-        for index in claimed {
-            let blob = &blobs[index];
-            let mut findings = Vec::new();
-            match read_blob(scanner, &mut reader, blob, &mut buf, &mut findings) {
-                Ok(outcome) => {
-                    if let Some(outcome) = outcome {
-                        count(&mut report, outcome);
-                    }
-                    found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
-                }
-                Err(e) => {
-                    // Unblocks the writer, which may be waiting on a full pipe.
-                    let _ = child.kill();
-                    read = Err(e);
-                    break;
-                }
-            }
-        }
-        let written = writer.join().unwrap_or(Ok(()));
-        read.and(written)
-    });
-    read.map_err(|e| git_error("cat-file", e.to_string()))?;
-    finish(child, "cat-file")?;
-    Ok((found, report))
-}
-
-/// Writes claimed ids to cat-file; dropping `stdin` at the end lets it finish.
-fn feed(
-    stdin: ChildStdin,
-    blobs: &[Blob],
-    next: &AtomicUsize,
-    order: &mpsc::Sender<usize>,
-) -> io::Result<()> {
-    let mut input = io::BufWriter::new(stdin);
-    loop {
-        let start = next.fetch_add(BATCH, Ordering::Relaxed);
-        if start >= blobs.len() {
-            return input.flush();
-        }
-        let end = (start + BATCH).min(blobs.len());
-        for (index, blob) in blobs.iter().enumerate().take(end).skip(start) {
-            writeln!(input, "{}", blob.oid)?;
-            if order.send(index).is_err() {
-                return Ok(());
-            }
-        }
-        input.flush()?;
-    }
-}
-
-/// Reads one `<oid> <type> <size>\n<content>\n` record; `None` when missing.
-fn read_blob(
-    scanner: &Scanner,
-    reader: &mut BufReader<ChildStdout>,
-    blob: &Blob,
-    buf: &mut Vec<u8>,
-    findings: &mut Vec<Finding>,
-) -> io::Result<Option<Outcome>> {
-    let mut header = String::new();
-    reader.read_line(&mut header)?;
-    let mut fields = header.split_whitespace();
-    let (_, kind, size) = (fields.next(), fields.next(), fields.next());
-    let Some(size) = size.and_then(|s| s.parse::<u64>().ok()) else {
-        return Ok(None);
-    };
-    let mut content = reader.by_ref().take(size);
-    let outcome = if kind == Some("blob") {
-        Some(scanner.scan_one(&mut content, &blob.path, buf, findings)?)
-    } else {
-        None
-    };
-    io::copy(&mut content, &mut io::sink())?;
-    let mut newline = [0u8; 1];
-    reader.read_exact(&mut newline)?;
-    Ok(outcome)
 }
 
 /// Finds, for each blob with findings, the oldest commit that added it, then
