@@ -364,10 +364,12 @@ impl Writer {
     }
 }
 
+/// Pipes and character devices (a log shipper's FIFO, /dev/stdout) have
+/// nothing to make durable and refuse fsync: they are written, not synced.
 fn sync(file: &File, policy: FsyncPolicy) -> std::io::Result<()> {
     match policy {
-        FsyncPolicy::Always => file.sync_data(),
-        FsyncPolicy::Never => Ok(()),
+        FsyncPolicy::Always if file.metadata()?.is_file() => file.sync_data(),
+        FsyncPolicy::Always | FsyncPolicy::Never => Ok(()),
     }
 }
 
@@ -399,7 +401,7 @@ fn open_chain(
     file.write_all(format!("{start}\n").as_bytes())
         .map_err(io("write to"))?;
     sync(&file, config.fsync).map_err(io("sync"))?;
-    if config.fsync == FsyncPolicy::Always {
+    if config.fsync == FsyncPolicy::Always && file.metadata().map_err(io("inspect"))?.is_file() {
         sync_parent_dir(path).map_err(io("sync the directory of"))?;
     }
     let chain = ChainState {

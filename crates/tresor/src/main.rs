@@ -34,6 +34,9 @@ enum Command {
     Kv(Group<cmd::kv::KvCommand>),
     /// Enable, disable and list secrets engines.
     Secrets(Group<cmd::secrets::SecretsCommand>),
+    /// Check audit logs.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
     /// Run the Vault-compatible HTTP server.
     Server(cmd::server::ServerArgs),
     /// Find committed credentials in files and git history.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
+        Command::Audit(command) => cmd::audit::run(command),
         #[cfg(feature = "scan")]
         Command::Scan(args) => return cmd::scan::run(args),
     };

@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod kv;
 pub mod operator;
 #[cfg(feature = "scan")]

@@ -1,0 +1,183 @@
+//! Starts real `tresor server` processes for end-to-end tests, each on a
+//! free loopback port, stopped when dropped (even when a test fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    pub child: Child,
+    pub addr: String,
+    pub root_token: String,
+    /// Everything the server wrote to stderr (its log), so far.
+    pub log: Arc<Mutex<String>>,
+    /// Everything it wrote to stdout.
+    pub out: Arc<Mutex<String>>,
+}
+
+impl TestServer {
+    /// `tresor server -dev` with a random root token.
+    pub fn dev() -> Self {
+        let token = format!("root-{}", std::process::id());
+        let child = Command::new(env!("CARGO_BIN_EXE_tresor"))
+            .args(["server", "-dev", "-listen=127.0.0.1:0"])
+            .env("TRESOR_DEV_ROOT_TOKEN", &token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tresor starts");
+        Self::wait(child, token)
+    }
+
+    /// `tresor server --config FILE`; the root token is not known.
+    pub fn with_config(config: &Path) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_tresor"))
+            .args(["server", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tresor starts");
+        Self::wait(child, String::new())
+    }
+
+    fn wait(mut child: Child, root_token: String) -> Self {
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut addr = None;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            out.lock().unwrap().push_str(&format!("{line}\n"));
+            if let Some(url) = line.strip_prefix("tresor server listening on ") {
+                addr = Some(url.trim().to_string());
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server did not start");
+        }
+        let sink = Arc::clone(&out);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let Some(addr) = addr else {
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the server exited before listening: {}", log.lock().unwrap());
+        };
+        Self {
+            child,
+            addr,
+            root_token,
+            log,
+            out,
+        }
+    }
+
+    /// Sends a signal (by name, as `kill` takes it) to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client of this server with `token`.
+    pub fn client(&self, token: &str) -> Api {
+        Api::new(&self.addr, token)
+    }
+}
+
+/// A small HTTP client of the Vault API: every call returns the status and
+/// the JSON body (`null` when empty).
+pub struct Api {
+    agent: ureq::Agent,
+    pub addr: String,
+    pub token: String,
+}
+
+impl Api {
+    pub fn new(addr: &str, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Self::with_agent(agent, addr, token)
+    }
+
+    pub fn with_agent(agent: ureq::Agent, addr: &str, token: &str) -> Self {
+        Self {
+            agent,
+            addr: addr.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        self.raw(method, path, body.map(|b| b.to_string().into_bytes()).unwrap_or_default(), "application/json")
+            .expect("the server answers")
+    }
+
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(u16, serde_json::Value), ureq::Error> {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}/v1/{path}", self.addr))
+            .header("Content-Type", content_type);
+        if !self.token.is_empty() {
+            request = request.header("X-Vault-Token", &self.token);
+        }
+        let request = request.body(body).unwrap();
+        let mut response = self.agent.run(request)?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value = if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        Ok((status, value))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("POST", path, Some(&body))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
