@@ -77,10 +77,23 @@ fn key_file_stores_unseal_themselves() {
         .output()
         .unwrap();
     assert!(init.status.success());
+    let root = Command::new(env!("CARGO_BIN_EXE_tresor"))
+        .args(["--store"])
+        .arg(tmp.path().join("store"))
+        .args(["--key-file"])
+        .arg(&key)
+        .args(["operator", "generate-root", "-format=json"])
+        .output()
+        .unwrap();
+    assert!(root.status.success(), "{}", String::from_utf8_lossy(&root.stderr));
+    let root: Value = serde_json::from_slice(&root.stdout).unwrap();
     let cfg = config(tmp.path(), &format!("\n[seal]\nkey_file = \"{}\"\n", key.display()));
     let server = TestServer::with_config(&cfg);
     let health = Api::new(&server.addr, "").get("sys/health");
     assert_eq!((health.0, &health.1["sealed"]), (200, &Value::Bool(false)));
+    let api = server.client(root["root_token"].as_str().unwrap());
+    assert_eq!(api.post("secret/data/x", json!({"data": {"k": "v"}})).0, 200);
+    assert_eq!(api.get("auth/token/lookup-self").1["data"]["policies"], json!(["root"]));
 }
 
 #[test]

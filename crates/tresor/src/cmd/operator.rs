@@ -37,6 +37,11 @@ pub enum OperatorCommand {
     Rotate,
     /// Show the active encryption key term.
     KeyStatus,
+    /// Create a root token for `tresor server`, by holding the unseal key.
+    ///
+    /// A store initialized here (not through a server's `sys/init`) has no
+    /// token yet; whoever can unseal it can make one.
+    GenerateRoot,
 }
 
 pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
@@ -49,6 +54,7 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
         OperatorCommand::Unseal { shares } => unseal(global, shares),
         OperatorCommand::Rotate => rotate(global),
         OperatorCommand::KeyStatus => key_status(global),
+        OperatorCommand::GenerateRoot => generate_root(global),
     }
 }
 
@@ -188,6 +194,22 @@ fn key_status(global: &GlobalArgs) -> CmdResult {
     let store = crate::store::open(global, Access::ReadOnly)?;
     let status = store.barrier().key_status().map_err(Failure::from)?;
     print_key_status(global, &status, false);
+    Ok(())
+}
+
+fn generate_root(global: &GlobalArgs) -> CmdResult {
+    let store = crate::store::open(global, Access::WriteOnDemand)?;
+    let tokens = tresor_tokens::TokenStore::new(
+        std::sync::Arc::clone(store.barrier()),
+        tresor_tokens::Limits::default(),
+    );
+    let (token, entry) = tokens.create_root(None).map_err(Failure::runtime)?;
+    if global.format == Format::Json {
+        print_json(&json!({"root_token": token.expose(), "accessor": entry.accessor().expose()}));
+    } else {
+        println!("Root Token: {}", token.expose());
+        eprintln!("Keep it secret; revoke it (tresor token revoke) once you have made narrower tokens.");
+    }
     Ok(())
 }
 
