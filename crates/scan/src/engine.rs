@@ -4,8 +4,8 @@
 use crate::checks;
 use crate::error::ScanError;
 use crate::filter;
+use crate::keywords::Keywords;
 use crate::rules::{Check, Rule};
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use regex::bytes::{Captures, Regex};
 use std::ops::Range;
 
@@ -24,7 +24,7 @@ pub struct RawMatch {
 
 pub struct Engine {
     rules: Vec<Rule>,
-    keywords: AhoCorasick,
+    keywords: Keywords,
     keyword_rules: Vec<Vec<usize>>,
     allowed_values: Vec<Regex>,
 }
@@ -45,14 +45,10 @@ impl Engine {
                 }
             }
         }
-        let keywords = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&keywords)
-            .map_err(|e| ScanError::Rule {
-                id: "keywords".into(),
-                message: e.to_string(),
-            })?;
+        let keywords = Keywords::new(&keywords).map_err(|e| ScanError::Rule {
+            id: "keywords".into(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
             rules,
             keywords,
@@ -68,11 +64,11 @@ impl Engine {
     /// All accepted secrets in `data`, without overlaps, in order.
     pub fn find(&self, data: &[u8]) -> Vec<RawMatch> {
         let mut hits: Vec<(usize, usize)> = Vec::new();
-        for m in self.keywords.find_overlapping_iter(data) {
-            for &rule in &self.keyword_rules[m.pattern().as_usize()] {
-                hits.push((rule, m.start()));
+        self.keywords.find(data, |keyword, start| {
+            for &rule in &self.keyword_rules[keyword] {
+                hits.push((rule, start));
             }
-        }
+        });
         if hits.is_empty() {
             return Vec::new();
         }

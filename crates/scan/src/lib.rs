@@ -16,6 +16,7 @@ mod filter;
 mod finding;
 mod git;
 mod hook;
+mod keywords;
 mod report;
 mod rules;
 mod scanner;

@@ -179,6 +179,25 @@ fn no_rule_fires_on_any_true_negative() {
 }
 
 #[test]
+fn invalid_custom_rules_are_errors() {
+    let mut spec = builtin().remove(0);
+    spec.regex = Some("(unclosed".into());
+    assert!(matches!(
+        Rule::compiled(spec.clone()),
+        Err(ScanError::Rule { .. })
+    ));
+    spec.regex = Some("ok".into());
+    spec.keywords = vec![String::new()];
+    assert!(matches!(
+        Rule::compiled(spec.clone()),
+        Err(ScanError::Rule { .. })
+    ));
+    spec.keywords = vec!["ok".into()];
+    spec.regex = None;
+    assert!(matches!(Rule::compiled(spec), Err(ScanError::Rule { .. })));
+}
+
+#[test]
 fn generators_expand_and_templates_survive() {
     let mut rng = Rng::for_rule("x");
     let text = expand("a {{hex:4}} {{ .Values.x }} {{password}}", &mut rng);
