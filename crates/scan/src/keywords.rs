@@ -32,9 +32,7 @@ impl Keywords {
             .ascii_case_insensitive(true)
             .build(keywords)?;
         // An empty automaton has no unanchored start; a dead start simply never matches.
-        let start = dfa
-            .start_state(Anchored::No)
-            .unwrap_or_else(|_| StateID::ZERO);
+        let start = dfa.start_state(Anchored::No).unwrap_or(StateID::ZERO);
         Ok(Self { dfa, start })
     }
 
@@ -105,7 +103,11 @@ mod tests {
     use super::*;
     use aho_corasick::AhoCorasick;
 
-    fn all(keywords: &[&str], data: &[u8]) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    /// (keyword index, start) pairs.
+    type Hits = Vec<(usize, usize)>;
+
+    /// Our hits and the reference overlapping search's, both sorted.
+    fn all(keywords: &[&str], data: &[u8]) -> (Hits, Hits) {
         let owned: Vec<String> = keywords.iter().map(|k| k.to_string()).collect();
         let mut ours = Vec::new();
         Keywords::new(&owned)
