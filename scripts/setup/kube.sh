@@ -27,6 +27,8 @@ apt_install() {
 
 missing=()
 [[ -x /usr/bin/etcd ]] || missing+=(etcd-server)
+# The tests make the API server's certificates with openssl and drive it with kubectl.
+command -v openssl >/dev/null || missing+=(openssl)
 if [[ ! -x $binary ]]; then
     [[ -x /usr/lib/go-1.19/bin/go ]] || missing+=(golang-1.19-go)
     command -v make >/dev/null || missing+=(make)

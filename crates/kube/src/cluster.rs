@@ -5,11 +5,11 @@
 use crate::render::{MANAGED_BY, consumers, rbac_objects};
 use crate::yaml::Node;
 use base64::Engine;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -40,7 +40,9 @@ pub enum KubeError {
     },
     #[error("cannot build a client for the cluster: {0}")]
     Client(#[source] kube::Error),
-    #[error("cannot reach the cluster at {server} while trying to {verb} {resource}: {source}; check that the cluster is up and that the kubeconfig points at it")]
+    #[error(
+        "cannot reach the cluster at {server} while trying to {verb} {resource}: {source}; check that the cluster is up and that the kubeconfig points at it"
+    )]
     Unreachable {
         server: String,
         verb: &'static str,
@@ -70,11 +72,17 @@ pub enum KubeError {
 }
 
 fn context_note(context: &Option<String>) -> String {
-    context.as_ref().map(|c| format!(" (context {c})")).unwrap_or_default()
+    context
+        .as_ref()
+        .map(|c| format!(" (context {c})"))
+        .unwrap_or_default()
 }
 
 fn ns_note(namespace: &Option<String>) -> String {
-    namespace.as_ref().map(|n| format!(" in namespace {n}")).unwrap_or_default()
+    namespace
+        .as_ref()
+        .map(|n| format!(" in namespace {n}"))
+        .unwrap_or_default()
 }
 
 fn kind_of(resource: &str) -> String {
@@ -155,8 +163,21 @@ fn server_of(context: Option<&str>) -> String {
         .ok()
         .and_then(|k| {
             let name = context.map(str::to_owned).or(k.current_context.clone())?;
-            let cluster = k.contexts.iter().find(|c| c.name == name)?.context.as_ref()?.cluster.clone();
-            k.clusters.iter().find(|c| c.name == cluster)?.cluster.as_ref()?.server.clone()
+            let cluster = k
+                .contexts
+                .iter()
+                .find(|c| c.name == name)?
+                .context
+                .as_ref()?
+                .cluster
+                .clone();
+            k.clusters
+                .iter()
+                .find(|c| c.name == cluster)?
+                .cluster
+                .as_ref()?
+                .server
+                .clone()
         })
         .unwrap_or_else(|| "the kubeconfig's server".into())
 }
@@ -167,7 +188,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn error(&self, e: kube::Error, verb: &'static str, resource: String, namespace: &str) -> KubeError {
+    fn error(
+        &self,
+        e: kube::Error,
+        verb: &'static str,
+        resource: String,
+        namespace: &str,
+    ) -> KubeError {
         let namespace = Some(namespace.to_owned());
         match e {
             kube::Error::Api(status) if status.code == 403 => KubeError::Forbidden {
@@ -176,11 +203,13 @@ impl Ctx<'_> {
                 namespace,
                 message: status.message,
             },
-            kube::Error::Api(status) if status.code == 409 && verb == "patch" => KubeError::Conflict {
-                resource,
-                namespace,
-                message: status.message,
-            },
+            kube::Error::Api(status) if status.code == 409 && verb == "patch" => {
+                KubeError::Conflict {
+                    resource,
+                    namespace,
+                    message: status.message,
+                }
+            }
             kube::Error::Api(status) => KubeError::Api {
                 verb,
                 resource,
@@ -220,7 +249,10 @@ pub async fn apply(
 
     for delivery in deliveries {
         let ns = ctx.namespace(delivery.namespace.as_deref()).to_owned();
-        declared.entry(ns.clone()).or_default().insert(delivery.name.clone());
+        declared
+            .entry(ns.clone())
+            .or_default()
+            .insert(delivery.name.clone());
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
         let resource = format!("secret/{}", delivery.name);
         let existing = api
@@ -256,12 +288,16 @@ pub async fn apply(
             ),
             ..Secret::default()
         };
-        let applied = api.patch(&delivery.name, &params, &Patch::Apply(&secret)).await;
+        let applied = api
+            .patch(&delivery.name, &params, &Patch::Apply(&secret))
+            .await;
         if let Some(data) = secret.data.as_mut() {
             data.values_mut().for_each(|v| v.0.zeroize());
         }
         if let Ok(mut back) = applied.as_ref().map(|s| s.data.clone()) {
-            back.iter_mut().flat_map(|d| d.values_mut()).for_each(|v| v.0.zeroize());
+            back.iter_mut()
+                .flat_map(|d| d.values_mut())
+                .for_each(|v| v.0.zeroize());
         }
         applied.map_err(|e| ctx.error(e, "patch", resource.clone(), &ns))?;
         let state = match (&existing, &old_hash) {
@@ -306,13 +342,18 @@ pub async fn apply(
     let namespaces: BTreeSet<String> = declared.keys().cloned().collect();
     for ns in namespaces {
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        let selector = format!("{}={},{PLATFORM_LABEL}={}", MANAGED_BY.0, MANAGED_BY.1, spec.name);
+        let selector = format!(
+            "{}={},{PLATFORM_LABEL}={}",
+            MANAGED_BY.0, MANAGED_BY.1, spec.name
+        );
         let listed = api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| ctx.error(e, "list", "secrets".into(), &ns))?;
         for item in listed.items {
-            let Some(name) = item.metadata.name else { continue };
+            let Some(name) = item.metadata.name else {
+                continue;
+            };
             if declared.get(&ns).is_some_and(|d| d.contains(&name)) {
                 continue;
             }
@@ -335,7 +376,9 @@ fn to_json(node: Node) -> Value {
     match node {
         Node::Str(s) => Value::String(s),
         Node::Null => Value::Null,
-        Node::Map(entries) => Value::Object(entries.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Node::Map(entries) => {
+            Value::Object(entries.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
         Node::Seq(items) => Value::Array(items.into_iter().map(to_json).collect()),
     }
 }
@@ -349,20 +392,32 @@ async fn apply_rbac_object(
 ) -> Result<(), KubeError> {
     let body = to_json(object);
     let kind = body["kind"].as_str().unwrap_or_default().to_owned();
-    let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = body["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let client = ctx.client.clone();
     let (resource, result) = match kind.as_str() {
         "ServiceAccount" => (
             format!("serviceaccount/{name}"),
-            Api::<ServiceAccount>::namespaced(client, ns).patch(&name, params, &Patch::Apply(&body)).await.map(|_| ()),
+            Api::<ServiceAccount>::namespaced(client, ns)
+                .patch(&name, params, &Patch::Apply(&body))
+                .await
+                .map(|_| ()),
         ),
         "Role" => (
             format!("role.rbac.authorization.k8s.io/{name}"),
-            Api::<Role>::namespaced(client, ns).patch(&name, params, &Patch::Apply(&body)).await.map(|_| ()),
+            Api::<Role>::namespaced(client, ns)
+                .patch(&name, params, &Patch::Apply(&body))
+                .await
+                .map(|_| ()),
         ),
         _ => (
             format!("rolebinding.rbac.authorization.k8s.io/{name}"),
-            Api::<RoleBinding>::namespaced(client, ns).patch(&name, params, &Patch::Apply(&body)).await.map(|_| ()),
+            Api::<RoleBinding>::namespaced(client, ns)
+                .patch(&name, params, &Patch::Apply(&body))
+                .await
+                .map(|_| ()),
         ),
     };
     result.map_err(|e| ctx.error(e, "patch", resource.clone(), ns))?;
@@ -372,7 +427,12 @@ async fn apply_rbac_object(
 
 /// `kubectl rollout restart`: a strategic merge patch of the pod template's
 /// `kubectl.kubernetes.io/restartedAt` annotation.
-async fn restart(ctx: &Ctx<'_>, ns: &str, consumer: &Consumer, stamp: &str) -> Result<String, KubeError> {
+async fn restart(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    consumer: &Consumer,
+    stamp: &str,
+) -> Result<String, KubeError> {
     let patch = json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}});
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -381,9 +441,18 @@ async fn restart(ctx: &Ctx<'_>, ns: &str, consumer: &Consumer, stamp: &str) -> R
     let client = ctx.client.clone();
     let name = &consumer.name;
     let result = match consumer.kind {
-        ConsumerKind::Deployment => Api::<Deployment>::namespaced(client, ns).patch(name, &params, &Patch::Strategic(&patch)).await.map(|_| ()),
-        ConsumerKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns).patch(name, &params, &Patch::Strategic(&patch)).await.map(|_| ()),
-        ConsumerKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns).patch(name, &params, &Patch::Strategic(&patch)).await.map(|_| ()),
+        ConsumerKind::Deployment => Api::<Deployment>::namespaced(client, ns)
+            .patch(name, &params, &Patch::Strategic(&patch))
+            .await
+            .map(|_| ()),
+        ConsumerKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
+            .patch(name, &params, &Patch::Strategic(&patch))
+            .await
+            .map(|_| ()),
+        ConsumerKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
+            .patch(name, &params, &Patch::Strategic(&patch))
+            .await
+            .map(|_| ()),
     };
     let resource = format!("{}.apps/{name}", consumer.kind.name());
     match result {
@@ -397,5 +466,7 @@ async fn restart(ctx: &Ctx<'_>, ns: &str, consumer: &Consumer, stamp: &str) -> R
 
 /// A runtime for the CLI: one thread is plenty for a handful of requests.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }

@@ -14,7 +14,11 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tresor");
 /// A Secret as kubectl prints it: keys in go-yaml's order, values in
 /// base64 on one line, no `type` (the server defaults to Opaque).
 /// The text holds the values: callers keep it in memory that is wiped.
-pub fn secret_yaml(name: &str, namespace: Option<&str>, data: &[(String, &[u8])]) -> Zeroizing<String> {
+pub fn secret_yaml(
+    name: &str,
+    namespace: Option<&str>,
+    data: &[(String, &[u8])],
+) -> Zeroizing<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let data: Vec<(String, Node)> = data
         .iter()
@@ -69,7 +73,10 @@ pub fn role_name(consumer: &Consumer) -> String {
 
 fn metadata(name: &str, namespace: Option<&str>) -> Node {
     let mut m = vec![
-        ("labels".to_owned(), Node::map([(MANAGED_BY.0, Node::str(MANAGED_BY.1))])),
+        (
+            "labels".to_owned(),
+            Node::map([(MANAGED_BY.0, Node::str(MANAGED_BY.1))]),
+        ),
         ("name".to_owned(), Node::str(name)),
     ];
     if let Some(ns) = namespace {
@@ -108,7 +115,10 @@ pub fn rbac_objects(namespace: Option<&str>, consumer: &Consumer, secrets: &[Str
                 "rules",
                 Node::Seq(vec![Node::map([
                     ("apiGroups", Node::Seq(vec![Node::str("")])),
-                    ("resourceNames", Node::Seq(names.into_iter().map(Node::Str).collect())),
+                    (
+                        "resourceNames",
+                        Node::Seq(names.into_iter().map(Node::Str).collect()),
+                    ),
                     ("resources", Node::Seq(vec![Node::str("secrets")])),
                     ("verbs", Node::Seq(vec![Node::str("get")])),
                 ])]),
@@ -145,7 +155,13 @@ pub fn rbac_yaml(spec: &Spec) -> String {
 pub fn env_name(key: &str) -> String {
     let mut name: String = key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, '_');
@@ -160,7 +176,11 @@ pub fn env_yaml(spec: &Spec) -> String {
     for ((ns, consumer), secrets) in consumers(spec) {
         let mut env = Vec::new();
         for name in &secrets {
-            let secret = spec.secrets.iter().find(|s| &s.name == name).expect("from the spec");
+            let secret = spec
+                .secrets
+                .iter()
+                .find(|s| &s.name == name)
+                .expect("from the spec");
             for key in &secret.keys {
                 env.push(Node::map([
                     ("name", Node::str(env_name(&key.name))),
@@ -180,7 +200,10 @@ pub fn env_yaml(spec: &Spec) -> String {
         };
         let body = Node::map([
             ("serviceAccountName", Node::str(&consumer.name)),
-            ("containers", Node::Seq(vec![Node::map([("env", Node::Seq(env))])])),
+            (
+                "containers",
+                Node::Seq(vec![Node::map([("env", Node::Seq(env))])]),
+            ),
         ]);
         docs.push(format!("{header}{}", body.to_yaml()));
     }
@@ -261,6 +284,10 @@ mod tests {
         let secretbox = text.find("- secretbox:").unwrap();
         let identity = text.find("- identity: {}").unwrap();
         assert!(secretbox < identity, "{}", *text);
-        assert!(text.contains("    - secrets\n") || text.contains("  - secrets\n"), "{}", *text);
+        assert!(
+            text.contains("    - secrets\n") || text.contains("  - secrets\n"),
+            "{}",
+            *text
+        );
     }
 }

@@ -144,7 +144,9 @@ pub fn scalar(s: &str) -> String {
     let indicator = s.starts_with("---")
         || s.starts_with("...")
         || s == "-"
-        || s.starts_with(['#', ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '%', '@', '`', '?']);
+        || s.starts_with([
+            '#', ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '%', '@', '`', '?',
+        ]);
     if indicator || s.contains([',', '[', ']', '{', '}']) {
         return format!("'{s}'");
     }
@@ -163,8 +165,8 @@ fn resolves_to_string(s: &str) -> bool {
     const WORDS: &[&str] = &[
         "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N", "no",
         "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "", "~", "null", "Null",
-        "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
-        "-.inf", "-.Inf", "-.INF", "<<",
+        "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+        "-.Inf", "-.INF", "<<",
     ];
     let Some(&first) = s.as_bytes().first() else {
         return false;
@@ -271,7 +273,7 @@ fn is_timestamp(s: &str) -> bool {
     let Some((day, rest)) = rest.strip_prefix('-').and_then(number) else {
         return false;
     };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let days = match month {
         2 if leap => 29,
         2 => 28,
@@ -312,12 +314,16 @@ fn key_less(a: &str, b: &str) -> bool {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.wrapping_mul(10).wrapping_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.wrapping_mul(10).wrapping_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -383,7 +389,10 @@ mod tests {
                     ("apiGroups", Node::Seq(vec![Node::str("")])),
                 ])]),
             ),
-            ("metadata", Node::map([("name", Node::str("x")), ("labels", Node::Map(vec![]))])),
+            (
+                "metadata",
+                Node::map([("name", Node::str("x")), ("labels", Node::Map(vec![]))]),
+            ),
         ]);
         assert_eq!(
             doc.to_yaml(),

@@ -166,9 +166,10 @@ impl Generator {
         if p.classes.is_empty() {
             return Err(GeneratorError::NoClass);
         }
-        if p.symbols.chars().any(|c| {
-            !c.is_ascii_punctuation() || c == '\'' || c == '"' || c == '`' || c == '\\'
-        }) {
+        if p.symbols
+            .chars()
+            .any(|c| !c.is_ascii_punctuation() || c == '\'' || c == '"' || c == '`' || c == '\\')
+        {
             return Err(GeneratorError::BadSymbols);
         }
         if p.length < p.classes.len() {
@@ -347,7 +348,14 @@ mod tests {
             Generator::parse("password").unwrap(),
             Generator::Password(Password::default())
         );
-        for bad in ["base64", "base64:0", "hex:x", "uuid:3", "rot13:4", "base64:99999"] {
+        for bad in [
+            "base64",
+            "base64:0",
+            "hex:x",
+            "uuid:3",
+            "rot13:4",
+            "base64:99999",
+        ] {
             assert!(Generator::parse(bad).is_err(), "{bad}");
         }
     }
@@ -363,7 +371,10 @@ mod tests {
         assert_eq!(decoded.len(), 32);
         let hex = Generator::Hex(32).generate();
         assert_eq!(hex.len(), 64);
-        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            hex.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         let alnum = Generator::Alnum(40).generate();
         assert_eq!(alnum.len(), 40);
         assert!(alnum.bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -403,7 +414,11 @@ mod tests {
     fn weak_generators_are_named_and_strong_defaults_pass() {
         assert!(Generator::Base64(32).weakness().is_none());
         assert!(Generator::Hex(32).weakness().is_none());
-        assert!(Generator::Password(Password::default()).weakness().is_none());
+        assert!(
+            Generator::Password(Password::default())
+                .weakness()
+                .is_none()
+        );
         assert!(Generator::Alnum(32).weakness().is_none());
         assert!(Generator::Base64(8).weakness().unwrap().contains("64 bits"));
         assert!(Generator::Hex(8).weakness().is_some());

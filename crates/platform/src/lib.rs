@@ -12,7 +12,9 @@ mod spec;
 pub mod strength;
 
 pub use generate::{Generator, GeneratorError};
-pub use plan::{Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan};
+pub use plan::{
+    Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan,
+};
 pub use spec::{
     Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
     SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
@@ -64,7 +66,11 @@ pub struct Opened {
 /// Opens the spec's embedded store. A missing store is created (key file
 /// outside the repository) unless `create` is false, in which case `None`
 /// comes back: a dry run on a fresh clone writes nothing.
-pub fn open_store(spec: &Spec, create: bool, access: Access) -> Result<Option<Opened>, PlatformError> {
+pub fn open_store(
+    spec: &Spec,
+    create: bool,
+    access: Access,
+) -> Result<Option<Opened>, PlatformError> {
     let (path, key_file, mount) = match &spec.store {
         StoreSpec::Embedded {
             path,

@@ -137,7 +137,9 @@ pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan,
                         Some(v) if made_by.is_none_or(|g| g == wanted) => (
                             v,
                             KeyAction::Unchanged,
-                            record.cloned().unwrap_or_else(|| format!("{wanted} at {stamp}")),
+                            record
+                                .cloned()
+                                .unwrap_or_else(|| format!("{wanted} at {stamp}")),
                         ),
                         Some(_) => (
                             generator.generate(),
@@ -192,7 +194,10 @@ pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan,
                 action,
             });
             if let Some(record) = records.get(&id) {
-                metadata.insert(format!("{GENERATED_PREFIX}{}", key.name), Some(record.clone()));
+                metadata.insert(
+                    format!("{GENERATED_PREFIX}{}", key.name),
+                    Some(record.clone()),
+                );
             }
         }
         if let Some(stored) = &state.data {
@@ -223,9 +228,12 @@ pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan,
             secret.keys.iter().any(|k| {
                 let id = (secret.name.as_str(), k.name.as_str());
                 key_actions.get(&id) == Some(&KeyAction::Unchanged)
-                    && records.get(&id).and_then(|r| generated_at(r)).is_some_and(|at| {
-                        now.duration_since(at).unwrap_or(Duration::ZERO) >= r.every
-                    })
+                    && records
+                        .get(&id)
+                        .and_then(|r| generated_at(r))
+                        .is_some_and(|at| {
+                            now.duration_since(at).unwrap_or(Duration::ZERO) >= r.every
+                        })
             })
         });
         plans.push(SecretPlan {
@@ -280,7 +288,11 @@ fn resolve(
 ) -> Zeroizing<String> {
     let mut at = (secret.name.clone(), key.to_owned());
     loop {
-        let s = spec.secrets.iter().find(|s| s.name == at.0).expect("validated");
+        let s = spec
+            .secrets
+            .iter()
+            .find(|s| s.name == at.0)
+            .expect("validated");
         let k = s.key(&at.1).expect("validated");
         match &k.source {
             Source::Ref(r) => at = (r.secret.clone(), r.key.clone()),
@@ -311,7 +323,11 @@ fn order(spec: &Spec) -> Vec<&SecretSpec> {
             .filter(|s| !done.contains(s.name.as_str()))
             .find(|s| deps(s).iter().all(|d| done.contains(d)))
             // Secrets referring to each other (without a key cycle): any order.
-            .or_else(|| spec.secrets.iter().find(|s| !done.contains(s.name.as_str())))
+            .or_else(|| {
+                spec.secrets
+                    .iter()
+                    .find(|s| !done.contains(s.name.as_str()))
+            })
             .expect("some secret is left");
         done.insert(&ready.name);
         out.push(ready);

@@ -3,8 +3,8 @@
 
 use crate::generate::{Class, Generator, Password};
 use crate::strength;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -294,14 +294,18 @@ impl<'de> Deserialize<'de> for RawGenerate {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawGenerate, A::Error> {
                 let Some(kind) = map.next_key::<String>()? else {
-                    return Err(de::Error::custom("an empty generator; write base64:32 or {password: {length: 40}}"));
+                    return Err(de::Error::custom(
+                        "an empty generator; write base64:32 or {password: {length: 40}}",
+                    ));
                 };
                 if kind != "password" {
                     return Err(de::Error::unknown_field(&kind, &["password"]));
                 }
                 let options: Option<RawPassword> = map.next_value()?;
                 if map.next_key::<String>()?.is_some() {
-                    return Err(de::Error::custom("a generator mapping holds only `password`"));
+                    return Err(de::Error::custom(
+                        "a generator mapping holds only `password`",
+                    ));
                 }
                 Ok(RawGenerate::Password(options.unwrap_or(RawPassword {
                     length: None,
@@ -431,7 +435,10 @@ impl Validator {
             None => KubernetesSpec::default(),
         };
         if raw.secrets.value.is_empty() {
-            self.at(raw.secrets.referenced, "`secrets` is empty: declare at least one secret");
+            self.at(
+                raw.secrets.referenced,
+                "`secrets` is empty: declare at least one secret",
+            );
         }
         let context = user_inputs(&name, &raw.secrets.value);
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
@@ -512,7 +519,12 @@ impl Validator {
             Some(path) => {
                 let p = path.value.trim_matches('/').to_owned();
                 if p.is_empty() || p.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-                    self.at(path.referenced, format!("secret `{name}`: `path` must be a store path such as `mlops/{name}`"));
+                    self.at(
+                        path.referenced,
+                        format!(
+                            "secret `{name}`: `path` must be a store path such as `mlops/{name}`"
+                        ),
+                    );
                 }
                 p
             }
@@ -528,9 +540,10 @@ impl Validator {
         let mut consumers = Vec::new();
         for consumer in raw.consumers {
             match parse_consumer(&consumer.value) {
-                Ok(c) if consumers.contains(&c) => {
-                    self.at(consumer.referenced, format!("consumer `{c}` is listed twice"))
-                }
+                Ok(c) if consumers.contains(&c) => self.at(
+                    consumer.referenced,
+                    format!("consumer `{c}` is listed twice"),
+                ),
                 Ok(c) => consumers.push(c),
                 Err(message) => self.at(consumer.referenced, message),
             }
@@ -559,7 +572,13 @@ impl Validator {
         }
     }
 
-    fn key(&mut self, secret: &str, name: String, raw: Spanned<RawKey>, context: &[&str]) -> KeySpec {
+    fn key(
+        &mut self,
+        secret: &str,
+        name: String,
+        raw: Spanned<RawKey>,
+        context: &[&str],
+    ) -> KeySpec {
         let at = raw.referenced;
         let raw = raw.value;
         let what = format!("`{secret}/{name}`");
@@ -573,9 +592,16 @@ impl Validator {
             }
             other => other,
         };
-        let given = [raw.value.is_some(), raw.generate.is_some(), raw.reference.is_some()];
+        let given = [
+            raw.value.is_some(),
+            raw.generate.is_some(),
+            raw.reference.is_some(),
+        ];
         if given.iter().filter(|g| **g).count() != 1 {
-            self.at(at, format!("key {what} needs exactly one of `value`, `generate` or `ref`"));
+            self.at(
+                at,
+                format!("key {what} needs exactly one of `value`, `generate` or `ref`"),
+            );
         }
         let source = if let Some(value) = raw.value {
             let value = Zeroizing::new(value);
@@ -608,7 +634,10 @@ impl Validator {
         } else if let Some(reference) = raw.reference {
             match reference.value.split_once('/') {
                 Some((s, k)) if !s.is_empty() && !k.is_empty() && !k.contains('/') => {
-                    Source::Ref(KeyRef { secret: s.into(), key: k.into() })
+                    Source::Ref(KeyRef {
+                        secret: s.into(),
+                        key: k.into(),
+                    })
                 }
                 _ => {
                     self.at(reference.referenced, format!("key {what}: `ref` must name another key as `secret/key`, for example `postgres-secrets/postgres-password`"));
@@ -659,14 +688,27 @@ impl Validator {
                 };
                 if find(target).is_none() {
                     let problem = if secrets.iter().any(|s| s.name == target.secret) {
-                        format!("key `{}/{}` refers to `{target}`, but secret `{}` has no key `{}`", secret.name, key.name, target.secret, target.key)
+                        format!(
+                            "key `{}/{}` refers to `{target}`, but secret `{}` has no key `{}`",
+                            secret.name, key.name, target.secret, target.key
+                        )
                     } else {
-                        format!("key `{}/{}` refers to `{target}`, but the spec declares no secret `{}`", secret.name, key.name, target.secret)
+                        format!(
+                            "key `{}/{}` refers to `{target}`, but the spec declares no secret `{}`",
+                            secret.name, key.name, target.secret
+                        )
                     };
-                    self.problems.push(Problem { line: key.line, column: 1, message: problem });
+                    self.problems.push(Problem {
+                        line: key.line,
+                        column: 1,
+                        message: problem,
+                    });
                     continue;
                 }
-                let start = KeyRef { secret: secret.name.clone(), key: key.name.clone() };
+                let start = KeyRef {
+                    secret: secret.name.clone(),
+                    key: key.name.clone(),
+                };
                 let mut chain = vec![start.clone()];
                 let mut next = target.clone();
                 while let Some(k) = find(&next) {
@@ -677,7 +719,8 @@ impl Validator {
                             members.sort();
                             members.dedup();
                             if cycles.insert(members) {
-                                let path: Vec<String> = chain.iter().map(ToString::to_string).collect();
+                                let path: Vec<String> =
+                                    chain.iter().map(ToString::to_string).collect();
                                 self.problems.push(Problem {
                                     line: key.line,
                                     column: 1,
@@ -703,7 +746,9 @@ fn password(raw: RawPassword) -> Result<Generator, crate::generate::GeneratorErr
     let classes = match raw.classes {
         Some(names) => names
             .iter()
-            .map(|n| Class::parse(n).ok_or_else(|| crate::generate::GeneratorError::BadClass(n.clone())))
+            .map(|n| {
+                Class::parse(n).ok_or_else(|| crate::generate::GeneratorError::BadClass(n.clone()))
+            })
             .collect::<Result<Vec<_>, _>>()?,
         None => defaults.classes,
     };
@@ -757,9 +802,14 @@ fn parse_consumer(text: &str) -> Result<Consumer, String> {
         }
     };
     if !is_dns_subdomain(name) {
-        return Err(format!("consumer `{text}`: `{name}` is not a valid Kubernetes name"));
+        return Err(format!(
+            "consumer `{text}`: `{name}` is not a valid Kubernetes name"
+        ));
     }
-    Ok(Consumer { kind, name: name.into() })
+    Ok(Consumer {
+        kind,
+        name: name.into(),
+    })
 }
 
 /// Kubernetes' rule for Secret keys (`IsConfigMapKey`).
@@ -767,11 +817,18 @@ pub fn check_key_name(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > 253 {
         return Err("Kubernetes accepts key names of 1 to 253 characters".into());
     }
-    if !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return Err(format!("`{key}` is not a valid Kubernetes key name: use only letters, digits, `-`, `_` and `.`"));
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "`{key}` is not a valid Kubernetes key name: use only letters, digits, `-`, `_` and `.`"
+        ));
     }
     if key == "." || key == ".." || key.starts_with("..") {
-        return Err(format!("`{key}` is not a valid Kubernetes key name: it may not be `.` or start with `..`"));
+        return Err(format!(
+            "`{key}` is not a valid Kubernetes key name: it may not be `.` or start with `..`"
+        ));
     }
     Ok(())
 }
@@ -779,7 +836,8 @@ pub fn check_key_name(key: &str) -> Result<(), String> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -791,7 +849,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }

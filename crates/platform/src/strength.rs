@@ -78,7 +78,13 @@ mod tests {
 
     #[test]
     fn secret_looking_keys() {
-        for key in ["db-password", "POSTGRES_PASSWORD", "api-key", "token", "client_secret"] {
+        for key in [
+            "db-password",
+            "POSTGRES_PASSWORD",
+            "api-key",
+            "token",
+            "client_secret",
+        ] {
             assert!(looks_secret(key), "{key}");
         }
         for key in ["db-username", "postgres-db", "host", "port"] {
@@ -96,7 +102,10 @@ mod tests {
         let why = weakness("zxcvbnm,./asdfghjkl", &[]).unwrap();
         assert!(why.contains("keyboard pattern"), "{why}");
         let why = weakness("mlflow-mlflow-mlflow", &["mlflow"]).unwrap();
-        assert!(why.contains("name from the spec") || why.contains("repetition"), "{why}");
+        assert!(
+            why.contains("name from the spec") || why.contains("repetition"),
+            "{why}"
+        );
     }
 
     #[test]

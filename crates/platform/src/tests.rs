@@ -36,7 +36,9 @@ fn the_example_parses() {
         Source::Ref(r) if r.to_string() == "postgres-secrets/postgres-password"));
     assert_eq!(
         spec.secrets[2].rotation,
-        Some(Rotation { every: Duration::from_secs(90 * 86400) })
+        Some(Rotation {
+            every: Duration::from_secs(90 * 86400)
+        })
     );
 }
 
@@ -48,9 +50,13 @@ fn yaml_errors_carry_line_and_column_but_no_value() {
     let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      k: {value: x, bogus: 1}\n");
     assert_eq!(p.line, 5);
     assert!(p.message.contains("unknown field `bogus`"), "{p:?}");
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      k:\n        generate: hex:32\n        lenght: 3\n");
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    keys:\n      k:\n        generate: hex:32\n        lenght: 3\n",
+    );
     assert_eq!(p.line, 7, "{p:?}");
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      k: {generate: hex:32}\n      k: {generate: hex:32}\n");
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    keys:\n      k: {generate: hex:32}\n      k: {generate: hex:32}\n",
+    );
     assert_eq!(p.line, 6);
     assert!(p.message.contains("duplicate"), "{p:?}");
 }
@@ -61,7 +67,10 @@ fn references_must_exist_and_not_loop() {
         "version: 1\nsecrets:\n  a:\n    keys:\n      k: {ref: b/missing}\n  b:\n    keys:\n      x: {generate: hex:32}\n",
     );
     assert_eq!(p.line, 5);
-    assert!(p.message.contains("secret `b` has no key `missing`"), "{p:?}");
+    assert!(
+        p.message.contains("secret `b` has no key `missing`"),
+        "{p:?}"
+    );
     let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      k: {ref: nope/k}\n");
     assert!(p.message.contains("declares no secret `nope`"), "{p:?}");
     let p = one_problem(
@@ -74,39 +83,60 @@ fn references_must_exist_and_not_loop() {
 
 #[test]
 fn kubernetes_names_are_checked() {
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      'bad key': {generate: hex:32}\n");
-    assert!(p.message.contains("not a valid Kubernetes key name"), "{p:?}");
-    let p = one_problem("version: 1\nsecrets:\n  Bad_Name:\n    keys:\n      k: {generate: hex:32}\n");
+    let p =
+        one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      'bad key': {generate: hex:32}\n");
+    assert!(
+        p.message.contains("not a valid Kubernetes key name"),
+        "{p:?}"
+    );
+    let p =
+        one_problem("version: 1\nsecrets:\n  Bad_Name:\n    keys:\n      k: {generate: hex:32}\n");
     assert!(p.message.contains("secret name `Bad_Name`"), "{p:?}");
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    namespace: Prod\n    keys:\n      k: {generate: hex:32}\n");
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    namespace: Prod\n    keys:\n      k: {generate: hex:32}\n",
+    );
     assert_eq!(p.line, 4);
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    consumers: [pod/x]\n    keys:\n      k: {generate: hex:32}\n");
-    assert!(p.message.contains("deployments, statefulsets and daemonsets"), "{p:?}");
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    consumers: [pod/x]\n    keys:\n      k: {generate: hex:32}\n",
+    );
+    assert!(
+        p.message
+            .contains("deployments, statefulsets and daemonsets"),
+        "{p:?}"
+    );
     let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      ..k: {generate: hex:32}\n");
     assert!(p.message.contains("start with `..`"), "{p:?}");
 }
 
 #[test]
 fn weak_values_need_a_reason() {
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      db-password: {value: hunter2}\n");
+    let p =
+        one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      db-password: {value: hunter2}\n");
     assert_eq!(p.line, 5);
     assert!(p.message.contains("weak literal"), "{p:?}");
     assert!(!p.message.contains("hunter2"), "{p:?}");
     let ok = "version: 1\nsecrets:\n  a:\n    keys:\n      db-password: {value: hunter2, allow_weak: \"legacy appliance, 8 chars max\"}\n";
     assert!(parse(ok, Path::new("/p")).is_ok());
-    let p = problems("version: 1\nsecrets:\n  a:\n    keys:\n      db-password: {value: hunter2, allow_weak: \"\"}\n");
+    let p = problems(
+        "version: 1\nsecrets:\n  a:\n    keys:\n      db-password: {value: hunter2, allow_weak: \"\"}\n",
+    );
     assert!(p[0].message.contains("needs a reason"), "{p:?}");
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      token: {generate: base64:8}\n");
+    let p =
+        one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      token: {generate: base64:8}\n");
     assert!(p.message.contains("64 bits"), "{p:?}");
     // Non-secret keys hold plain literals; a uuid under one is fine.
     assert!(parse("version: 1\nsecrets:\n  a:\n    keys:\n      user: {value: x}\n      id: {generate: uuid}\n", Path::new("/p")).is_ok());
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      k: {value: x, generate: hex:32}\n");
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    keys:\n      k: {value: x, generate: hex:32}\n",
+    );
     assert!(p.message.contains("exactly one of"), "{p:?}");
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let p = problems("version: 2\nsecrets:\n  a:\n    keys:\n      password: {value: abc}\n      k: {ref: z/z}\n");
+    let p = problems(
+        "version: 2\nsecrets:\n  a:\n    keys:\n      password: {value: abc}\n      k: {ref: z/z}\n",
+    );
     assert_eq!(p.len(), 3, "{p:?}");
     assert_eq!(p[0].line, 1);
 }
@@ -118,10 +148,20 @@ fn password_generators_take_options() {
         Path::new("/p"),
     )
     .unwrap();
-    let Source::Generate(g) = &spec.secrets[0].keys[0].source else { panic!() };
-    assert_eq!(g.to_string(), "password:40 classes=lower,digits no-ambiguous");
-    let p = one_problem("version: 1\nsecrets:\n  a:\n    keys:\n      pw:\n        generate:\n          password: {classes: [emoji]}\n");
-    assert!(p.message.contains("unknown password class `emoji`"), "{p:?}");
+    let Source::Generate(g) = &spec.secrets[0].keys[0].source else {
+        panic!()
+    };
+    assert_eq!(
+        g.to_string(),
+        "password:40 classes=lower,digits no-ambiguous"
+    );
+    let p = one_problem(
+        "version: 1\nsecrets:\n  a:\n    keys:\n      pw:\n        generate:\n          password: {classes: [emoji]}\n",
+    );
+    assert!(
+        p.message.contains("unknown password class `emoji`"),
+        "{p:?}"
+    );
 }
 
 fn example_in(dir: &Path) -> Spec {
@@ -136,7 +176,13 @@ fn example_in(dir: &Path) -> Spec {
 
 fn value(kv: &tresor_kv::KvEngine, path: &str, key: &str) -> String {
     let read = kv.read(path, None).unwrap().unwrap();
-    read.data.unwrap().get(key).unwrap().as_str().unwrap().to_owned()
+    read.data
+        .unwrap()
+        .get(key)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -144,13 +190,29 @@ fn apply_creates_then_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
     let now = SystemTime::now();
-    assert!(open_store(&spec, false, Access::ReadOnly).unwrap().is_none());
-    let opened = open_store(&spec, true, Access::WriteOnDemand).unwrap().unwrap();
-    assert_eq!(opened.created_key_file.as_deref(), Some(tmp.path().join("key").as_path()));
+    assert!(
+        open_store(&spec, false, Access::ReadOnly)
+            .unwrap()
+            .is_none()
+    );
+    let opened = open_store(&spec, true, Access::WriteOnDemand)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        opened.created_key_file.as_deref(),
+        Some(tmp.path().join("key").as_path())
+    );
     let first = plan(&spec, Some(&opened.kv), now).unwrap();
     assert!(first.secrets.iter().all(|s| s.action == Action::Create));
     assert_eq!(first.summary(), "3 to create, 0 to update, 0 unchanged.");
-    assert_eq!(first.apply(&opened.kv).unwrap(), Outcome { created: 3, updated: 0, unchanged: 0 });
+    assert_eq!(
+        first.apply(&opened.kv).unwrap(),
+        Outcome {
+            created: 3,
+            updated: 0,
+            unchanged: 0
+        }
+    );
 
     let pg = value(&opened.kv, "postgres-secrets", "postgres-password");
     assert_eq!(pg.len(), 44);
@@ -163,17 +225,38 @@ fn apply_creates_then_changes_nothing() {
     let table = first.table();
     assert!(!table.contains(&pg) && !table.contains(&value(&opened.kv, "api-secrets", "api-key")));
     let row = "mlops/mlflow-secrets db-password ref postgres-secrets/postgres-password create";
-    assert!(table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == row),
+        "{table}"
+    );
 
     let second = plan(&spec, Some(&opened.kv), now).unwrap();
     assert!(second.is_noop(), "{}", second.table());
     assert_eq!(second.summary(), "No changes: 3 secrets are up to date.");
     assert_eq!(second.apply(&opened.kv).unwrap().unchanged, 3);
-    assert_eq!(opened.kv.metadata("postgres-secrets").unwrap().unwrap().current_version, 1);
-    assert_eq!(value(&opened.kv, "postgres-secrets", "postgres-password"), pg);
+    assert_eq!(
+        opened
+            .kv
+            .metadata("postgres-secrets")
+            .unwrap()
+            .unwrap()
+            .current_version,
+        1
+    );
+    assert_eq!(
+        value(&opened.kv, "postgres-secrets", "postgres-password"),
+        pg
+    );
 
     // 91 days later the generated values are due (rotation itself is another command).
-    let later = plan(&spec, Some(&opened.kv), now + Duration::from_secs(91 * 86400)).unwrap();
+    let later = plan(
+        &spec,
+        Some(&opened.kv),
+        now + Duration::from_secs(91 * 86400),
+    )
+    .unwrap();
     assert!(later.secrets.iter().filter(|s| s.rotate_due).count() == 2);
     assert!(later.table().contains("unchanged, rotate-due"));
     assert!(later.summary().contains("2 secrets are due for rotation"));
@@ -183,27 +266,48 @@ fn apply_creates_then_changes_nothing() {
 fn changes_update_only_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand).unwrap().unwrap();
-    plan(&spec, Some(&opened.kv), SystemTime::now()).unwrap().apply(&opened.kv).unwrap();
+    let opened = open_store(&spec, true, Access::WriteOnDemand)
+        .unwrap()
+        .unwrap();
+    plan(&spec, Some(&opened.kv), SystemTime::now())
+        .unwrap()
+        .apply(&opened.kv)
+        .unwrap();
     let pg = value(&opened.kv, "postgres-secrets", "postgres-password");
     let api = value(&opened.kv, "api-secrets", "api-key");
 
     let text = EXAMPLE
-        .replace("postgres-user: {value: mlflow}", "postgres-user: {value: mlflow2}")
-        .replace("api-key: {generate: hex:32}", "api-key: {generate: base64:48}");
+        .replace(
+            "postgres-user: {value: mlflow}",
+            "postgres-user: {value: mlflow2}",
+        )
+        .replace(
+            "api-key: {generate: hex:32}",
+            "api-key: {generate: base64:48}",
+        );
     let mut changed = parse(&text, tmp.path()).unwrap();
     changed.store = spec.store.clone();
     let p = plan(&changed, Some(&opened.kv), SystemTime::now()).unwrap();
     let actions: Vec<(String, &str)> = p
         .secrets
         .iter()
-        .flat_map(|s| s.keys.iter().map(move |k| (format!("{}/{}", s.name, k.key), k.action.name())))
+        .flat_map(|s| {
+            s.keys
+                .iter()
+                .map(move |k| (format!("{}/{}", s.name, k.key), k.action.name()))
+        })
         .collect();
-    assert!(actions.contains(&("postgres-secrets/postgres-user".into(), "update")), "{actions:?}");
+    assert!(
+        actions.contains(&("postgres-secrets/postgres-user".into(), "update")),
+        "{actions:?}"
+    );
     assert!(actions.contains(&("postgres-secrets/postgres-password".into(), "unchanged")));
     assert!(actions.contains(&("api-secrets/api-key".into(), "regenerate")));
     p.apply(&opened.kv).unwrap();
-    assert_eq!(value(&opened.kv, "postgres-secrets", "postgres-password"), pg);
+    assert_eq!(
+        value(&opened.kv, "postgres-secrets", "postgres-password"),
+        pg
+    );
     assert_ne!(value(&opened.kv, "api-secrets", "api-key"), api);
     assert_eq!(value(&opened.kv, "api-secrets", "api-key").len(), 64);
 }
@@ -212,13 +316,18 @@ fn changes_update_only_what_changed() {
 fn a_concurrent_change_stops_apply_without_overwriting() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand).unwrap().unwrap();
+    let opened = open_store(&spec, true, Access::WriteOnDemand)
+        .unwrap()
+        .unwrap();
     let p = plan(&spec, Some(&opened.kv), SystemTime::now()).unwrap();
     let mut other = tresor_kv::SecretMap::new();
     other.insert("k".into(), "v".into());
     opened.kv.write("api-secrets", &other, None).unwrap();
     let err = p.apply(&opened.kv).unwrap_err();
-    assert!(matches!(&err, PlatformError::Changed { secret } if secret == "api-secrets"), "{err}");
+    assert!(
+        matches!(&err, PlatformError::Changed { secret } if secret == "api-secrets"),
+        "{err}"
+    );
     assert_eq!(value(&opened.kv, "api-secrets", "k"), "v");
 }
 

@@ -1,0 +1,252 @@
+//! `tresor k8s`: render manifests and deliver them to a cluster.
+
+use super::{failure, load};
+use crate::failure::{CmdResult, Failure};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+use tresor_core::Access;
+use tresor_kube::render::{self, EncryptionProvider};
+use tresor_kube::{ApplyOptions, Delivery, KubeError};
+use tresor_platform::{Plan, Spec};
+use zeroize::Zeroizing;
+
+#[derive(Subcommand)]
+pub enum K8sCommand {
+    /// Print (or write to -o DIR) the Secret manifests exactly as `kubectl
+    /// create secret generic ... --dry-run=client -o yaml` would, from the
+    /// values in the store; optionally RBAC, env snippets and an
+    /// EncryptionConfiguration.
+    Render(RenderArgs),
+    /// Server-side apply the Secrets (field manager `tresor`), restart the
+    /// consumers of Secrets that changed, prune on request.
+    Apply(K8sApplyArgs),
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// The platform spec.
+    #[arg(short = 'f', long = "filename", default_value = "tresor.yaml")]
+    pub file: PathBuf,
+    /// Write one file per manifest into this directory (mode 0600) instead of printing.
+    #[arg(short = 'o', long = "output-dir")]
+    pub output: Option<PathBuf>,
+    /// Also render a ServiceAccount, Role and RoleBinding per consumer,
+    /// granting `get` on exactly the Secrets it consumes.
+    #[arg(long)]
+    pub rbac: bool,
+    /// Also render each consumer's env entries (`secretKeyRef`).
+    #[arg(long)]
+    pub env: bool,
+    /// Also write an EncryptionConfiguration with a fresh key (needs -o).
+    #[arg(long, value_enum)]
+    pub encryption_config: Option<Provider>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Provider {
+    Aescbc,
+    Secretbox,
+}
+
+#[derive(Args)]
+pub struct K8sApplyArgs {
+    /// The platform spec.
+    #[arg(short = 'f', long = "filename", default_value = "tresor.yaml")]
+    pub file: PathBuf,
+    /// The kubeconfig context (default: the spec's `kubernetes.context`, then the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Delete this platform's Secrets that the spec no longer declares.
+    #[arg(long)]
+    pub prune: bool,
+    /// Also apply each consumer's ServiceAccount, Role and RoleBinding.
+    #[arg(long)]
+    pub rbac: bool,
+    /// Take over fields that another field manager owns.
+    #[arg(long)]
+    pub force_conflicts: bool,
+}
+
+pub fn run(command: K8sCommand) -> CmdResult {
+    match command {
+        K8sCommand::Render(args) => render_cmd(args),
+        K8sCommand::Apply(args) => {
+            let spec = load(&args.file)?;
+            let deliveries = from_store(&spec, &args.file)?;
+            let context = args.context.or_else(|| spec.kubernetes.context.clone());
+            let options = ApplyOptions {
+                prune: args.prune,
+                rbac: args.rbac,
+                force_conflicts: args.force_conflicts,
+            };
+            send(&spec, &deliveries, context, options)
+        }
+    }
+}
+
+/// `tresor apply`'s delivery step: the values just stored, to the cluster.
+pub fn deliver(spec: &Spec, plan: &Plan, context: Option<String>) -> CmdResult {
+    let deliveries: Vec<Delivery> = plan
+        .secrets
+        .iter()
+        .map(|s| Delivery {
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+            data: s
+                .data()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Zeroizing::new(v.as_str().unwrap_or_default().as_bytes().to_vec()),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    send(spec, &deliveries, context, ApplyOptions::default())
+}
+
+fn send(
+    spec: &Spec,
+    deliveries: &[Delivery],
+    context: Option<String>,
+    options: ApplyOptions,
+) -> CmdResult {
+    let runtime = tresor_kube::runtime()?;
+    let report = runtime
+        .block_on(async {
+            let client = tresor_kube::connect(context.as_deref()).await?;
+            tresor_kube::apply(
+                &client,
+                context.as_deref(),
+                spec,
+                deliveries,
+                options,
+                SystemTime::now(),
+            )
+            .await
+        })
+        .map_err(kube_failure)?;
+    for line in report.lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn kube_failure(error: KubeError) -> Failure {
+    match error {
+        KubeError::Config { .. } | KubeError::Conflict { .. } => Failure::usage(error),
+        _ => Failure::runtime(error),
+    }
+}
+
+/// The values of every declared Secret, read from the store: rendering and
+/// delivering never generate anything.
+fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
+    let f = file.display();
+    let opened = tresor_platform::open_store(spec, false, Access::ReadOnly)
+        .map_err(failure)?
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "the spec's store does not exist yet; run `tresor apply -f {f}` first"
+            ))
+        })?;
+    let mut out = Vec::new();
+    for secret in &spec.secrets {
+        let read = opened.kv.read(&secret.path, None)?;
+        let Some(data) = read.and_then(|r| r.data) else {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "secret `{}` is not in the store yet; run `tresor apply -f {f}` first",
+                secret.name
+            )));
+        };
+        let mut values = Vec::new();
+        for key in &secret.keys {
+            let Some(value) = data.get(&key.name).and_then(|v| v.as_str()) else {
+                return Err(Failure::usage(anyhow::anyhow!(
+                    "key `{}/{}` is not in the store yet; run `tresor apply -f {f}` first",
+                    secret.name,
+                    key.name
+                )));
+            };
+            values.push((key.name.clone(), Zeroizing::new(value.as_bytes().to_vec())));
+        }
+        out.push(Delivery {
+            name: secret.name.clone(),
+            namespace: secret.namespace.clone(),
+            data: values,
+        });
+    }
+    Ok(out)
+}
+
+fn render_cmd(args: RenderArgs) -> CmdResult {
+    if args.encryption_config.is_some() && args.output.is_none() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--encryption-config writes a fresh encryption key: give -o DIR so that it goes to a file, not the terminal"
+        )));
+    }
+    let spec = load(&args.file)?;
+    let deliveries = from_store(&spec, &args.file)?;
+    let mut files: Vec<(String, Zeroizing<String>)> = Vec::new();
+    for d in &deliveries {
+        let data: Vec<(String, &[u8])> = d
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_slice()))
+            .collect();
+        let yaml = render::secret_yaml(&d.name, d.namespace.as_deref(), &data);
+        let prefix = d
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}."))
+            .unwrap_or_default();
+        files.push((format!("{prefix}{}.secret.yaml", d.name), yaml));
+    }
+    if args.rbac {
+        files.push(("rbac.yaml".into(), Zeroizing::new(render::rbac_yaml(&spec))));
+    }
+    if args.env {
+        files.push(("env.yaml".into(), Zeroizing::new(render::env_yaml(&spec))));
+    }
+    if let Some(provider) = args.encryption_config {
+        let provider = match provider {
+            Provider::Aescbc => EncryptionProvider::Aescbc,
+            Provider::Secretbox => EncryptionProvider::Secretbox,
+        };
+        files.push((
+            "encryption-config.yaml".into(),
+            render::encryption_config(provider),
+        ));
+    }
+    match &args.output {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            for (name, text) in &files {
+                let path = dir.join(name);
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)?;
+                file.write_all(text.as_bytes())?;
+                println!("wrote {}", path.display());
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            for (i, (_, text)) in files.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b"---\n")?;
+                }
+                out.write_all(text.as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
