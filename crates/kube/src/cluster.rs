@@ -470,3 +470,187 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// One problem `tresor k8s doctor` found, with what to run next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub message: String,
+    /// A consumer whose pods are older than its Secret's last change: `--fix` restarts it.
+    pub stale: Option<(String, Consumer)>,
+}
+
+/// The troubleshooting platform READMEs describe by hand: declared Secrets
+/// missing or different from the store, consumers whose service account may
+/// not read their Secret, consumers running pods older than their Secret.
+pub async fn doctor(
+    client: &Client,
+    context: Option<&str>,
+    spec: &Spec,
+    deliveries: &[Delivery],
+    file: &str,
+) -> Result<Vec<Finding>, KubeError> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    use k8s_openapi::api::core::v1::Pod;
+    let ctx = Ctx { client, context };
+    let mut findings = Vec::new();
+    let finding = |message: String| Finding {
+        message,
+        stale: None,
+    };
+    for (secret, delivery) in spec.secrets.iter().zip(deliveries) {
+        let ns = ctx.namespace(secret.namespace.as_deref()).to_owned();
+        let resource = format!("secret/{}", secret.name);
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let Some(mut live) = api
+            .get_opt(&secret.name)
+            .await
+            .map_err(|e| ctx.error(e, "get", resource.clone(), &ns))?
+        else {
+            findings.push(finding(format!(
+                "{resource} is missing in namespace {ns}: run `tresor k8s apply -f {file}`"
+            )));
+            continue;
+        };
+        let data = live.data.take().unwrap_or_default();
+        let same = data.len() == delivery.data.len()
+            && delivery
+                .data
+                .iter()
+                .all(|(k, v)| data.get(k).is_some_and(|b| b.0 == **v));
+        for mut value in data.into_values() {
+            value.0.zeroize();
+        }
+        if !same {
+            findings.push(finding(format!(
+                "{resource} in namespace {ns} differs from the store: run `tresor k8s apply -f {file}`"
+            )));
+        }
+        // The last time tresor changed it: its field manager's timestamp.
+        let changed = live
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|f| f.manager.as_deref() == Some(FIELD_MANAGER))
+            .filter_map(|f| f.time.as_ref().map(|t| t.0))
+            .max();
+        for consumer in &secret.consumers {
+            let Some((account, selector)) = workload(&ctx, &ns, consumer).await? else {
+                findings.push(finding(format!(
+                    "{consumer} (a consumer of {resource}) does not exist in namespace {ns}"
+                )));
+                continue;
+            };
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(format!("system:serviceaccount:{ns}:{account}")),
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(ns.clone()),
+                        verb: Some("get".into()),
+                        resource: Some("secrets".into()),
+                        name: Some(secret.name.clone()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SubjectAccessReviewSpec::default()
+                },
+                ..SubjectAccessReview::default()
+            };
+            let answer = Api::<SubjectAccessReview>::all(client.clone())
+                .create(&kube::api::PostParams::default(), &review)
+                .await
+                .map_err(|e| ctx.error(e, "create", "subjectaccessreview".into(), &ns))?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                findings.push(finding(format!(
+                    "{consumer}'s service account `{account}` may not get {resource} in namespace {ns}: run `tresor k8s apply -f {file} --rbac`"
+                )));
+            }
+            let (Some(changed), Some(selector)) = (changed, selector) else {
+                continue;
+            };
+            let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| ctx.error(e, "list", "pods".into(), &ns))?;
+            let stale = pods
+                .items
+                .iter()
+                .filter_map(|p| p.metadata.creation_timestamp.as_ref())
+                .any(|created| created.0 < changed);
+            if stale {
+                findings.push(Finding {
+                    message: format!(
+                        "{consumer} in namespace {ns} runs pods started before {resource} last changed: run `tresor k8s doctor -f {file} --fix` to restart it"
+                    ),
+                    stale: Some((ns.clone(), consumer.clone())),
+                });
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// A workload's service account and pod label selector (`None`: no such workload).
+async fn workload(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    consumer: &Consumer,
+) -> Result<Option<(String, Option<String>)>, KubeError> {
+    let client = ctx.client.clone();
+    let name = &consumer.name;
+    let (template, selector) = match consumer.kind {
+        ConsumerKind::Deployment => Api::<Deployment>::namespaced(client, ns)
+            .get_opt(name)
+            .await
+            .map(|d| d.and_then(|d| d.spec).map(|s| (s.template, s.selector))),
+        ConsumerKind::StatefulSet => Api::<StatefulSet>::namespaced(client, ns)
+            .get_opt(name)
+            .await
+            .map(|d| d.and_then(|d| d.spec).map(|s| (s.template, s.selector))),
+        ConsumerKind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
+            .get_opt(name)
+            .await
+            .map(|d| d.and_then(|d| d.spec).map(|s| (s.template, s.selector))),
+    }
+    .map_err(|e| {
+        ctx.error(
+            e,
+            "get",
+            format!("{}.apps/{name}", consumer.kind.name()),
+            ns,
+        )
+    })?
+    .unzip();
+    let Some(template) = template else {
+        return Ok(None);
+    };
+    let account = template
+        .spec
+        .and_then(|s| s.service_account_name)
+        .unwrap_or_else(|| "default".into());
+    let selector = selector.and_then(|s| s.match_labels).map(|labels| {
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    Ok(Some((account, selector)))
+}
+
+/// `doctor --fix`: restarts the consumers found stale.
+pub async fn fix(
+    client: &Client,
+    context: Option<&str>,
+    stale: &[(String, Consumer)],
+    now: SystemTime,
+) -> Result<Vec<String>, KubeError> {
+    let ctx = Ctx { client, context };
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let mut lines = Vec::new();
+    for (ns, consumer) in stale {
+        lines.push(restart(&ctx, ns, consumer, &stamp).await?);
+    }
+    Ok(lines)
+}

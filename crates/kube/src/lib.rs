@@ -7,4 +7,6 @@ pub mod cluster;
 pub mod render;
 pub mod yaml;
 
-pub use cluster::{ApplyOptions, Delivery, KubeError, Report, apply, connect, runtime};
+pub use cluster::{
+    ApplyOptions, Delivery, Finding, KubeError, Report, apply, connect, doctor, fix, runtime,
+};

@@ -22,7 +22,7 @@ spec:
   selector: {matchLabels: {app: mlflow}}
   template:
     metadata: {labels: {app: mlflow}}
-    spec: {containers: [{name: mlflow, image: mlflow}]}
+    spec: {serviceAccountName: mlflow-server, containers: [{name: mlflow, image: mlflow}]}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -31,7 +31,7 @@ spec:
   selector: {matchLabels: {app: api}}
   template:
     metadata: {labels: {app: api}}
-    spec: {containers: [{name: api, image: api}]}
+    spec: {serviceAccountName: inference-api, containers: [{name: api, image: api}]}
 ---
 apiVersion: apps/v1
 kind: StatefulSet
@@ -41,7 +41,7 @@ spec:
   selector: {matchLabels: {app: pg}}
   template:
     metadata: {labels: {app: pg}}
-    spec: {containers: [{name: pg, image: postgres}]}
+    spec: {serviceAccountName: postgres, containers: [{name: pg, image: postgres}]}
 ";
 
 struct Project {
@@ -382,5 +382,74 @@ fn rbac_grants_each_consumer_exactly_its_secrets_and_forbidden_is_clear() {
             "cannot reach the cluster at https://127.0.0.1:{port}"
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn doctor_finds_missing_different_unreadable_and_stale_and_fixes_stale() {
+    let cluster = Cluster::start();
+    cluster.kubectl_apply(WORKLOADS);
+    let p = Project::new(&cluster);
+    p.spec(&with_context(EXAMPLE, "admin"));
+    let (code, _, err) = p.run(&["k8s", "doctor", "-f", "tresor.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("run `tresor apply -f tresor.yaml` first"),
+        "{err}"
+    );
+
+    p.ok(&["apply", "-f", "tresor.yaml"]);
+    let (code, out, err) = p.run(&["k8s", "doctor", "-f", "tresor.yaml"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("deployment/mlflow-server's service account `mlflow-server` may not get secret/mlflow-secrets in namespace mlops: run `tresor k8s apply -f tresor.yaml --rbac`"), "{out}");
+    assert!(err.contains("3 problems found"), "{err}");
+
+    p.ok(&["k8s", "apply", "-f", "tresor.yaml", "--rbac"]);
+    let out = p.ok(&["k8s", "doctor", "-f", "tresor.yaml"]);
+    assert!(out.contains("No problems found."), "{out}");
+
+    cluster.kubectl_ok(&["delete", "secret", "api-secrets", "-n", "mlops"]);
+    cluster.kubectl_ok(&[
+        "patch",
+        "secret",
+        "postgres-secrets",
+        "-n",
+        "mlops",
+        "-p",
+        "{\"data\":{\"postgres-db\":\"eA==\"}}",
+    ]);
+    let (code, out, _) = p.run(&["k8s", "doctor", "-f", "tresor.yaml"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("secret/api-secrets is missing in namespace mlops: run `tresor k8s apply -f tresor.yaml`"), "{out}");
+    assert!(
+        out.contains("secret/postgres-secrets in namespace mlops differs from the store"),
+        "{out}"
+    );
+    p.ok(&["k8s", "apply", "-f", "tresor.yaml", "--force-conflicts"]);
+    assert!(
+        p.ok(&["k8s", "doctor", "-f", "tresor.yaml"])
+            .contains("No problems found.")
+    );
+
+    // A pod of mlflow-server (no kubelet runs it: the object is enough) that
+    // predates the next change of its Secret is stale until restarted.
+    cluster.kubectl_apply("apiVersion: v1\nkind: Pod\nmetadata: {name: mlflow-old, namespace: mlops, labels: {app: mlflow}}\nspec: {serviceAccountName: mlflow-server, containers: [{name: m, image: mlflow}]}\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    p.spec(&with_context(EXAMPLE, "admin").replace(
+        "db-username: {value: mlflow}",
+        "db-username: {value: mlflow2}",
+    ));
+    let out = p.ok(&["apply", "-f", "tresor.yaml"]);
+    assert!(
+        out.contains("deployment.apps/mlflow-server restarted"),
+        "{out}"
+    );
+    let (code, out, _) = p.run(&["k8s", "doctor", "-f", "tresor.yaml"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("deployment/mlflow-server in namespace mlops runs pods started before secret/mlflow-secrets last changed: run `tresor k8s doctor -f tresor.yaml --fix`"), "{out}");
+    let out = p.ok(&["k8s", "doctor", "-f", "tresor.yaml", "--fix"]);
+    assert!(
+        out.contains("deployment.apps/mlflow-server restarted"),
+        "{out}"
     );
 }

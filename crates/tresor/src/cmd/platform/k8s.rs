@@ -23,6 +23,23 @@ pub enum K8sCommand {
     /// Server-side apply the Secrets (field manager `tresor`), restart the
     /// consumers of Secrets that changed, prune on request.
     Apply(K8sApplyArgs),
+    /// Find what breaks delivery: declared Secrets missing or different from
+    /// the store, consumers whose service account may not read their Secret,
+    /// consumers running pods older than their Secret. Exits 1 on findings.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// The platform spec.
+    #[arg(short = 'f', long = "filename", default_value = "tresor.yaml")]
+    pub file: PathBuf,
+    /// The kubeconfig context (default: the spec's `kubernetes.context`, then the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Restart the consumers whose pods predate their Secret's last change.
+    #[arg(long)]
+    pub fix: bool,
 }
 
 #[derive(Args)]
@@ -84,7 +101,52 @@ pub fn run(command: K8sCommand) -> CmdResult {
             };
             send(&spec, &deliveries, context, options)
         }
+        K8sCommand::Doctor(args) => doctor(args),
     }
+}
+
+fn doctor(args: DoctorArgs) -> CmdResult {
+    let spec = load(&args.file)?;
+    let deliveries = from_store(&spec, &args.file)?;
+    let context = args.context.or_else(|| spec.kubernetes.context.clone());
+    let file = args.file.display().to_string();
+    let runtime = tresor_kube::runtime()?;
+    let (findings, fixed) = runtime
+        .block_on(async {
+            let client = tresor_kube::connect(context.as_deref()).await?;
+            let findings =
+                tresor_kube::doctor(&client, context.as_deref(), &spec, &deliveries, &file).await?;
+            let mut stale: Vec<_> = findings.iter().filter_map(|f| f.stale.clone()).collect();
+            stale.sort();
+            stale.dedup();
+            let fixed = if args.fix {
+                tresor_kube::fix(&client, context.as_deref(), &stale, SystemTime::now()).await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, KubeError>((findings, fixed))
+        })
+        .map_err(kube_failure)?;
+    for finding in &findings {
+        println!("{}", finding.message);
+    }
+    for line in &fixed {
+        println!("{line}");
+    }
+    let open = findings
+        .iter()
+        .filter(|f| !(args.fix && f.stale.is_some()))
+        .count();
+    if open == 0 {
+        if findings.is_empty() {
+            println!("No problems found.");
+        }
+        return Ok(());
+    }
+    Err(Failure::runtime(anyhow::anyhow!(
+        "{open} problem{} found; each line above says what to run",
+        if open == 1 { "" } else { "s" }
+    )))
 }
 
 /// `tresor apply`'s delivery step: the values just stored, to the cluster.
