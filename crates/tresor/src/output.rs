@@ -62,6 +62,11 @@ pub fn cell(value: &Value) -> String {
         Value::Null => "<nil>".into(),
         Value::String(s) if s.is_empty() => "n/a".into(),
         Value::String(s) => s.clone(),
+        // Go's formatting of a slice, as the vault CLI prints lists.
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(cell).collect();
+            format!("[{}]", parts.join(" "))
+        }
         Value::Object(map) => {
             let parts: Vec<String> = map
                 .iter()
@@ -83,6 +88,16 @@ pub fn envelope(data: Value) -> Value {
         "data": data,
         "warnings": null,
     })
+}
+
+/// Overwrites every string in `value` (secret values leave memory early).
+pub fn wipe(value: &mut Value) {
+    match value {
+        Value::String(s) => zeroize::Zeroize::zeroize(s),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Object(map) => map.values_mut().for_each(wipe),
+        _ => {}
+    }
 }
 
 pub fn print_json(value: &Value) {

@@ -16,6 +16,9 @@ pub struct StoreArgs {
     /// The key file that unseals the store (default: the one recorded at init).
     #[arg(long, global = true, env = "TRESOR_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// The server to use instead of the embedded store (default: TRESOR_ADDR, then VAULT_ADDR).
+    #[arg(long, global = true, value_name = "URL")]
+    pub address: Option<String>,
 }
 
 /// A group of store commands, with the output format they share.
@@ -32,6 +35,7 @@ pub struct Group<C: clap::Subcommand> {
 pub struct GlobalArgs {
     pub store: PathBuf,
     pub key_file: Option<PathBuf>,
+    pub address: Option<String>,
     pub format: Format,
 }
 
@@ -40,6 +44,7 @@ impl StoreArgs {
         GlobalArgs {
             store: self.store.clone(),
             key_file: self.key_file.clone(),
+            address: self.address.clone(),
             format,
         }
     }

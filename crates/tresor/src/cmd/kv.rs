@@ -1,17 +1,18 @@
+use crate::cmd::target::{self, KvPath, KvRead, Target};
 use crate::failure::{CmdResult, Failure};
-use crate::output::{cell, envelope, key_values, print_json, section, table};
-use crate::store::{Format, GlobalArgs, open};
+use crate::output::{cell, envelope, key_values, print_json, section, table, wipe};
+use crate::store::{Format, GlobalArgs};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
-use tresor_core::{Access, MountEntry, Store};
-use tresor_kv::{KvEngine, MetadataUpdate, SecretMap, VersionInfo, parse_duration};
+use tresor_core::Access;
+use tresor_kv::{MetadataUpdate, SecretMap, parse_duration};
 use zeroize::Zeroizing;
 
 #[derive(Args)]
-pub struct Target {
+pub struct SecretPath {
     /// The mount; then PATH is relative to it. Without it, PATH starts with the mount (`secret/app`).
     #[arg(long)]
     mount: Option<String>,
@@ -27,7 +28,7 @@ pub enum KvCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
         /// KEY=VALUE pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
@@ -40,14 +41,14 @@ pub enum KvCommand {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Change some keys of the current version, keeping the others, as a new version.
     Patch {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
         #[arg(required = true)]
         pairs: Vec<String>,
     },
@@ -60,35 +61,35 @@ pub enum KvCommand {
         #[arg(long)]
         limit: Option<usize>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Soft-delete the current version, or the given versions.
     Delete {
         #[arg(long, value_delimiter = ',')]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Restore soft-deleted versions.
     Undelete {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Permanently remove the data of the given versions.
     Destroy {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Write an older version again as the new current version.
     Rollback {
         #[arg(long, required = true)]
         version: u64,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Read and change a secret's metadata.
     #[command(subcommand)]
@@ -100,7 +101,7 @@ pub enum MetadataCommand {
     /// Show a secret's metadata and versions.
     Get {
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Create or change a secret's metadata.
     Put {
@@ -118,12 +119,12 @@ pub enum MetadataCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
     /// Delete a secret with all its versions and metadata.
     Delete {
         #[command(flatten)]
-        target: Target,
+        target: SecretPath,
     },
 }
 
@@ -131,19 +132,16 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
     match command {
         KvCommand::Put { cas, target, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            let info = store.kv(&mount).write(&path, &data, cas)?;
-            print_version_info(global, &mount, &path, &info);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let info = store.kv_write(&at, &data, cas)?;
+            print_version_info(global, &at, &info);
             Ok(())
         }
         KvCommand::Patch { cas, target, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            let patch = Value::Object(data.as_map().clone());
-            let result = store.kv(&mount).patch(&path, &patch, cas);
-            let mut patch = patch;
-            wipe_value(&mut patch);
-            print_version_info(global, &mount, &path, &result?);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let info = store.kv_patch(&at, &data, cas)?;
+            print_version_info(global, &at, &info);
             Ok(())
         }
         KvCommand::Get {
@@ -157,55 +155,45 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
             target,
         } => list(global, &target, after.as_deref(), limit),
         KvCommand::Delete { versions, target } => {
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            let kv = store.kv(&mount);
-            if versions.is_empty() {
-                kv.delete_latest(&path)?;
-            } else {
-                kv.delete_versions(&path, &versions)?;
-            }
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv_delete(&at, &versions)?;
             println!(
-                "Success! Data deleted (if it existed) at: {}data/{path}",
-                mount.path
+                "Success! Data deleted (if it existed) at: {}",
+                at.api("data")
             );
             Ok(())
         }
         KvCommand::Undelete { versions, target } => {
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            store.kv(&mount).undelete_versions(&path, &versions)?;
-            println!("Success! Data written to: {}undelete/{path}", mount.path);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv_undelete(&at, &versions)?;
+            println!("Success! Data written to: {}", at.api("undelete"));
             Ok(())
         }
         KvCommand::Destroy { versions, target } => {
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            store.kv(&mount).destroy_versions(&path, &versions)?;
-            println!("Success! Data written to: {}destroy/{path}", mount.path);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv_destroy(&at, &versions)?;
+            println!("Success! Data written to: {}", at.api("destroy"));
             Ok(())
         }
         KvCommand::Rollback { version, target } => {
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            let info = store.kv(&mount).rollback(&path, version)?;
-            print_version_info(global, &mount, &path, &info);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let info = store.kv_rollback(&at, version)?;
+            print_version_info(global, &at, &info);
             Ok(())
         }
         KvCommand::Metadata(command) => metadata(global, command),
     }
 }
 
+/// Opens the embedded store or the server, and finds the secret's mount.
 fn resolve(
     global: &GlobalArgs,
-    target: &Target,
+    target: &SecretPath,
     access: Access,
-) -> Result<(Store, MountEntry, String), Failure> {
-    if let Some(mount) = &target.mount {
-        let store = open(global, access)?;
-        let entry = store.mount(mount)?;
-        let path = target.path.trim_matches('/').to_string();
-        return Ok((store, entry, path));
-    }
-    let store = open(global, access)?;
-    let (entry, path) = store.resolve(&target.path)?;
-    Ok((store, entry, path))
+) -> Result<(Box<dyn Target>, KvPath), Failure> {
+    let store = target::open(global, access)?;
+    let at = store.kv_path(target.mount.as_deref(), &target.path)?;
+    Ok((store, at))
 }
 
 /// Parses the data arguments of `kv put` and `kv patch`, before anything is
@@ -294,60 +282,46 @@ fn trim_newline(mut bytes: Zeroizing<Vec<u8>>) -> Zeroizing<Vec<u8>> {
     bytes
 }
 
-fn wipe_value(value: &mut Value) {
-    match value {
-        Value::String(s) => zeroize::Zeroize::zeroize(s),
-        Value::Array(items) => items.iter_mut().for_each(wipe_value),
-        Value::Object(map) => map.values_mut().for_each(wipe_value),
-        _ => {}
-    }
-}
-
-fn info_json(info: &VersionInfo) -> Value {
-    serde_json::to_value(info).expect("version metadata serializes")
-}
-
-fn print_version_info(global: &GlobalArgs, mount: &MountEntry, path: &str, info: &VersionInfo) {
-    let value = info_json(info);
+fn print_version_info(global: &GlobalArgs, at: &KvPath, info: &Value) {
     if global.format == Format::Json {
-        print_json(&envelope(value));
+        print_json(&envelope(info.clone()));
         return;
     }
-    let secret_path = format!("{}data/{path}", mount.path);
+    let secret_path = at.api("data");
     let width = secret_path.len().max(24);
     println!("{}\n{secret_path}\n", section("Secret Path", width));
     println!("{}", section("Metadata", width));
-    print!("{}", key_values(value.as_object().expect("an object")));
+    if let Some(fields) = info.as_object() {
+        print!("{}", key_values(fields));
+    }
 }
 
 fn get(
     global: &GlobalArgs,
-    target: &Target,
+    target: &SecretPath,
     version: Option<u64>,
     field: Option<&str>,
 ) -> CmdResult {
-    let (store, mount, path) = resolve(global, target, Access::ReadOnly)?;
-    let kv: KvEngine = store.kv(&mount);
-    let secret_path = format!("{}data/{path}", mount.path);
-    let Some(read) = kv.read(&path, version)? else {
-        return Err(Failure::usage(anyhow!("no value found at {secret_path}")));
-    };
-    let Some(data) = read.data else {
-        let meta = read.metadata;
-        let state = if meta.destroyed {
-            "destroyed"
-        } else {
-            "deleted"
-        };
-        return Err(Failure::usage(anyhow!(
-            "version {} at {secret_path} is {state}{}",
-            meta.version,
-            if meta.destroyed {
-                ""
-            } else {
-                "; restore it with `tresor kv undelete -versions=N`"
-            }
-        )));
+    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let secret_path = at.api("data");
+    let (data, meta) = match store.kv_read(&at, version)? {
+        KvRead::Missing => {
+            return Err(Failure::usage(anyhow!("no value found at {secret_path}")));
+        }
+        KvRead::Gone { metadata } => {
+            let destroyed = metadata["destroyed"].as_bool().unwrap_or(false);
+            let state = if destroyed { "destroyed" } else { "deleted" };
+            return Err(Failure::usage(anyhow!(
+                "version {} at {secret_path} is {state}{}",
+                metadata["version"],
+                if destroyed {
+                    ""
+                } else {
+                    "; restore it with `tresor kv undelete -versions=N`"
+                }
+            )));
+        }
+        KvRead::Found { data, metadata } => (data, metadata),
     };
     if let Some(field) = field {
         let value = data
@@ -364,43 +338,41 @@ fn get(
         }
         return Ok(());
     }
-    let meta = info_json(&read.metadata);
     if global.format == Format::Json {
         let mut out = envelope(json!({ "data": data, "metadata": meta }));
         print_json(&out);
-        wipe_value(&mut out);
+        wipe(&mut out);
         return Ok(());
     }
     let width = secret_path.len().max(24);
     println!("{}\n{secret_path}\n", section("Secret Path", width));
     println!("{}", section("Metadata", width));
-    println!("{}", key_values(meta.as_object().expect("an object")));
+    if let Some(fields) = meta.as_object() {
+        println!("{}", key_values(fields));
+    }
     println!("{}", section("Data", width));
     let rows: Vec<Vec<String>> = data.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect();
     let mut printed = Zeroizing::new(table(&["Key", "Value"], &rows));
     print!("{}", printed.as_str());
     zeroize::Zeroize::zeroize(&mut *printed);
+    for mut row in rows {
+        row.iter_mut().for_each(zeroize::Zeroize::zeroize);
+    }
     Ok(())
 }
 
 fn list(
     global: &GlobalArgs,
-    target: &Target,
+    target: &SecretPath,
     after: Option<&str>,
     limit: Option<usize>,
 ) -> CmdResult {
-    let (store, mount, path) = if target.mount.is_none() {
-        let store = open(global, Access::ReadOnly)?;
-        let (mount, path) = store.resolve(&target.path)?;
-        (store, mount, path)
-    } else {
-        resolve(global, target, Access::ReadOnly)?
-    };
-    let keys = store.kv(&mount).list(&path, after, limit)?;
+    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let keys = store.kv_list(&at, after, limit)?;
     if keys.is_empty() {
         return Err(Failure::usage(anyhow!(
-            "no value found at {}metadata/{path}",
-            mount.path
+            "no value found at {}",
+            at.api("metadata")
         )));
     }
     if global.format == Format::Json {
@@ -415,23 +387,22 @@ fn list(
 fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
     match command {
         MetadataCommand::Get { target } => {
-            let (store, mount, path) = resolve(global, &target, Access::ReadOnly)?;
-            let Some(view) = store.kv(&mount).metadata(&path)? else {
+            let (store, at) = resolve(global, &target, Access::ReadOnly)?;
+            let Some(value) = store.kv_metadata(&at)? else {
                 return Err(Failure::usage(anyhow!(
-                    "no value found at {}metadata/{path}",
-                    mount.path
+                    "no value found at {}",
+                    at.api("metadata")
                 )));
             };
-            let value = serde_json::to_value(&view).expect("metadata serializes");
             if global.format == Format::Json {
                 print_json(&envelope(value));
                 return Ok(());
             }
-            let secret_path = format!("{}metadata/{path}", mount.path);
+            let secret_path = at.api("metadata");
             let width = secret_path.len().max(24);
             println!("{}\n{secret_path}\n", section("Metadata Path", width));
             println!("{}", section("Metadata", width));
-            let mut fields = value.as_object().expect("an object").clone();
+            let mut fields = value.as_object().cloned().unwrap_or_default();
             let versions = fields.remove("versions");
             print!("{}", key_values(&fields));
             if let Some(Value::Object(versions)) = versions {
@@ -442,7 +413,9 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                 numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
                 for (n, v) in numbered {
                     println!("\n{}", section(&format!("Version {n}"), width));
-                    print!("{}", key_values(v.as_object().expect("an object")));
+                    if let Some(v) = v.as_object() {
+                        print!("{}", key_values(v));
+                    }
                 }
             }
             Ok(())
@@ -467,17 +440,17 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                 merge: false,
                 cas,
             };
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            store.kv(&mount).write_metadata(&path, &update)?;
-            println!("Success! Data written to: {}metadata/{path}", mount.path);
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv_write_metadata(&at, &update)?;
+            println!("Success! Data written to: {}", at.api("metadata"));
             Ok(())
         }
         MetadataCommand::Delete { target } => {
-            let (store, mount, path) = resolve(global, &target, Access::WriteOnDemand)?;
-            store.kv(&mount).delete_metadata(&path)?;
+            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            store.kv_delete_metadata(&at)?;
             println!(
-                "Success! Data deleted (if it existed) at: {}metadata/{path}",
-                mount.path
+                "Success! Data deleted (if it existed) at: {}",
+                at.api("metadata")
             );
             Ok(())
         }

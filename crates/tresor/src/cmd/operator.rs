@@ -1,11 +1,14 @@
+use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
-use crate::output::{key_values, print_json, table};
+use crate::output::{cell, key_values, print_json, table, wipe};
 use crate::store::{Format, GlobalArgs, parse_shares, shares_from_env};
+use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use tresor_barrier::SealKind;
+use tresor_client::{Client, Method};
 use tresor_core::{Access, InitOptions, Unseal};
 use zeroize::Zeroizing;
 
@@ -50,8 +53,19 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             key_shares,
             key_threshold,
             init_key_file,
-        } => init(global, key_shares.zip(key_threshold), init_key_file),
-        OperatorCommand::Unseal { shares } => unseal(global, shares),
+        } => match target::remote(global)? {
+            Some(client) => init_remote(
+                global,
+                &client,
+                key_shares.zip(key_threshold),
+                init_key_file,
+            ),
+            None => init(global, key_shares.zip(key_threshold), init_key_file),
+        },
+        OperatorCommand::Unseal { shares } => match target::remote(global)? {
+            Some(client) => unseal_remote(global, &client, shares),
+            None => unseal(global, shares),
+        },
         OperatorCommand::Rotate => rotate(global),
         OperatorCommand::KeyStatus => key_status(global),
         OperatorCommand::GenerateRoot => generate_root(global),
@@ -184,16 +198,85 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
 }
 
 fn rotate(global: &GlobalArgs) -> CmdResult {
-    let store = crate::store::open(global, Access::WriteOnDemand)?;
-    let status = store.barrier().rotate()?;
+    let status = target::open(global, Access::WriteOnDemand)?.rotate()?;
     print_key_status(global, &status, true);
     Ok(())
 }
 
 fn key_status(global: &GlobalArgs) -> CmdResult {
-    let store = crate::store::open(global, Access::ReadOnly)?;
-    let status = store.barrier().key_status().map_err(Failure::from)?;
+    let status = target::open(global, Access::ReadOnly)?.key_status()?;
     print_key_status(global, &status, false);
+    Ok(())
+}
+
+/// `sys/init` on a server: it keeps the shares' hash, we print the shares
+/// and the root token, once.
+fn init_remote(
+    global: &GlobalArgs,
+    client: &Client,
+    shamir: Option<(u8, u8)>,
+    key_file: Option<PathBuf>,
+) -> CmdResult {
+    if key_file.is_some() {
+        return Err(Failure::usage(anyhow!(
+            "a server is sealed by Shamir shares or by its own config; -key-file is for the embedded store (unset TRESOR_ADDR)"
+        )));
+    }
+    let (shares, threshold) = shamir.unwrap_or((5, 3));
+    let mut answer = client
+        .write(
+            "sys/init",
+            &json!({ "secret_shares": shares, "secret_threshold": threshold }),
+        )?
+        .unwrap_or(Value::Null);
+    let b64: Vec<&str> = answer["keys_base64"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let root = answer["root_token"].as_str().unwrap_or_default();
+    if global.format == Format::Json {
+        let mut value = json!({
+            "unseal_keys_b64": b64,
+            "unseal_keys_hex": answer["keys"],
+            "unseal_shares": shares,
+            "unseal_threshold": threshold,
+            "root_token": root,
+        });
+        print_json(&value);
+        wipe(&mut value);
+    } else {
+        for (i, key) in b64.iter().enumerate() {
+            println!("Unseal Key {}: {key}", i + 1);
+        }
+        println!("\nInitial Root Token: {root}\n");
+        println!(
+            "Server initialized with {shares} key shares and a key threshold of {threshold}. Unseal it with `tresor operator unseal` and {threshold} of the keys; it starts sealed after every restart."
+        );
+    }
+    wipe(&mut answer);
+    Ok(())
+}
+
+/// `sys/unseal` with each share given, or one read from stdin.
+fn unseal_remote(global: &GlobalArgs, client: &Client, given: Vec<String>) -> CmdResult {
+    let mut keys: Vec<Zeroizing<String>> = given.into_iter().map(Zeroizing::new).collect();
+    if keys.is_empty() {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprint!("Unseal Key: ");
+        }
+        let mut line = Zeroizing::new(String::new());
+        stdin.lock().read_line(&mut line)?;
+        keys.push(Zeroizing::new(line.trim().to_string()));
+    }
+    let mut status = client.seal_status()?;
+    for key in &keys {
+        let mut body = json!({ "key": key.as_str() });
+        let answer = client.call(Method::Put, "sys/unseal", Some(&body));
+        wipe(&mut body);
+        status = answer?.unwrap_or(Value::Null);
+    }
+    crate::cmd::status::print(global, &status);
     Ok(())
 }
 
@@ -208,29 +291,27 @@ fn generate_root(global: &GlobalArgs) -> CmdResult {
         print_json(&json!({"root_token": token.expose(), "accessor": entry.accessor().expose()}));
     } else {
         println!("Root Token: {}", token.expose());
-        eprintln!("Keep it secret; revoke it (tresor token revoke) once you have made narrower tokens.");
+        eprintln!(
+            "Keep it secret; revoke it (tresor token revoke) once you have made narrower tokens."
+        );
     }
     Ok(())
 }
 
-fn print_key_status(global: &GlobalArgs, status: &tresor_barrier::KeyStatus, rotated: bool) {
-    let installed = humantime::format_rfc3339_seconds(status.install_time).to_string();
+fn print_key_status(global: &GlobalArgs, status: &Value, rotated: bool) {
     if global.format == Format::Json {
-        print_json(&json!({"term": status.term, "install_time": installed, "terms": status.terms}));
+        print_json(status);
         return;
     }
     if rotated {
         println!("Success! Rotated key\n");
     }
-    print!(
-        "{}",
-        table(
-            &["Key", "Value"],
-            &[
-                vec!["Key Term".into(), status.term.to_string()],
-                vec!["Install Time".into(), installed],
-                vec!["Terms".into(), status.terms.to_string()],
-            ]
-        )
-    );
+    let mut rows = vec![
+        vec!["Key Term".into(), cell(&status["term"])],
+        vec!["Install Time".into(), cell(&status["install_time"])],
+    ];
+    if !status["terms"].is_null() {
+        rows.push(vec!["Terms".into(), cell(&status["terms"])]);
+    }
+    print!("{}", table(&["Key", "Value"], &rows));
 }

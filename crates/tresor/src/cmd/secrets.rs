@@ -1,10 +1,11 @@
+use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
 use crate::output::{print_json, table};
-use crate::store::{Format, GlobalArgs, open};
+use crate::store::{Format, GlobalArgs};
 use anyhow::anyhow;
 use clap::Subcommand;
-use serde_json::{Map, Value, json};
-use tresor_core::{Access, MountType};
+use serde_json::Value;
+use tresor_core::Access;
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
@@ -45,17 +46,13 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
                 return Err(Failure::usage(anyhow!("only KV version 2 is supported")));
             }
             let path = path.unwrap_or_else(|| kind.clone());
-            let store = open(global, Access::WriteOnDemand)?;
-            let entry = store.enable(&path, MountType::KvV2, &description)?;
-            println!(
-                "Success! Enabled the kv-v2 secrets engine at: {}",
-                entry.path
-            );
+            let mounted =
+                target::open(global, Access::WriteOnDemand)?.enable(&path, &description)?;
+            println!("Success! Enabled the kv-v2 secrets engine at: {mounted}");
             Ok(())
         }
         SecretsCommand::Disable { path } => {
-            let store = open(global, Access::WriteOnDemand)?;
-            store.disable(&path)?;
+            target::open(global, Access::WriteOnDemand)?.disable(&path)?;
             println!(
                 "Success! Disabled the secrets engine (if it existed) at: {}/",
                 path.trim_matches('/')
@@ -63,33 +60,20 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
             Ok(())
         }
         SecretsCommand::List => {
-            let store = open(global, Access::ReadOnly)?;
-            let mounts = store.mounts()?;
+            let mounts = target::open(global, Access::ReadOnly)?.mounts()?;
             if global.format == Format::Json {
-                let mut out = Map::new();
-                for m in &mounts {
-                    out.insert(
-                        m.path.clone(),
-                        json!({
-                            "type": m.kind.name(),
-                            "accessor": m.accessor,
-                            "uuid": m.uuid,
-                            "description": m.description,
-                            "options": m.kind.options(),
-                        }),
-                    );
-                }
-                print_json(&Value::Object(out));
+                print_json(&Value::Object(mounts));
                 return Ok(());
             }
+            let text = |m: &Value, key: &str| m[key].as_str().unwrap_or_default().to_string();
             let rows: Vec<Vec<String>> = mounts
                 .iter()
-                .map(|m| {
+                .map(|(path, m)| {
                     vec![
-                        m.path.clone(),
-                        m.kind.name().to_string(),
-                        m.accessor.clone(),
-                        m.description.clone(),
+                        path.clone(),
+                        text(m, "type"),
+                        text(m, "accessor"),
+                        text(m, "description"),
                     ]
                 })
                 .collect();
