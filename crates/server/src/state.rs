@@ -185,10 +185,7 @@ impl Core {
         Ok(Unsealed {
             store: Store::new(Arc::clone(&self.barrier)),
             policies: PolicyStore::open(Arc::clone(&self.barrier))?,
-            tokens: TokenStore::new(
-                Arc::clone(&self.barrier),
-                self.settings.token_limits,
-            ),
+            tokens: TokenStore::new(Arc::clone(&self.barrier), self.settings.token_limits),
             audit: AuditBroker::open(Arc::clone(&self.barrier), self.settings.audit_write_timeout)?,
         })
     }

@@ -32,6 +32,8 @@ enum Command {
     Operator(Group<cmd::operator::OperatorCommand>),
     /// Read and write secrets in a KV version 2 engine.
     Kv(Group<cmd::kv::KvCommand>),
+    #[command(flatten)]
+    Platform(cmd::platform::PlatformCommand),
     /// Enable, disable and list secrets engines.
     Secrets(Group<cmd::secrets::SecretsCommand>),
     /// Check audit logs.
@@ -39,6 +41,14 @@ enum Command {
     Audit(cmd::audit::AuditCommand),
     /// Run the Vault-compatible HTTP server.
     Server(cmd::server::ServerArgs),
+    /// Show a server's seal status (exit code 2 when sealed).
+    Status(cmd::status::StatusArgs),
+    /// Create, look up, renew and revoke a server's tokens.
+    Token(Group<cmd::token::TokenCommand>),
+    /// Write, read, list and delete a server's ACL policies.
+    Policy(Group<cmd::policy::PolicyCommand>),
+    /// Check a token against the server and keep it for later commands.
+    Login(cmd::login::LoginArgs),
     /// Find committed credentials in files and git history.
     #[cfg(feature = "scan")]
     Scan(cmd::scan::ScanArgs),
@@ -49,8 +59,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
+        Command::Platform(command) => cmd::platform::run(command),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
+        Command::Status(args) => return cmd::status::run(&cli.store.with_format(args.format)),
+        Command::Token(g) => cmd::token::run(&cli.store.with_format(g.format), g.command),
+        Command::Policy(g) => cmd::policy::run(&cli.store.with_format(g.format), g.command),
+        Command::Login(args) => cmd::login::run(&cli.store.with_format(args.format), args.token),
         Command::Audit(command) => cmd::audit::run(command),
         #[cfg(feature = "scan")]
         Command::Scan(args) => return cmd::scan::run(args),

@@ -27,9 +27,18 @@ fn init_unseal_seal_and_503_while_sealed() {
     let anon = Api::new(&server.addr, "");
     assert_eq!(anon.get("sys/health").0, 501);
     assert_eq!(anon.get("sys/init").1["initialized"], false);
-    let (status, init) = anon.call("PUT", "sys/init", Some(&json!({"secret_shares": 3, "secret_threshold": 2})));
+    let (status, init) = anon.call(
+        "PUT",
+        "sys/init",
+        Some(&json!({"secret_shares": 3, "secret_threshold": 2})),
+    );
     assert_eq!(status, 200, "{init}");
-    let keys: Vec<String> = init["keys_base64"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
+    let keys: Vec<String> = init["keys_base64"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
     let root = init["root_token"].as_str().unwrap().to_string();
     assert_eq!(keys.len(), 3);
     let api = Api::new(&server.addr, &root);
@@ -37,19 +46,34 @@ fn init_unseal_seal_and_503_while_sealed() {
     assert_eq!(anon.get("sys/health").0, 503);
     assert_eq!(anon.get("sys/seal-status").1["sealed"], true);
     let (status, body) = api.get("secret/data/x");
-    assert_eq!((status, body["errors"][0].as_str()), (503, Some("Vault is sealed")));
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (503, Some("Vault is sealed"))
+    );
     assert_eq!(api.get("sys/mounts").0, 503);
 
     let (status, progress) = anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[0]})));
     assert_eq!((status, progress["progress"].as_u64()), (200, Some(1)));
-    let (status, _) = anon.call("PUT", "sys/unseal", Some(&json!({"key": "bm90IGEgc2hhcmU="})));
+    let (status, _) = anon.call(
+        "PUT",
+        "sys/unseal",
+        Some(&json!({"key": "bm90IGEgc2hhcmU="})),
+    );
     assert_eq!(status, 400);
-    assert_eq!(anon.get("sys/seal-status").1["progress"], 0, "a bad share resets the progress");
+    assert_eq!(
+        anon.get("sys/seal-status").1["progress"],
+        0,
+        "a bad share resets the progress"
+    );
     anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[2]})));
     let (_, status) = anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[1]})));
     assert_eq!(status["sealed"], false);
 
-    assert_eq!(api.post("secret/data/app", json!({"data": {"password": "pw"}})).0, 200);
+    assert_eq!(
+        api.post("secret/data/app", json!({"data": {"password": "pw"}}))
+            .0,
+        200
+    );
     assert_eq!(api.call("PUT", "sys/seal", None).0, 204);
     assert_eq!(api.get("secret/data/app").0, 503);
     drop(server);
@@ -61,7 +85,10 @@ fn init_unseal_seal_and_503_while_sealed() {
         anon.call("PUT", "sys/unseal", Some(&json!({"key": key})));
     }
     let api = Api::new(&server.addr, &root);
-    assert_eq!(api.get("secret/data/app").1["data"]["data"]["password"], "pw");
+    assert_eq!(
+        api.get("secret/data/app").1["data"]["data"]["password"],
+        "pw"
+    );
 }
 
 #[test]
@@ -85,15 +112,28 @@ fn key_file_stores_unseal_themselves() {
         .args(["operator", "generate-root", "-format=json"])
         .output()
         .unwrap();
-    assert!(root.status.success(), "{}", String::from_utf8_lossy(&root.stderr));
+    assert!(
+        root.status.success(),
+        "{}",
+        String::from_utf8_lossy(&root.stderr)
+    );
     let root: Value = serde_json::from_slice(&root.stdout).unwrap();
-    let cfg = config(tmp.path(), &format!("\n[seal]\nkey_file = \"{}\"\n", key.display()));
+    let cfg = config(
+        tmp.path(),
+        &format!("\n[seal]\nkey_file = \"{}\"\n", key.display()),
+    );
     let server = TestServer::with_config(&cfg);
     let health = Api::new(&server.addr, "").get("sys/health");
     assert_eq!((health.0, &health.1["sealed"]), (200, &Value::Bool(false)));
     let api = server.client(root["root_token"].as_str().unwrap());
-    assert_eq!(api.post("secret/data/x", json!({"data": {"k": "v"}})).0, 200);
-    assert_eq!(api.get("auth/token/lookup-self").1["data"]["policies"], json!(["root"]));
+    assert_eq!(
+        api.post("secret/data/x", json!({"data": {"k": "v"}})).0,
+        200
+    );
+    assert_eq!(
+        api.get("auth/token/lookup-self").1["data"]["policies"],
+        json!(["root"])
+    );
 }
 
 #[test]
@@ -101,12 +141,34 @@ fn bad_input_gets_vault_shaped_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::dev();
     let api = server.client(&server.root_token);
-    let malformed = api.raw("POST", "secret/data/x", b"{not json".to_vec(), "application/json").unwrap();
+    let malformed = api
+        .raw(
+            "POST",
+            "secret/data/x",
+            b"{not json".to_vec(),
+            "application/json",
+        )
+        .unwrap();
     assert_eq!(malformed.0, 400);
-    assert!(malformed.1["errors"][0].as_str().unwrap().contains("failed to parse JSON"));
+    assert!(
+        malformed.1["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("failed to parse JSON")
+    );
     assert_eq!(api.post("secret/data/x", json!({"data": "text"})).0, 400);
-    assert_eq!(api.post("secret/data/x", json!({"data": {"a": "b"}, "options": {"cas": "x"}})).0, 400);
-    assert_eq!(api.post("secret/config", json!({"max_versions": -1})).0, 400);
+    assert_eq!(
+        api.post(
+            "secret/data/x",
+            json!({"data": {"a": "b"}, "options": {"cas": "x"}})
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        api.post("secret/config", json!({"max_versions": -1})).0,
+        400
+    );
     assert_eq!(api.post("secret/data/x", json!({"data": {}})).0, 200);
     assert_eq!(api.get("nomount/data/x").0, 404);
     assert_eq!(api.get("sys/unknown").0, 404);
@@ -115,25 +177,50 @@ fn bad_input_gets_vault_shaped_errors() {
     if let Ok((status, body)) = oversized {
         assert_eq!(status, 413, "{body}");
     }
-    let patch = api.raw("PATCH", "secret/data/x", br#"{"data":{"a":"c"}}"#.to_vec(), "application/json").unwrap();
+    let patch = api
+        .raw(
+            "PATCH",
+            "secret/data/x",
+            br#"{"data":{"a":"c"}}"#.to_vec(),
+            "application/json",
+        )
+        .unwrap();
     assert_eq!(patch.0, 415);
 
     let denied = |api: &Api| {
         let (status, body) = api.get("secret/data/x");
-        assert_eq!((status, body), (403, json!({"errors": ["permission denied"]})));
+        assert_eq!(
+            (status, body),
+            (403, json!({"errors": ["permission denied"]}))
+        );
     };
     denied(&server.client(""));
     denied(&server.client("tvs.malformed-token"));
     denied(&server.client(&"x".repeat(10_000)));
-    let (_, created) = api.post("auth/token/create", json!({"policies": ["default"], "ttl": "1s"}));
-    let short = created["auth"]["client_token"].as_str().unwrap().to_string();
+    let (_, created) = api.post(
+        "auth/token/create",
+        json!({"policies": ["default"], "ttl": "1s"}),
+    );
+    let short = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::thread::sleep(Duration::from_millis(2100));
     denied(&server.client(&short));
     let (_, created) = api.post("auth/token/create", json!({"policies": ["root"]}));
-    let revoked = created["auth"]["client_token"].as_str().unwrap().to_string();
-    assert_eq!(api.post("auth/token/revoke", json!({"token": revoked})).0, 204);
+    let revoked = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.post("auth/token/revoke", json!({"token": revoked})).0,
+        204
+    );
     denied(&server.client(&revoked));
-    let (_, created) = api.post("auth/token/create", json!({"policies": ["root"], "num_uses": 1}));
+    let (_, created) = api.post(
+        "auth/token/create",
+        json!({"policies": ["root"], "num_uses": 1}),
+    );
     let once = server.client(created["auth"]["client_token"].as_str().unwrap());
     assert_eq!(once.get("secret/data/x").0, 200);
     denied(&once);
@@ -147,7 +234,11 @@ fn failed_authentications_are_limited_per_client() {
     let statuses: Vec<u16> = (0..25).map(|_| bad.get("secret/data/x").0).collect();
     assert!(statuses[..20].iter().all(|s| *s == 403), "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
-    assert_eq!(server.client("").get("sys/health").0, 429, "the client as a whole waits");
+    assert_eq!(
+        server.client("").get("sys/health").0,
+        429,
+        "the client as a whole waits"
+    );
 }
 
 #[test]
@@ -157,27 +248,50 @@ fn audit_log_hashes_every_secret_and_detects_tampering() {
     let server = TestServer::dev();
     let api = server.client(&server.root_token);
     assert_eq!(
-        api.call("PUT", "sys/audit/file", Some(&json!({"type": "file", "options": {"file_path": log}}))).0,
+        api.call(
+            "PUT",
+            "sys/audit/file",
+            Some(&json!({"type": "file", "options": {"file_path": log}}))
+        )
+        .0,
         204
     );
     let secrets = ["s3cr3t-db-password-1", "api-key-0x51f2a9c07"];
     api.post("secret/data/db", json!({"data": {"password": secrets[0]}}));
     api.post("secret/data/api", json!({"data": {"key": secrets[1]}}));
     let (_, created) = api.post("auth/token/create", json!({"policies": ["default"]}));
-    let child = created["auth"]["client_token"].as_str().unwrap().to_string();
+    let child = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let accessor = created["auth"]["accessor"].as_str().unwrap().to_string();
-    assert_eq!(api.get("secret/data/db").1["data"]["data"]["password"], secrets[0]);
+    assert_eq!(
+        api.get("secret/data/db").1["data"]["data"]["password"],
+        secrets[0]
+    );
     server.client(&child).get("auth/token/lookup-self");
-    server.client("tvs.bogus-token-value-123").get("secret/data/db");
+    server
+        .client("tvs.bogus-token-value-123")
+        .get("secret/data/db");
 
     let text = std::fs::read_to_string(&log).unwrap();
     let logs = server.log.lock().unwrap().clone();
-    for needle in [secrets[0], secrets[1], &child, &accessor, &server.root_token, "tvs.bogus-token-value-123"] {
+    for needle in [
+        secrets[0],
+        secrets[1],
+        &child,
+        &accessor,
+        &server.root_token,
+        "tvs.bogus-token-value-123",
+    ] {
         assert!(!text.contains(needle), "the audit log holds `{needle}`");
         assert!(!logs.contains(needle), "the server log holds `{needle}`");
     }
     let (_, hash) = api.post("sys/audit-hash/file", json!({"input": secrets[0]}));
-    assert!(text.contains(hash["data"]["hash"].as_str().unwrap()), "values are HMAC'd, not dropped");
+    assert!(
+        text.contains(hash["data"]["hash"].as_str().unwrap()),
+        "values are HMAC'd, not dropped"
+    );
     assert!(text.lines().count() >= 12);
 
     let verify = |file: &Path| {
@@ -188,15 +302,25 @@ fn audit_log_hashes_every_secret_and_detects_tampering() {
             .unwrap()
     };
     let intact = verify(&log);
-    assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stderr));
+    assert!(
+        intact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&intact.stderr)
+    );
 
     let tampered = tmp.path().join("tampered.log");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines[3] = lines[3].replace("\"update\"", "\"read\"").replace("\"read\"", "\"list\"");
+    lines[3] = lines[3]
+        .replace("\"update\"", "\"read\"")
+        .replace("\"read\"", "\"list\"");
     std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
     let out = verify(&tampered);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 4"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let deleted = tmp.path().join("deleted.log");
     let mut lines: Vec<&str> = text.lines().collect();
@@ -209,22 +333,51 @@ fn audit_log_hashes_every_secret_and_detects_tampering() {
 fn a_stuck_audit_device_fails_requests_fast_instead_of_hanging() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("audit.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     // Hold the read end open without reading: writes fill the pipe, then block.
-    let _reader = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
     let cfg = config(tmp.path(), "\n[audit]\nwrite_timeout = \"500ms\"\n");
     let server = TestServer::with_config(&cfg);
     let anon = Api::new(&server.addr, "");
-    let (_, init) = anon.call("PUT", "sys/init", Some(&json!({"secret_shares": 1, "secret_threshold": 1})));
-    anon.call("PUT", "sys/unseal", Some(&json!({"key": init["keys_base64"][0]})));
+    let (_, init) = anon.call(
+        "PUT",
+        "sys/init",
+        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+    );
+    anon.call(
+        "PUT",
+        "sys/unseal",
+        Some(&json!({"key": init["keys_base64"][0]})),
+    );
     let api = server.client(init["root_token"].as_str().unwrap());
-    let enabled = api.call("PUT", "sys/audit/fifo", Some(&json!({"type": "file", "options": {"file_path": fifo}})));
+    let enabled = api.call(
+        "PUT",
+        "sys/audit/fifo",
+        Some(&json!({"type": "file", "options": {"file_path": fifo}})),
+    );
     assert_eq!(enabled.0, 204, "{}", enabled.1);
     let mut refused = None;
     for i in 0..2000 {
         let started = Instant::now();
-        let (status, body) = api.post("secret/data/x", json!({"data": {"padding": "p".repeat(2000)}}));
-        assert!(started.elapsed() < Duration::from_secs(10), "request {i} hung for {:?}", started.elapsed());
+        let (status, body) = api.post(
+            "secret/data/x",
+            json!({"data": {"padding": "p".repeat(2000)}}),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "request {i} hung for {:?}",
+            started.elapsed()
+        );
         if status == 500 {
             refused = Some(body);
             break;
@@ -232,17 +385,41 @@ fn a_stuck_audit_device_fails_requests_fast_instead_of_hanging() {
         assert_eq!(status, 200);
     }
     let body = refused.expect("the full pipe made the audit device fail");
-    assert!(body["errors"][0].as_str().unwrap().contains("audit"), "{body}");
-    assert_eq!(Api::new(&server.addr, "").get("sys/health").0, 200, "unaudited endpoints still answer");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("audit"),
+        "{body}"
+    );
+    assert_eq!(
+        Api::new(&server.addr, "").get("sys/health").0,
+        200,
+        "unaudited endpoints still answer"
+    );
 }
 
 fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ])
         .arg(format!("/CN={name}"))
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
@@ -259,7 +436,9 @@ fn tls_agent(ca: &Path) -> ureq::Agent {
     let cert = ureq::tls::Certificate::from_pem(&pem).unwrap().to_owned();
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![cert])))
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+            cert,
+        ])))
         .build();
     ureq::Agent::config_builder()
         .tls_config(tls)
@@ -290,16 +469,29 @@ fn tls_certificates_reload_on_sighup() {
     .unwrap();
     let server = TestServer::with_config(&cfg);
     assert!(server.addr.starts_with("https://"));
-    let health = |ca: &Path| Api::with_agent(tls_agent(ca), &server.addr, "").raw("GET", "sys/health", Vec::new(), "application/json");
+    let health = |ca: &Path| {
+        Api::with_agent(tls_agent(ca), &server.addr, "").raw(
+            "GET",
+            "sys/health",
+            Vec::new(),
+            "application/json",
+        )
+    };
     assert_eq!(health(&first).unwrap().0, 501);
-    assert!(health(&second).is_err(), "a client trusting only the second certificate is refused");
+    assert!(
+        health(&second).is_err(),
+        "a client trusting only the second certificate is refused"
+    );
 
     std::fs::copy(&second, &live_cert).unwrap();
     std::fs::copy(&second_key, &live_key).unwrap();
     server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while health(&second).is_err() {
-        assert!(Instant::now() < deadline, "the new certificate was not served after SIGHUP");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not served after SIGHUP"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(health(&first).is_err());
@@ -335,9 +527,15 @@ fn sigterm_finishes_requests_in_flight() {
     std::thread::sleep(Duration::from_millis(300));
     server.signal("TERM");
     let status = server.child.wait().unwrap();
-    assert!(status.success(), "the server did not exit cleanly: {status}");
+    assert!(
+        status.success(),
+        "the server did not exit cleanly: {status}"
+    );
     for writer in writers {
         let outcomes = writer.join().unwrap();
-        assert!(outcomes.iter().all(|s| *s == 200), "a request in flight failed: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|s| *s == 200),
+            "a request in flight failed: {outcomes:?}"
+        );
     }
 }

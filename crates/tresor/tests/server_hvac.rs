@@ -8,7 +8,9 @@ use std::process::Command;
 #[test]
 fn hvac_conformance_suite() {
     let python = std::env::var("TRESOR_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("TRESOR_TEST_PYTHON is not set: run ./scripts/test, which builds a virtualenv with hvac")
+        panic!(
+            "TRESOR_TEST_PYTHON is not set: run ./scripts/test, which builds a virtualenv with hvac"
+        )
     });
     let server = support::TestServer::dev();
     let audit = tempfile::tempdir().unwrap();

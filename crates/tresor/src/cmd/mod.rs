@@ -1,7 +1,13 @@
 pub mod audit;
 pub mod kv;
+pub mod login;
 pub mod operator;
+pub mod platform;
+pub mod policy;
 #[cfg(feature = "scan")]
 pub mod scan;
 pub mod secrets;
 pub mod server;
+pub mod status;
+pub mod target;
+pub mod token;

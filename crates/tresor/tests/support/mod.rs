@@ -79,7 +79,10 @@ impl TestServer {
         let Some(addr) = addr else {
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!("the server exited before listening: {}", log.lock().unwrap());
+            panic!(
+                "the server exited before listening: {}",
+                log.lock().unwrap()
+            );
         };
         Self {
             child,
@@ -135,9 +138,19 @@ impl Api {
         }
     }
 
-    pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
-        self.raw(method, path, body.map(|b| b.to_string().into_bytes()).unwrap_or_default(), "application/json")
-            .expect("the server answers")
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.raw(
+            method,
+            path,
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            "application/json",
+        )
+        .expect("the server answers")
     }
 
     pub fn raw(
