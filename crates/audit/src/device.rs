@@ -132,8 +132,16 @@ impl FileDevice {
     /// Writes one entry, secrets hashed, and returns once it is written (and synced, under
     /// [`FsyncPolicy::Always`]), or with an error after at most the configured bound.
     pub fn log(&self, entry: &AuditEntry) -> Result<(), AuditError> {
+        self.log_pending(entry)?.wait()
+    }
+
+    /// Queues one entry and returns at once; [`Pending::wait`] then gives the
+    /// outcome [`FileDevice::log`] would have. Entries are written in the
+    /// order they were queued, so a caller can queue a request entry, serve a
+    /// side-effect-free request, queue its response entry and wait for both.
+    pub fn log_pending(&self, entry: &AuditEntry) -> Result<Pending, AuditError> {
         let line_body = entry.to_redacted_json(&self.salt, OffsetDateTime::now_utc())?;
-        self.submit(|ack| Command::Write { line_body, ack })
+        self.enqueue(|ack| Command::Write { line_body, ack })
     }
 
     /// `hmac-sha256:<hex>` of `input` under this device's salt (for `sys/audit-hash`).
@@ -158,16 +166,53 @@ impl FileDevice {
     }
 
     fn submit<T>(&self, command: impl FnOnce(Ack<T>) -> Command) -> Result<T, AuditError> {
+        let (ack, answer) = mpsc::sync_channel(1);
+        self.send(command(ack))?;
+        wait(&answer, self.timeout)
+    }
+
+    fn enqueue(&self, command: impl FnOnce(Ack<()>) -> Command) -> Result<Pending, AuditError> {
+        let (ack, answer) = mpsc::sync_channel(1);
+        self.send(command(ack))?;
+        Ok(Pending {
+            answer,
+            deadline: std::time::Instant::now() + self.timeout,
+            timeout: self.timeout,
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<(), AuditError> {
         if let Some(stuck) = self.busy.stuck_for()
             && stuck > self.timeout
         {
             return Err(AuditError::Stalled(self.timeout));
         }
-        let (ack, answer) = mpsc::sync_channel(1);
-        match self.tx.try_send(command(ack)) {
-            Ok(()) => wait(&answer, self.timeout),
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(AuditError::Backlog),
             Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
+        }
+    }
+}
+
+/// An entry queued by [`FileDevice::log_pending`], not yet known written.
+pub struct Pending {
+    answer: Receiver<Result<(), AuditError>>,
+    deadline: std::time::Instant,
+    timeout: Duration,
+}
+
+impl Pending {
+    /// Waits until the entry is written, at most until the bound that
+    /// started when it was queued.
+    pub fn wait(self) -> Result<(), AuditError> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        match self.answer.recv_timeout(left) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => Err(AuditError::Timeout(self.timeout)),
+            Err(RecvTimeoutError::Disconnected) => Err(AuditError::Closed),
         }
     }
 }

@@ -15,7 +15,7 @@ mod salt;
 mod verify;
 
 pub use chain::Checkpoint;
-pub use device::{FileDevice, FileDeviceConfig, FsyncPolicy};
+pub use device::{FileDevice, FileDeviceConfig, FsyncPolicy, Pending};
 pub use entry::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
 pub use error::{AuditError, ChainProblem};
 pub use salt::{HASH_PREFIX, Salt};

@@ -17,6 +17,14 @@ const RESERVED: [&str; 3] = [SEAL_CONFIG, ROOT_KEY, KEYRING];
 #[derive(Clone, PartialEq, Eq)]
 pub struct Stamp(Vec<u8>);
 
+impl Stamp {
+    /// Whether `stored` (bytes read straight from storage) is what this stamp
+    /// saw: lets a cache skip decrypting a record that has not changed.
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        self.0 == stored
+    }
+}
+
 impl std::fmt::Debug for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Stamp({} bytes)", self.0.len())

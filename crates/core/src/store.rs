@@ -1,6 +1,6 @@
 use crate::CoreError;
 use crate::mounts::{MountEntry, MountTable, MountType, normalize};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tresor_barrier::{Barrier, Stamp, WriteSet};
 use tresor_kv::KvEngine;
 use zeroize::Zeroizing;
@@ -13,12 +13,18 @@ const DELETE_BATCH: usize = 1000;
 /// An unsealed store: the barrier and the engines mounted on it.
 pub struct Store {
     barrier: Arc<Barrier>,
+    /// The last mount table read, with its stamp: reused while the stored
+    /// bytes are the same, so routing a request costs no decryption.
+    cache: RwLock<Option<(Stamp, MountTable)>>,
 }
 
 impl Store {
     /// A store over an unsealed barrier.
     pub fn new(barrier: Arc<Barrier>) -> Self {
-        Self { barrier }
+        Self {
+            barrier,
+            cache: RwLock::new(None),
+        }
     }
 
     pub fn barrier(&self) -> &Arc<Barrier> {
@@ -122,10 +128,26 @@ impl Store {
     }
 
     fn table(&self) -> Result<(MountTable, Option<Stamp>), CoreError> {
+        if self.barrier.is_sealed() {
+            return Err(tresor_barrier::BarrierError::Sealed.into());
+        }
+        let stored = self.barrier.storage().get(MOUNTS_KEY)?;
+        if let (Some(stored), Some((stamp, table))) = (
+            &stored,
+            self.cache
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref(),
+        ) && stamp.matches(stored)
+        {
+            return Ok((table.clone(), Some(stamp.clone())));
+        }
         match self.barrier.get(MOUNTS_KEY)? {
             Some(entry) => {
-                let table =
+                let table: MountTable =
                     serde_json::from_slice(&entry.value).map_err(|_| CoreError::CorruptMounts)?;
+                *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some((entry.stamp.clone(), table.clone()));
                 Ok((table, Some(entry.stamp)))
             }
             None => Ok((MountTable::default(), None)),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, Salt};
+use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, FsyncPolicy, Pending, Salt};
 use tresor_barrier::{Barrier, WriteSet};
 use zeroize::Zeroizing;
 
@@ -39,62 +39,45 @@ pub struct AuditBroker {
     barrier: Arc<Barrier>,
     devices: RwLock<BTreeMap<String, Device>>,
     write_timeout: Duration,
+    fsync: bool,
 }
 
 impl AuditBroker {
     /// Opens every device recorded in the store.
-    pub fn open(barrier: Arc<Barrier>, write_timeout: Duration) -> Result<Self, ApiError> {
+    pub fn open(
+        barrier: Arc<Barrier>,
+        write_timeout: Duration,
+        fsync: bool,
+    ) -> Result<Self, ApiError> {
         let table = load(&barrier)?;
         let mut devices = BTreeMap::new();
         for (path, record) in table.devices {
-            let file = open_device(&record, write_timeout)?;
+            let file = open_device(&record, write_timeout, fsync)?;
             devices.insert(path, Device { record, file });
         }
         Ok(Self {
             barrier,
             devices: RwLock::new(devices),
             write_timeout,
+            fsync,
         })
     }
 
     /// Writes `entry` to every device. Fails only if devices exist and none
     /// of them recorded it (fail closed); never waits longer than the bound.
     pub fn log(&self, entry: &AuditEntry) -> Result<(), ApiError> {
+        self.begin(entry).finish()
+    }
+
+    /// Queues `entry` on every device without waiting; see [`Queued::finish`].
+    pub fn begin(&self, entry: &AuditEntry) -> Queued {
         let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
-        if devices.is_empty() {
-            return Ok(());
-        }
-        let mut failures = Vec::new();
-        for (path, device) in devices.iter() {
-            match device.file.log(entry) {
-                Ok(()) => return self.log_rest(&devices, path, entry),
-                Err(e) => failures.push(format!("{path}: {e}")),
-            }
-        }
-        tracing::error!(failures = ?failures, "no audit device recorded the request");
-        Err(ApiError::internal(
-            "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
-        ))
+        let queued = devices
+            .iter()
+            .map(|(path, device)| (path.clone(), device.file.log_pending(entry)))
+            .collect();
+        Queued { queued }
     }
-
-    /// After one device succeeded, the others still get the entry; their
-    /// failures are logged but do not fail the request.
-    fn log_rest(
-        &self,
-        devices: &BTreeMap<String, Device>,
-        done: &str,
-        entry: &AuditEntry,
-    ) -> Result<(), ApiError> {
-        for (path, device) in
-            devices.range::<str, _>((std::ops::Bound::Excluded(done), std::ops::Bound::Unbounded))
-        {
-            if let Err(e) = device.file.log(entry) {
-                tracing::warn!(device = %path, error = %e, "an audit device failed");
-            }
-        }
-        Ok(())
-    }
-
     pub fn list(&self) -> Value {
         let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
         let mut out = serde_json::Map::new();
@@ -141,7 +124,7 @@ impl AuditBroker {
             file_path: file_path.to_string(),
             salt: B64.encode(salt.as_bytes()),
         };
-        let file = open_device(&record, self.write_timeout)?;
+        let file = open_device(&record, self.write_timeout, self.fsync)?;
         let mut table = load(&self.barrier)?;
         table.devices.insert(path.to_string(), record.clone());
         save(&self.barrier, &table)?;
@@ -187,13 +170,59 @@ impl AuditBroker {
     }
 }
 
-fn open_device(record: &DeviceRecord, write_timeout: Duration) -> Result<FileDevice, ApiError> {
+/// Entries queued on the devices, to be waited for together.
+pub struct Queued {
+    queued: Vec<(String, Result<Pending, tresor_audit::AuditError>)>,
+}
+
+impl Queued {
+    /// Waits for every device; succeeds if there are none, or if at least one
+    /// recorded the entry (the others' failures are logged).
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let mut recorded = false;
+        for (path, pending) in self.queued {
+            match pending.and_then(Pending::wait) {
+                Ok(()) => recorded = true,
+                Err(e) => tracing::warn!(device = %path, error = %e, "an audit device failed"),
+            }
+        }
+        if recorded {
+            Ok(())
+        } else {
+            tracing::error!("no audit device recorded the request");
+            Err(ApiError::internal(
+                "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
+            ))
+        }
+    }
+
+    /// Both sets must have been recorded.
+    pub fn finish_with(self, other: Queued) -> Result<(), ApiError> {
+        let first = self.finish();
+        let second = other.finish();
+        first.and(second)
+    }
+}
+
+fn open_device(
+    record: &DeviceRecord,
+    write_timeout: Duration,
+    fsync: bool,
+) -> Result<FileDevice, ApiError> {
     let salt_bytes = B64
         .decode(record.salt.as_bytes())
         .map_err(|_| ApiError::internal("an audit device's salt is unreadable"))?;
     let salt = Salt::new(salt_bytes).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut config = FileDeviceConfig::new(&record.file_path);
     config.write_timeout = write_timeout;
+    config.fsync = if fsync {
+        FsyncPolicy::Always
+    } else {
+        FsyncPolicy::Never
+    };
     FileDevice::open(config, salt).map_err(|e| {
         ApiError::bad_request(format!("cannot open audit file {}: {e}", record.file_path))
     })

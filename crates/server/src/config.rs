@@ -101,12 +101,18 @@ pub struct AuditConfig {
     /// How long a request may wait for the audit log before failing.
     #[serde(default = "default_audit_timeout", with = "humantime_serde_like")]
     pub write_timeout: Duration,
+    /// fsync every batch of entries before answering. Off by default, as in
+    /// Vault: entries reach the kernel before the request proceeds, and only
+    /// a machine crash can lose the last ones.
+    #[serde(default)]
+    pub fsync: bool,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             write_timeout: default_audit_timeout(),
+            fsync: false,
         }
     }
 }

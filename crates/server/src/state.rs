@@ -24,6 +24,8 @@ pub struct Unsealed {
 #[derive(Clone)]
 pub struct CoreSettings {
     pub audit_write_timeout: Duration,
+    /// Whether audit devices fsync each batch of entries.
+    pub audit_fsync: bool,
     pub token_limits: Limits,
 }
 
@@ -186,7 +188,11 @@ impl Core {
             store: Store::new(Arc::clone(&self.barrier)),
             policies: PolicyStore::open(Arc::clone(&self.barrier))?,
             tokens: TokenStore::new(Arc::clone(&self.barrier), self.settings.token_limits),
-            audit: AuditBroker::open(Arc::clone(&self.barrier), self.settings.audit_write_timeout)?,
+            audit: AuditBroker::open(
+                Arc::clone(&self.barrier),
+                self.settings.audit_write_timeout,
+                self.settings.audit_fsync,
+            )?,
         })
     }
 }

@@ -47,26 +47,46 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> (ApiResult, bool) {
     let caller = match auth::authenticate(u, req) {
         Ok(caller) => caller,
         Err(e) => {
-            let logged = audit_request(u, req, None, Some(&e));
+            let logged = u.audit.log(&request_entry(req, None, Some(&e)));
             return (logged.and(Err(e)), true);
         }
     };
     let decision = check_acl(u, req, &caller);
-    if let Err(e) = audit_request(u, req, Some(&caller), decision.as_ref().err()) {
-        return (Err(e), false);
-    }
+    let request_entry = u
+        .audit
+        .begin(&request_entry(req, Some(&caller), decision.as_ref().err()));
     if let Err(e) = decision {
-        return (Err(e), false);
+        return (request_entry.finish().and(Err(e)), false);
     }
+    // A write must be on record before it happens; a read has no effect, so
+    // it runs while its request entry is written, and its answer is only
+    // released once both entries are recorded.
+    let pending_request = if reads_only(req.method) {
+        Some(request_entry)
+    } else {
+        if let Err(e) = request_entry.finish() {
+            return (Err(e), false);
+        }
+        None
+    };
     let caller = match auth::consume_use(u, req, caller) {
         Ok(caller) => caller,
         Err(e) => return (Err(e), true),
     };
     let result = route(core, u, req, &caller);
-    if let Err(e) = audit_response(u, req, &caller, &result) {
+    let response_entry = u.audit.begin(&response_entry(req, &caller, &result));
+    let recorded = match pending_request {
+        Some(request_entry) => request_entry.finish_with(response_entry),
+        None => response_entry.finish(),
+    };
+    if let Err(e) = recorded {
         return (Err(e), false);
     }
     (result, false)
+}
+
+fn reads_only(method: Method) -> bool {
+    matches!(method, Method::Get | Method::Head | Method::List)
 }
 
 fn check_acl(u: &Unsealed, req: &Request, caller: &Caller) -> Result<(), ApiError> {
@@ -162,28 +182,17 @@ fn request_info(req: &Request, caller: Option<&Caller>) -> RequestInfo {
     }
 }
 
-fn audit_request(
-    u: &Unsealed,
-    req: &Request,
-    caller: Option<&Caller>,
-    error: Option<&ApiError>,
-) -> Result<(), ApiError> {
-    let entry = AuditEntry {
+fn request_entry(req: &Request, caller: Option<&Caller>, error: Option<&ApiError>) -> AuditEntry {
+    AuditEntry {
         kind: EntryKind::Request,
         auth: caller.map(auth_info),
         request: request_info(req, caller),
         response: None,
         error: error.map(|e| e.errors.join("; ")),
-    };
-    u.audit.log(&entry)
+    }
 }
 
-fn audit_response(
-    u: &Unsealed,
-    req: &Request,
-    caller: &Caller,
-    result: &ApiResult,
-) -> Result<(), ApiError> {
+fn response_entry(req: &Request, caller: &Caller, result: &ApiResult) -> AuditEntry {
     let (response, error) = match result {
         Ok(response) => {
             let body = response.body.as_ref();
@@ -209,14 +218,13 @@ fn audit_response(
         }
         Err(e) => (None, Some(e.errors.join("; "))),
     };
-    let entry = AuditEntry {
+    AuditEntry {
         kind: EntryKind::Response,
         auth: Some(auth_info(caller)),
         request: request_info(req, Some(caller)),
         response,
         error,
-    };
-    u.audit.log(&entry)
+    }
 }
 
 /// The token a response issued, for the audit log (which hashes it).

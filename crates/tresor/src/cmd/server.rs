@@ -44,6 +44,7 @@ async fn serve(args: ServerArgs) -> CmdResult {
     let (core, listener, banner) = if args.dev {
         let settings = CoreSettings {
             audit_write_timeout: Duration::from_secs(2),
+            audit_fsync: false,
             token_limits: TokenLimits::default(),
         };
         let (core, dev) =
@@ -61,6 +62,7 @@ async fn serve(args: ServerArgs) -> CmdResult {
         let config = Config::load(&path).map_err(Failure::usage)?;
         let settings = CoreSettings {
             audit_write_timeout: config.audit.write_timeout,
+            audit_fsync: config.audit.fsync,
             token_limits: TokenLimits::default(),
         };
         let core = embedded_core(
