@@ -4,7 +4,6 @@
 //! transactions are waiting and commits them with one fsync: concurrent
 //! writers share the cost of durability instead of queueing for it.
 
-use crate::listing::{Lister, Next};
 use crate::{Backend, Op, Outcome, StorageError, Transaction};
 use redb::backends::FileBackend;
 use redb::{
@@ -184,26 +183,15 @@ impl Backend for Embedded {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(other(&self.path, e)),
         };
-        let mut lister = Lister::new(prefix, after, limit);
-        let mut from = lister.start();
-        'scan: loop {
+        crate::listing::list(prefix, after, limit, |from| {
             let range = table
-                .range::<&str>(from.as_str()..)
+                .range::<&str>(from..)
                 .map_err(|e| other(&self.path, e))?;
-            for item in range {
-                let (key, _) = item.map_err(|e| other(&self.path, e))?;
-                match lister.push(key.value()) {
-                    Next::Continue => {}
-                    Next::SeekTo(next) => {
-                        from = next;
-                        continue 'scan;
-                    }
-                    Next::Stop => break 'scan,
-                }
-            }
-            break;
-        }
-        Ok(lister.entries)
+            Ok(range.map(|item| {
+                item.map(|(key, _)| key.value().to_owned())
+                    .map_err(|e| other(&self.path, e))
+            }))
+        })
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {

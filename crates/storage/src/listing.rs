@@ -24,21 +24,21 @@ pub(crate) fn after_folder(prefix: &str, folder: &str) -> String {
 
 /// Collects a listing from keys in ascending order. `seek` is called with the
 /// key to jump to after each folder, so backends can skip its contents.
-pub(crate) struct Lister<'a> {
+struct Lister<'a> {
     prefix: &'a str,
     after: Option<&'a str>,
     limit: usize,
-    pub(crate) entries: Vec<String>,
+    entries: Vec<String>,
 }
 
-pub(crate) enum Next {
+enum Next {
     Continue,
     SeekTo(String),
     Stop,
 }
 
 impl<'a> Lister<'a> {
-    pub(crate) fn new(prefix: &'a str, after: Option<&'a str>, limit: Option<usize>) -> Self {
+    fn new(prefix: &'a str, after: Option<&'a str>, limit: Option<usize>) -> Self {
         Self {
             prefix,
             after,
@@ -48,7 +48,7 @@ impl<'a> Lister<'a> {
     }
 
     /// The first key a scan must look at.
-    pub(crate) fn start(&self) -> String {
+    fn start(&self) -> String {
         match self.after {
             Some(after) if after.ends_with('/') => after_folder(self.prefix, after),
             Some(after) => format!("{}{}\0", self.prefix, after),
@@ -57,7 +57,7 @@ impl<'a> Lister<'a> {
     }
 
     /// Feeds the next key of the scan.
-    pub(crate) fn push(&mut self, key: &str) -> Next {
+    fn push(&mut self, key: &str) -> Next {
         if self.entries.len() >= self.limit {
             return Next::Stop;
         }
@@ -77,4 +77,34 @@ impl<'a> Lister<'a> {
             Next::Continue
         }
     }
+}
+
+/// Lists `prefix` over any ordered key source: `keys_from(start)` yields the
+/// keys from `start` on, in order; it is called again after each folder to
+/// jump past the folder's contents.
+pub(crate) fn list<E, I>(
+    prefix: &str,
+    after: Option<&str>,
+    limit: Option<usize>,
+    mut keys_from: impl FnMut(&str) -> Result<I, E>,
+) -> Result<Vec<String>, E>
+where
+    I: Iterator<Item = Result<String, E>>,
+{
+    let mut lister = Lister::new(prefix, after, limit);
+    let mut from = lister.start();
+    'scan: loop {
+        for key in keys_from(&from)? {
+            match lister.push(&key?) {
+                Next::Continue => {}
+                Next::SeekTo(next) => {
+                    from = next;
+                    continue 'scan;
+                }
+                Next::Stop => break 'scan,
+            }
+        }
+        return Ok(lister.entries);
+    }
+    Ok(lister.entries)
 }

@@ -1,4 +1,3 @@
-use crate::listing::{Lister, Next};
 use crate::{Backend, Op, Outcome, StorageError, Transaction};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -38,22 +37,9 @@ impl Backend for Memory {
         limit: Option<usize>,
     ) -> Result<Vec<String>, StorageError> {
         let map = self.read();
-        let mut lister = Lister::new(prefix, after, limit);
-        let mut from = lister.start();
-        'scan: loop {
-            for key in map.range(from.clone()..).map(|(k, _)| k) {
-                match lister.push(key) {
-                    Next::Continue => {}
-                    Next::SeekTo(next) => {
-                        from = next;
-                        continue 'scan;
-                    }
-                    Next::Stop => break 'scan,
-                }
-            }
-            break;
-        }
-        Ok(lister.entries)
+        crate::listing::list(prefix, after, limit, |from| {
+            Ok::<_, StorageError>(map.range(from.to_owned()..).map(|(k, _)| Ok(k.clone())))
+        })
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {
