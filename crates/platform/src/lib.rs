@@ -10,6 +10,7 @@ pub mod generate;
 mod plan;
 mod spec;
 pub mod strength;
+mod target;
 
 pub use generate::{Generator, GeneratorError};
 pub use plan::{
@@ -19,9 +20,10 @@ pub use spec::{
     Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
     SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
 };
+pub use target::{RemoteStore, SecretStore, Stored};
 
 use std::path::{Path, PathBuf};
-use tresor_core::{Access, CoreError, InitOptions, Store, Unseal};
+use tresor_core::{Access, CoreError, InitOptions, Unseal};
 use tresor_kv::KvEngine;
 
 /// Why planning or applying failed.
@@ -37,8 +39,10 @@ pub enum PlatformError {
         "secret `{secret}` changed in the store while it was being applied; it keeps the other change. Run `tresor apply` again"
     )]
     Changed { secret: String },
+    #[error(transparent)]
+    Server(#[from] tresor_client::Error),
     #[error(
-        "the spec names the tresor server at {0}, and this tresor applies to embedded stores only; set `store.path` instead of `store.address`"
+        "the spec names the tresor server at {0}, but no token is set: run `tresor login` or set TRESOR_TOKEN"
     )]
     ServerStore(String),
 }
@@ -50,17 +54,41 @@ impl PlatformError {
             PlatformError::Spec(_) | PlatformError::ServerStore(_) => true,
             PlatformError::Core(e) => e.is_usage(),
             PlatformError::Kv(e) => e.is_client_error(),
+            PlatformError::Server(e) => e.is_client_error(),
             PlatformError::Changed { .. } => false,
         }
     }
 }
 
-/// An opened store and its KV mount, as the spec names them.
+/// The spec's store, opened: an embedded store's KV mount or a server's.
 pub struct Opened {
-    pub store: Store,
-    pub kv: KvEngine,
+    pub target: Target,
     /// Set when this call created the store: where its key file is.
     pub created_key_file: Option<PathBuf>,
+}
+
+/// Which kind of store the spec names.
+pub enum Target {
+    Local(KvEngine),
+    Remote(RemoteStore),
+}
+
+impl Opened {
+    /// The store, for plan and apply.
+    pub fn store(&self) -> &dyn SecretStore {
+        match &self.target {
+            Target::Local(kv) => kv,
+            Target::Remote(remote) => remote,
+        }
+    }
+
+    /// The embedded store's KV engine, when the spec names one.
+    pub fn local(&self) -> Option<&KvEngine> {
+        match &self.target {
+            Target::Local(kv) => Some(kv),
+            Target::Remote(_) => None,
+        }
+    }
 }
 
 /// Opens the spec's embedded store. A missing store is created (key file
@@ -77,7 +105,15 @@ pub fn open_store(
             key_file,
             mount,
         } => (path, key_file, mount),
-        StoreSpec::Server { address } => return Err(PlatformError::ServerStore(address.clone())),
+        StoreSpec::Server { address } => {
+            let client = tresor_client::Client::from_env(Some(address))?
+                .filter(tresor_client::Client::has_token)
+                .ok_or_else(|| PlatformError::ServerStore(address.clone()))?;
+            return Ok(Some(Opened {
+                target: Target::Remote(RemoteStore::new(client, "secret")),
+                created_key_file: None,
+            }));
+        }
     };
     let mut created_key_file = None;
     if !exists(path) {
@@ -95,10 +131,9 @@ pub fn open_store(
         },
         access,
     )?;
-    let kv = store.kv(&store.mount(mount)?);
+    let kv: KvEngine = store.kv(&store.mount(mount)?);
     Ok(Some(Opened {
-        store,
-        kv,
+        target: Target::Local(kv),
         created_key_file,
     }))
 }

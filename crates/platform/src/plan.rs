@@ -8,11 +8,12 @@
 
 use crate::PlatformError;
 use crate::spec::{SecretSpec, Source, Spec};
+use crate::target::SecretStore;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
-use tresor_kv::{KvEngine, MetadataUpdate, SecretMap};
+use tresor_kv::SecretMap;
 use zeroize::Zeroizing;
 
 /// Custom metadata marking a secret as tresor's.
@@ -100,7 +101,11 @@ struct Current {
 
 /// Compares `spec` with the store (`None`: no store yet, so everything is
 /// created) and decides every value, generating what is missing.
-pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan, PlatformError> {
+pub fn plan(
+    spec: &Spec,
+    kv: Option<&dyn SecretStore>,
+    now: SystemTime,
+) -> Result<Plan, PlatformError> {
     let mut current = BTreeMap::new();
     for secret in &spec.secrets {
         let state = match kv {
@@ -251,19 +256,12 @@ pub fn plan(spec: &Spec, kv: Option<&KvEngine>, now: SystemTime) -> Result<Plan,
     Ok(Plan { secrets: plans })
 }
 
-fn read_current(kv: &KvEngine, path: &str) -> Result<Current, PlatformError> {
-    let custom = kv
-        .metadata(path)?
-        .and_then(|m| m.custom_metadata)
-        .unwrap_or_default();
-    let (version, data) = match kv.read(path, None)? {
-        Some(read) => (read.metadata.version, read.data),
-        None => (0, None),
-    };
+fn read_current(kv: &dyn SecretStore, path: &str) -> Result<Current, PlatformError> {
+    let stored = kv.read(path)?;
     Ok(Current {
-        version,
-        data,
-        custom,
+        version: stored.version,
+        data: stored.data,
+        custom: stored.custom,
     })
 }
 
@@ -353,19 +351,17 @@ impl Plan {
     /// Writes the plan. Each secret is one check-and-set write of the
     /// version planned against: if anyone changed it since, this stops
     /// with [`PlatformError::Changed`] and the secret keeps the other write.
-    pub fn apply(&self, kv: &KvEngine) -> Result<Outcome, PlatformError> {
+    pub fn apply(&self, kv: &dyn SecretStore) -> Result<Outcome, PlatformError> {
         let mut outcome = Outcome::default();
         for secret in &self.secrets {
             match secret.action {
                 Action::Unchanged => outcome.unchanged += 1,
                 Action::Create | Action::Update => {
-                    kv.write(&secret.path, &secret.data, Some(secret.cas))
-                        .map_err(|e| match e {
-                            tresor_kv::KvError::CasMismatch { .. } => PlatformError::Changed {
-                                secret: secret.name.clone(),
-                            },
-                            other => other.into(),
-                        })?;
+                    if !kv.write(&secret.path, &secret.data, secret.cas)? {
+                        return Err(PlatformError::Changed {
+                            secret: secret.name.clone(),
+                        });
+                    }
                     if secret.action == Action::Create {
                         outcome.created += 1;
                     } else {
@@ -374,14 +370,7 @@ impl Plan {
                 }
             }
             if !secret.metadata.is_empty() {
-                kv.write_metadata(
-                    &secret.path,
-                    &MetadataUpdate {
-                        custom_metadata: Some(secret.metadata.clone()),
-                        merge: true,
-                        ..MetadataUpdate::default()
-                    },
-                )?;
+                kv.merge_custom_metadata(&secret.path, &secret.metadata)?;
             }
         }
         Ok(outcome)

@@ -202,11 +202,11 @@ fn apply_creates_then_changes_nothing() {
         opened.created_key_file.as_deref(),
         Some(tmp.path().join("key").as_path())
     );
-    let first = plan(&spec, Some(&opened.kv), now).unwrap();
+    let first = plan(&spec, Some(opened.store()), now).unwrap();
     assert!(first.secrets.iter().all(|s| s.action == Action::Create));
     assert_eq!(first.summary(), "3 to create, 0 to update, 0 unchanged.");
     assert_eq!(
-        first.apply(&opened.kv).unwrap(),
+        first.apply(opened.store()).unwrap(),
         Outcome {
             created: 3,
             updated: 0,
@@ -214,16 +214,34 @@ fn apply_creates_then_changes_nothing() {
         }
     );
 
-    let pg = value(&opened.kv, "postgres-secrets", "postgres-password");
+    let pg = value(
+        opened.local().unwrap(),
+        "postgres-secrets",
+        "postgres-password",
+    );
     assert_eq!(pg.len(), 44);
-    assert_eq!(value(&opened.kv, "mlflow-secrets", "db-password"), pg);
-    assert_eq!(value(&opened.kv, "api-secrets", "api-key").len(), 64);
-    let meta = opened.kv.metadata("postgres-secrets").unwrap().unwrap();
+    assert_eq!(
+        value(opened.local().unwrap(), "mlflow-secrets", "db-password"),
+        pg
+    );
+    assert_eq!(
+        value(opened.local().unwrap(), "api-secrets", "api-key").len(),
+        64
+    );
+    let meta = opened
+        .local()
+        .unwrap()
+        .metadata("postgres-secrets")
+        .unwrap()
+        .unwrap();
     let custom = meta.custom_metadata.unwrap();
     assert!(custom["tresor-generated/postgres-password"].starts_with("base64:32 at "));
     assert_eq!(custom["managed-by"], "tresor");
     let table = first.table();
-    assert!(!table.contains(&pg) && !table.contains(&value(&opened.kv, "api-secrets", "api-key")));
+    assert!(
+        !table.contains(&pg)
+            && !table.contains(&value(opened.local().unwrap(), "api-secrets", "api-key"))
+    );
     let row = "mlops/mlflow-secrets db-password ref postgres-secrets/postgres-password create";
     assert!(
         table
@@ -232,13 +250,14 @@ fn apply_creates_then_changes_nothing() {
         "{table}"
     );
 
-    let second = plan(&spec, Some(&opened.kv), now).unwrap();
+    let second = plan(&spec, Some(opened.store()), now).unwrap();
     assert!(second.is_noop(), "{}", second.table());
     assert_eq!(second.summary(), "No changes: 3 secrets are up to date.");
-    assert_eq!(second.apply(&opened.kv).unwrap().unchanged, 3);
+    assert_eq!(second.apply(opened.store()).unwrap().unchanged, 3);
     assert_eq!(
         opened
-            .kv
+            .local()
+            .unwrap()
             .metadata("postgres-secrets")
             .unwrap()
             .unwrap()
@@ -246,14 +265,18 @@ fn apply_creates_then_changes_nothing() {
         1
     );
     assert_eq!(
-        value(&opened.kv, "postgres-secrets", "postgres-password"),
+        value(
+            opened.local().unwrap(),
+            "postgres-secrets",
+            "postgres-password"
+        ),
         pg
     );
 
     // 91 days later the generated values are due (rotation itself is another command).
     let later = plan(
         &spec,
-        Some(&opened.kv),
+        Some(opened.store()),
         now + Duration::from_secs(91 * 86400),
     )
     .unwrap();
@@ -269,12 +292,16 @@ fn changes_update_only_what_changed() {
     let opened = open_store(&spec, true, Access::WriteOnDemand)
         .unwrap()
         .unwrap();
-    plan(&spec, Some(&opened.kv), SystemTime::now())
+    plan(&spec, Some(opened.store()), SystemTime::now())
         .unwrap()
-        .apply(&opened.kv)
+        .apply(opened.store())
         .unwrap();
-    let pg = value(&opened.kv, "postgres-secrets", "postgres-password");
-    let api = value(&opened.kv, "api-secrets", "api-key");
+    let pg = value(
+        opened.local().unwrap(),
+        "postgres-secrets",
+        "postgres-password",
+    );
+    let api = value(opened.local().unwrap(), "api-secrets", "api-key");
 
     let text = EXAMPLE
         .replace(
@@ -287,7 +314,7 @@ fn changes_update_only_what_changed() {
         );
     let mut changed = parse(&text, tmp.path()).unwrap();
     changed.store = spec.store.clone();
-    let p = plan(&changed, Some(&opened.kv), SystemTime::now()).unwrap();
+    let p = plan(&changed, Some(opened.store()), SystemTime::now()).unwrap();
     let actions: Vec<(String, &str)> = p
         .secrets
         .iter()
@@ -303,13 +330,23 @@ fn changes_update_only_what_changed() {
     );
     assert!(actions.contains(&("postgres-secrets/postgres-password".into(), "unchanged")));
     assert!(actions.contains(&("api-secrets/api-key".into(), "regenerate")));
-    p.apply(&opened.kv).unwrap();
+    p.apply(opened.store()).unwrap();
     assert_eq!(
-        value(&opened.kv, "postgres-secrets", "postgres-password"),
+        value(
+            opened.local().unwrap(),
+            "postgres-secrets",
+            "postgres-password"
+        ),
         pg
     );
-    assert_ne!(value(&opened.kv, "api-secrets", "api-key"), api);
-    assert_eq!(value(&opened.kv, "api-secrets", "api-key").len(), 64);
+    assert_ne!(
+        value(opened.local().unwrap(), "api-secrets", "api-key"),
+        api
+    );
+    assert_eq!(
+        value(opened.local().unwrap(), "api-secrets", "api-key").len(),
+        64
+    );
 }
 
 #[test]
@@ -319,16 +356,20 @@ fn a_concurrent_change_stops_apply_without_overwriting() {
     let opened = open_store(&spec, true, Access::WriteOnDemand)
         .unwrap()
         .unwrap();
-    let p = plan(&spec, Some(&opened.kv), SystemTime::now()).unwrap();
+    let p = plan(&spec, Some(opened.store()), SystemTime::now()).unwrap();
     let mut other = tresor_kv::SecretMap::new();
     other.insert("k".into(), "v".into());
-    opened.kv.write("api-secrets", &other, None).unwrap();
-    let err = p.apply(&opened.kv).unwrap_err();
+    opened
+        .local()
+        .unwrap()
+        .write("api-secrets", &other, None)
+        .unwrap();
+    let err = p.apply(opened.store()).unwrap_err();
     assert!(
         matches!(&err, PlatformError::Changed { secret } if secret == "api-secrets"),
         "{err}"
     );
-    assert_eq!(value(&opened.kv, "api-secrets", "k"), "v");
+    assert_eq!(value(opened.local().unwrap(), "api-secrets", "k"), "v");
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn apply(args: ApplyArgs) -> CmdResult {
             key_file.display()
         );
     }
-    let plan = tresor_platform::plan(&spec, opened.as_ref().map(|o| &o.kv), SystemTime::now())
+    let plan = tresor_platform::plan(&spec, opened.as_ref().map(|o| o.store()), SystemTime::now())
         .map_err(failure)?;
     print!("{}", plan.table());
     if args.dry_run {
@@ -98,7 +98,7 @@ fn apply(args: ApplyArgs) -> CmdResult {
     if plan.is_noop() {
         println!("{}", plan.summary());
     } else {
-        let outcome = plan.apply(&opened.kv).map_err(failure)?;
+        let outcome = plan.apply(opened.store()).map_err(failure)?;
         println!(
             "Applied: {} created, {} updated, {} unchanged.",
             outcome.created, outcome.updated, outcome.unchanged

@@ -219,8 +219,8 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
         })?;
     let mut out = Vec::new();
     for secret in &spec.secrets {
-        let read = opened.kv.read(&secret.path, None)?;
-        let Some(data) = read.and_then(|r| r.data) else {
+        let read = opened.store().read(&secret.path).map_err(failure)?;
+        let Some(data) = read.data else {
             return Err(Failure::usage(anyhow::anyhow!(
                 "secret `{}` is not in the store yet; run `tresor apply -f {f}` first",
                 secret.name
