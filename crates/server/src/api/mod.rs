@@ -52,19 +52,18 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> (ApiResult, bool) {
         }
     };
     let decision = check_acl(u, req, &caller);
-    let request_entry = u
-        .audit
-        .begin(&request_entry(req, Some(&caller), decision.as_ref().err()));
+    let request_record = request_entry(req, Some(&caller), decision.as_ref().err());
     if let Err(e) = decision {
-        return (request_entry.finish().and(Err(e)), false);
+        return (u.audit.log(&request_record).and(Err(e)), false);
     }
-    // A write must be on record before it happens; a read has no effect, so
-    // it runs while its request entry is written, and its answer is only
-    // released once both entries are recorded.
-    let pending_request = if reads_only(req.method) {
-        Some(request_entry)
+    // A write must be on record before it happens. A read has no effect, so
+    // both its entries are handed to the audit devices together after it
+    // runs (one wake-up of the writer), and its answer is released only once
+    // both are recorded.
+    let deferred = if reads_only(req.method) {
+        Some(request_record)
     } else {
-        if let Err(e) = request_entry.finish() {
+        if let Err(e) = u.audit.log(&request_record) {
             return (Err(e), false);
         }
         None
@@ -74,10 +73,13 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> (ApiResult, bool) {
         Err(e) => return (Err(e), true),
     };
     let result = route(core, u, req, &caller);
-    let response_entry = u.audit.begin(&response_entry(req, &caller, &result));
-    let recorded = match pending_request {
-        Some(request_entry) => request_entry.finish_with(response_entry),
-        None => response_entry.finish(),
+    let recorded = match deferred {
+        Some(request_record) => {
+            let request_entry = u.audit.begin(&request_record);
+            let response_entry = u.audit.begin(&response_entry(req, &caller, &result));
+            request_entry.finish_with(response_entry)
+        }
+        None => u.audit.log(&response_entry(req, &caller, &result)),
     };
     if let Err(e) = recorded {
         return (Err(e), false);
