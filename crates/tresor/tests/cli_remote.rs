@@ -512,20 +512,10 @@ fn row(table: &str, key: &str) -> String {
         .to_string()
 }
 
-fn config(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("tresor.toml");
-    let text = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n\n[storage]\npath = \"{}\"\n",
-        dir.join("store").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[test]
 fn operator_init_unseal_and_status_against_a_config_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let env = Remote::on(TestServer::with_config(&config(tmp.path())));
+    let env = Remote::on(TestServer::with_config(&support::config(tmp.path(), "")));
     let (code, out, _) = env.run(env.anon(), &["status"]);
     assert_eq!(code, Some(2), "an uninitialized server is sealed");
     assert!(row(&out, "Initialized") == "false", "{out}");

@@ -7,17 +7,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Api, TestServer};
-
-fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("tresor.toml");
-    let text = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n\n[storage]\npath = \"{}\"\n{extra}",
-        dir.join("store").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use support::{Api, TestServer, config};
 
 #[test]
 fn init_unseal_seal_and_503_while_sealed() {

@@ -9,6 +9,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Writes a server configuration for a plain-HTTP loopback server on a free
+/// port, storing in `dir/store`, with `extra` TOML appended.
+pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("tresor.toml");
+    let text = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n\n[storage]\npath = \"{}\"\n{extra}",
+        dir.join("store").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub struct TestServer {
     pub child: Child,
     pub addr: String,
