@@ -13,6 +13,8 @@ mod crypto;
 mod error;
 mod keyring;
 pub mod seal;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use barrier::{Barrier, Entry, KeyStatus, Stamp, WriteSet};
 pub use error::BarrierError;

@@ -3,7 +3,6 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tresor_barrier::{Barrier, SealKind, UnsealKey};
 use tresor_storage::{Backend, Memory};
 
 struct TestClock(AtomicU64);
@@ -28,17 +27,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let storage: Arc<dyn Backend> = Arc::new(Memory::new());
-    let barrier = Arc::new(Barrier::new(Arc::clone(&storage)));
-    barrier
-        .initialize(
-            SealKind::Shamir {
-                shares: 1,
-                threshold: 1,
-            },
-            &UnsealKey::generate(),
-            &[],
-        )
-        .unwrap();
+    let barrier = tresor_barrier::testing::unsealed(Arc::clone(&storage));
     let clock = Arc::new(TestClock(AtomicU64::new(1_700_000_000_000_000_000)));
     let kv = KvEngine::new(barrier, "logical/test/").with_clock(clock.clone());
     Fixture { storage, kv, clock }

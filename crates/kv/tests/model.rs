@@ -6,7 +6,6 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tresor_barrier::{Barrier, SealKind, UnsealKey};
 use tresor_kv::{ConfigUpdate, KvEngine, KvError, MetadataUpdate, SecretMap};
 use tresor_storage::Memory;
 
@@ -410,17 +409,7 @@ fn run_engine(kv: &KvEngine, op: &Op) -> Answer {
 }
 
 fn engine() -> KvEngine {
-    let barrier = Arc::new(Barrier::new(Arc::new(Memory::new())));
-    barrier
-        .initialize(
-            SealKind::Shamir {
-                shares: 1,
-                threshold: 1,
-            },
-            &UnsealKey::generate(),
-            &[],
-        )
-        .unwrap();
+    let barrier = tresor_barrier::testing::unsealed(Arc::new(Memory::new()));
     let kv = KvEngine::new(barrier, "logical/model/");
     kv.set_config(ConfigUpdate {
         max_versions: Some(MOUNT_MAX_VERSIONS),

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tresor_barrier::{Barrier, SealKind, UnsealKey};
+use tresor_barrier::Barrier;
 use tresor_storage::{Backend, Memory, Outcome, StorageError, Transaction};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -107,17 +107,7 @@ impl Fixture {
 
     fn with_limits(limits: Limits) -> Self {
         let storage = Arc::new(Recording::default());
-        let barrier = Arc::new(Barrier::new(storage.clone() as Arc<dyn Backend>));
-        barrier
-            .initialize(
-                SealKind::Shamir {
-                    shares: 1,
-                    threshold: 1,
-                },
-                &UnsealKey::generate(),
-                &[],
-            )
-            .unwrap();
+        let barrier = tresor_barrier::testing::unsealed(storage.clone() as Arc<dyn Backend>);
         let clock = Arc::new(TestClock(AtomicU64::new(1_800_000_000)));
         let store = TokenStore::new(barrier.clone(), limits).with_clock(clock.clone());
         Self {
