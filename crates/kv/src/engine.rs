@@ -5,7 +5,7 @@ use crate::model::{
     MAX_CUSTOM_VALUE_LEN, MetadataUpdate, MetadataView, StoredMetadata, StoredVersion, SubkeysRead,
     VersionInfo, VersionRead,
 };
-use crate::secret::{SecretMap, wipe};
+use crate::secret::{SecretMap, wipe_json};
 use crate::time::Timestamp;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -155,7 +155,7 @@ impl KvEngine {
             let result = match merged {
                 Value::Object(map) => SecretMap::from_map(map),
                 mut other => {
-                    wipe(&mut other);
+                    wipe_json(&mut other);
                     SecretMap::new()
                 }
             };

@@ -27,5 +27,5 @@ pub use model::{
     Config, ConfigUpdate, MetadataUpdate, MetadataView, SubkeysRead, VersionInfo, VersionRead,
     VersionSummary,
 };
-pub use secret::SecretMap;
+pub use secret::{SecretMap, wipe_json};
 pub use time::Timestamp;

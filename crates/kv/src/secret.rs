@@ -19,7 +19,7 @@ impl SecretMap {
 
     pub fn insert(&mut self, key: String, value: Value) {
         if let Some(mut old) = self.0.insert(key, value) {
-            wipe(&mut old);
+            wipe_json(&mut old);
         }
     }
 
@@ -51,17 +51,17 @@ impl SecretMap {
 impl Drop for SecretMap {
     fn drop(&mut self) {
         for value in self.0.values_mut() {
-            wipe(value);
+            wipe_json(value);
         }
     }
 }
 
-/// Overwrites every string inside `value`.
-pub(crate) fn wipe(value: &mut Value) {
+/// Overwrites every string inside `value` (secret values leave memory early).
+pub fn wipe_json(value: &mut Value) {
     match value {
         Value::String(s) => s.zeroize(),
-        Value::Array(items) => items.iter_mut().for_each(wipe),
-        Value::Object(map) => map.values_mut().for_each(wipe),
+        Value::Array(items) => items.iter_mut().for_each(wipe_json),
+        Value::Object(map) => map.values_mut().for_each(wipe_json),
         Value::Number(_) | Value::Bool(_) | Value::Null => {}
     }
 }

@@ -142,7 +142,7 @@ impl SecretStore for RemoteStore {
             &format!("{}/data/{path}", self.mount),
             Some(&body),
         );
-        wipe(&mut body);
+        tresor_kv::wipe_json(&mut body);
         match written {
             Ok(_) => Ok(true),
             Err(tresor_client::Error::Api {
@@ -165,15 +165,5 @@ impl SecretStore for RemoteStore {
             Some(&body),
         )?;
         Ok(())
-    }
-}
-
-/// Overwrites every string of a request body that held secret values.
-fn wipe(value: &mut Value) {
-    match value {
-        Value::String(s) => zeroize::Zeroize::zeroize(s),
-        Value::Array(items) => items.iter_mut().for_each(wipe),
-        Value::Object(map) => map.values_mut().for_each(wipe),
-        _ => {}
     }
 }

@@ -90,15 +90,7 @@ pub fn envelope(data: Value) -> Value {
     })
 }
 
-/// Overwrites every string in `value` (secret values leave memory early).
-pub fn wipe(value: &mut Value) {
-    match value {
-        Value::String(s) => zeroize::Zeroize::zeroize(s),
-        Value::Array(items) => items.iter_mut().for_each(wipe),
-        Value::Object(map) => map.values_mut().for_each(wipe),
-        _ => {}
-    }
-}
+pub use tresor_kv::wipe_json as wipe;
 
 pub fn print_json(value: &Value) {
     println!(

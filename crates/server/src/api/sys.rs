@@ -392,10 +392,8 @@ pub fn capabilities(acl: &tresor_policy::Acl, req: &Request) -> ApiResult {
         .or(strings_param(&req.body, "path")?)
         .ok_or_else(|| ApiError::bad_request("missing required parameter `paths`"))?;
     let mut data = serde_json::Map::new();
-    let mut all: Vec<&str> = Vec::new();
     for path in &paths {
         let names = acl.capabilities(path.trim_start_matches('/')).names();
-        all.extend(names.iter().copied());
         data.insert(path.clone(), json!(names));
     }
     if paths.len() == 1 {
