@@ -2,12 +2,15 @@
 //! its acknowledgement at most a bounded time, so a stuck disk fails requests, never hangs them.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,7 +62,7 @@ const MAX_BATCH: usize = 256;
 type Ack<T> = SyncSender<Result<T, AuditError>>;
 
 enum Command {
-    Write { line_body: String, ack: Ack<()> },
+    Write { line_body: String, ack: Completer },
     Reopen { ack: Ack<()> },
     Checkpoint { ack: Ack<Checkpoint> },
     Shutdown { ack: Ack<()> },
@@ -171,12 +174,12 @@ impl FileDevice {
         wait(&answer, self.timeout)
     }
 
-    fn enqueue(&self, command: impl FnOnce(Ack<()>) -> Command) -> Result<Pending, AuditError> {
-        let (ack, answer) = mpsc::sync_channel(1);
-        self.send(command(ack))?;
+    fn enqueue(&self, command: impl FnOnce(Completer) -> Command) -> Result<Pending, AuditError> {
+        let slot = Arc::new(Slot::default());
+        self.send(command(Completer(Some(Arc::clone(&slot)))))?;
         Ok(Pending {
-            answer,
-            deadline: std::time::Instant::now() + self.timeout,
+            slot,
+            deadline: Instant::now() + self.timeout,
             timeout: self.timeout,
         })
     }
@@ -195,10 +198,66 @@ impl FileDevice {
     }
 }
 
+/// Where the writer leaves one entry's outcome, for a caller that either
+/// blocks on it or awaits it (the server awaits, so that no thread sits
+/// parked per request while the writer works).
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Result<(), AuditError>>,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer's end of a [`Slot`]; dropping it unanswered (the writer
+/// stopped) answers [`AuditError::Closed`].
+struct Completer(Option<Arc<Slot>>);
+
+impl Completer {
+    fn send(mut self, result: Result<(), AuditError>) {
+        if let Some(slot) = self.0.take() {
+            complete(&slot, result);
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            complete(&slot, Err(AuditError::Closed));
+        }
+    }
+}
+
+fn complete(slot: &Slot, result: Result<(), AuditError>) {
+    let waker = {
+        let mut state = slot.lock();
+        state.result = Some(result);
+        state.waker.take()
+    };
+    slot.ready.notify_all();
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
 /// An entry queued by [`FileDevice::log_pending`], not yet known written.
+///
+/// Either [`Pending::wait`] for it, or await it under a timer that ends at
+/// [`Pending::deadline`] (then answer [`Pending::timed_out`]).
 pub struct Pending {
-    answer: Receiver<Result<(), AuditError>>,
-    deadline: std::time::Instant,
+    slot: Arc<Slot>,
+    deadline: Instant,
     timeout: Duration,
 }
 
@@ -206,13 +265,46 @@ impl Pending {
     /// Waits until the entry is written, at most until the bound that
     /// started when it was queued.
     pub fn wait(self) -> Result<(), AuditError> {
-        let left = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        match self.answer.recv_timeout(left) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => Err(AuditError::Timeout(self.timeout)),
-            Err(RecvTimeoutError::Disconnected) => Err(AuditError::Closed),
+        let mut state = self.slot.lock();
+        loop {
+            if let Some(result) = state.result.take() {
+                return result;
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out());
+            }
+            state = self
+                .slot
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// When the caller must stop waiting.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The error for a caller whose wait reached the deadline.
+    pub fn timed_out(&self) -> AuditError {
+        AuditError::Timeout(self.timeout)
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<(), AuditError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.lock();
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }
@@ -325,10 +417,10 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<(String, Ack<()>)>) {
+    fn write_batch(&mut self, batch: Vec<(String, Completer)>) {
         let result = self.append(batch.iter().map(|(body, _)| body.as_str()));
         for (_, ack) in batch {
-            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| self.clone_error(e)));
+            ack.send(result.as_ref().map(|_| ()).map_err(|e| self.clone_error(e)));
         }
     }
 

@@ -271,3 +271,61 @@ fn a_stuck_file_fails_callers_within_the_bound() {
     assert!(matches!(error, AuditError::Stalled(_)), "{error}");
     assert!(started.elapsed() < Duration::from_millis(100));
 }
+
+/// Polls a future on this thread until it is ready, parking between wake-ups.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        thread::park();
+    }
+}
+
+#[test]
+fn awaited_entries_are_written_in_queue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let device = device(&path);
+    let pending: Vec<_> = (0..20)
+        .map(|i| {
+            device
+                .log_pending(&entry(&format!("secret/data/{i}")))
+                .unwrap()
+        })
+        .collect();
+    for p in pending.into_iter().rev() {
+        assert!(p.deadline() > Instant::now() - Duration::from_secs(1));
+        block_on(p).unwrap();
+    }
+    let checkpoint = device.checkpoint().unwrap();
+    assert_eq!(
+        verify_with_checkpoint(&path, &checkpoint).unwrap().lines,
+        21
+    );
+    let log = fs::read_to_string(&path).unwrap();
+    let first = log.find("secret/data/0\"").unwrap();
+    let last = log.find("secret/data/19\"").unwrap();
+    assert!(first < last);
+}
+
+#[test]
+fn entries_pending_when_the_device_closes_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = device(&dir.path().join("audit.log"));
+    let pending = device.log_pending(&entry("secret/data/x")).unwrap();
+    device.close().unwrap();
+    // Written before the shutdown command was taken, or refused: never left hanging.
+    let started = Instant::now();
+    let _ = block_on(pending);
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

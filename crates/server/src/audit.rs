@@ -179,31 +179,54 @@ impl Queued {
     /// Waits for every device; succeeds if there are none, or if at least one
     /// recorded the entry (the others' failures are logged).
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.queued.is_empty() {
-            return Ok(());
-        }
-        let mut recorded = false;
-        for (path, pending) in self.queued {
-            match pending.and_then(Pending::wait) {
-                Ok(()) => recorded = true,
-                Err(e) => tracing::warn!(device = %path, error = %e, "an audit device failed"),
-            }
-        }
-        if recorded {
-            Ok(())
-        } else {
-            tracing::error!("no audit device recorded the request");
-            Err(ApiError::internal(
-                "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
-            ))
-        }
+        let outcomes = self
+            .queued
+            .into_iter()
+            .map(|(path, pending)| (path, pending.and_then(Pending::wait)))
+            .collect();
+        judge(outcomes)
     }
 
-    /// Both sets must have been recorded.
-    pub fn finish_with(self, other: Queued) -> Result<(), ApiError> {
-        let first = self.finish();
-        let second = other.finish();
-        first.and(second)
+    /// [`Queued::finish`], awaiting the devices instead of blocking a thread.
+    pub async fn finish_async(self) -> Result<(), ApiError> {
+        let mut outcomes = Vec::with_capacity(self.queued.len());
+        for (path, pending) in self.queued {
+            let outcome = match pending {
+                Ok(pending) => {
+                    let deadline = tokio::time::Instant::from_std(pending.deadline());
+                    let timed_out = pending.timed_out();
+                    tokio::time::timeout_at(deadline, pending)
+                        .await
+                        .unwrap_or(Err(timed_out))
+                }
+                Err(e) => Err(e),
+            };
+            outcomes.push((path, outcome));
+        }
+        judge(outcomes)
+    }
+}
+
+/// At least one device must have recorded the entry; the others' failures
+/// are logged. No devices at all is fine.
+fn judge(outcomes: Vec<(String, Result<(), tresor_audit::AuditError>)>) -> Result<(), ApiError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut recorded = false;
+    for (path, outcome) in outcomes {
+        match outcome {
+            Ok(()) => recorded = true,
+            Err(e) => tracing::warn!(device = %path, error = %e, "an audit device failed"),
+        }
+    }
+    if recorded {
+        Ok(())
+    } else {
+        tracing::error!("no audit device recorded the request");
+        Err(ApiError::internal(
+            "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
+        ))
     }
 }
 

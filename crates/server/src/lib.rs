@@ -10,6 +10,7 @@
 mod api;
 mod audit;
 mod auth;
+mod blocking;
 pub mod config;
 mod errors;
 mod http;

@@ -60,6 +60,13 @@ impl Core {
         self.storage.kind()
     }
 
+    /// Whether reads are served from this machine (memory or a local file),
+    /// fast enough to run on an async worker; a networked backend's reads
+    /// wait on round trips and go to the blocking pool.
+    pub fn reads_are_local(&self) -> bool {
+        matches!(self.storage.kind(), "embedded" | "memory")
+    }
+
     pub fn seal_config(&self) -> Result<Option<SealConfig>, ApiError> {
         self.barrier.seal_config().map_err(crate::errors::barrier)
     }

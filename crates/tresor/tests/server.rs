@@ -379,6 +379,11 @@ fn a_stuck_audit_device_fails_requests_fast_instead_of_hanging() {
         body["errors"][0].as_str().unwrap().contains("audit"),
         "{body}"
     );
+    // Reads await their entries on the async workers: refused just as fast.
+    let started = Instant::now();
+    let (status, body) = api.get("secret/data/x");
+    assert_eq!(status, 500, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(
         Api::new(&server.addr, "").get("sys/health").0,
         200,

@@ -5,6 +5,7 @@ mod kv;
 mod sys;
 mod token;
 
+use crate::audit::Queued;
 use crate::auth::{self, Caller};
 use crate::request::{ApiError, ApiResult, Method, Request, Response};
 use crate::state::{Core, Unsealed};
@@ -12,83 +13,114 @@ use serde_json::Value;
 use tresor_audit::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
 use tresor_policy::Operation;
 
-/// The answer, and whether the request failed to authenticate (the HTTP
-/// layer counts those per client).
+/// The answer, whether the request failed to authenticate (the HTTP layer
+/// counts those per client), and the audit entries it still waits for.
 pub struct Outcome {
-    pub response: Response,
+    result: ApiResult,
     pub auth_failed: bool,
+    audit: Vec<Queued>,
 }
 
+impl Outcome {
+    fn done(result: ApiResult, auth_failed: bool) -> Self {
+        Self {
+            result,
+            auth_failed,
+            audit: Vec::new(),
+        }
+    }
+
+    /// The response, once every audit entry it waits for is recorded
+    /// (awaiting the devices, not blocking a thread).
+    pub async fn finish_async(self) -> Response {
+        let mut recorded = Ok(());
+        for queued in self.audit {
+            recorded = recorded.and(queued.finish_async().await);
+        }
+        respond(recorded.and(self.result))
+    }
+}
+
+fn respond(result: ApiResult) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Serves a request. A read (see [`reads_only`]) never waits here: its
+/// audit entries come back queued in the [`Outcome`], so it can run on an
+/// async worker and await them. Anything else logs its request entry before
+/// it acts, blocking this thread.
 pub fn handle(core: &Core, req: &Request) -> Outcome {
     if let Some(result) = sys::unauthenticated(core, req) {
-        return Outcome {
-            response: result.unwrap_or_else(ApiError::into_response),
-            auth_failed: false,
-        };
+        return Outcome::done(result, false);
     }
-    let unsealed = match core.unsealed() {
-        Ok(u) => u,
-        Err(e) => {
-            return Outcome {
-                response: e.into_response(),
-                auth_failed: false,
-            };
-        }
-    };
-    let (result, auth_failed) = authorized(core, &unsealed, req);
-    Outcome {
-        response: result.unwrap_or_else(ApiError::into_response),
-        auth_failed,
+    match core.unsealed() {
+        Ok(unsealed) => authorized(core, &unsealed, req),
+        Err(e) => Outcome::done(Err(e), false),
     }
+}
+
+/// Whether a request only reads: its entries may be recorded after it runs,
+/// and it can be served on an async worker (see [`handle`]).
+pub fn reads_only(method: Method) -> bool {
+    matches!(method, Method::Get | Method::Head | Method::List)
 }
 
 /// Authenticates, checks the ACL, audits, and serves.
-fn authorized(core: &Core, u: &Unsealed, req: &Request) -> (ApiResult, bool) {
+fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
+    let mut audit = Recorder {
+        unsealed: u,
+        deferred: reads_only(req.method),
+        queued: Vec::new(),
+    };
     let caller = match auth::authenticate(u, req) {
         Ok(caller) => caller,
         Err(e) => {
-            let logged = u.audit.log(&request_entry(req, None, Some(&e)));
-            return (logged.and(Err(e)), true);
+            let logged = audit.record(&request_entry(req, None, Some(&e)));
+            return audit.outcome(logged.and(Err(e)), true);
         }
     };
     let decision = check_acl(u, req, &caller);
-    let request_record = request_entry(req, Some(&caller), decision.as_ref().err());
-    if let Err(e) = decision {
-        return (u.audit.log(&request_record).and(Err(e)), false);
+    let logged = audit.record(&request_entry(req, Some(&caller), decision.as_ref().err()));
+    if let Err(e) = logged.and(decision) {
+        return audit.outcome(Err(e), false);
     }
-    // A write must be on record before it happens. A read has no effect, so
-    // both its entries are handed to the audit devices together after it
-    // runs (one wake-up of the writer), and its answer is released only once
-    // both are recorded.
-    let deferred = if reads_only(req.method) {
-        Some(request_record)
-    } else {
-        if let Err(e) = u.audit.log(&request_record) {
-            return (Err(e), false);
-        }
-        None
-    };
-    let caller = match auth::consume_use(u, req, caller) {
+    let caller = match crate::blocking::may_block(|| auth::consume_use(u, req, caller)) {
         Ok(caller) => caller,
-        Err(e) => return (Err(e), true),
+        Err(e) => return audit.outcome(Err(e), true),
     };
     let result = route(core, u, req, &caller);
-    let recorded = match deferred {
-        Some(request_record) => {
-            let request_entry = u.audit.begin(&request_record);
-            let response_entry = u.audit.begin(&response_entry(req, &caller, &result));
-            request_entry.finish_with(response_entry)
-        }
-        None => u.audit.log(&response_entry(req, &caller, &result)),
-    };
-    if let Err(e) = recorded {
-        return (Err(e), false);
-    }
-    (result, false)
+    let logged = audit.record(&response_entry(req, &caller, &result));
+    audit.outcome(logged.and(result), false)
 }
 
-fn reads_only(method: Method) -> bool {
-    matches!(method, Method::Get | Method::Head | Method::List)
+/// Hands a request's entries to the audit devices. A write must be on record
+/// before it happens, so its entries are waited for at once. A read has no
+/// effect: its entries are only queued, and its answer is released once they
+/// are recorded (see [`Outcome::finish`]).
+struct Recorder<'a> {
+    unsealed: &'a Unsealed,
+    deferred: bool,
+    queued: Vec<Queued>,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, entry: &AuditEntry) -> Result<(), ApiError> {
+        let queued = self.unsealed.audit.begin(entry);
+        if self.deferred {
+            self.queued.push(queued);
+            Ok(())
+        } else {
+            queued.finish()
+        }
+    }
+
+    fn outcome(self, result: ApiResult, auth_failed: bool) -> Outcome {
+        Outcome {
+            result,
+            auth_failed,
+            audit: self.queued,
+        }
+    }
 }
 
 fn check_acl(u: &Unsealed, req: &Request, caller: &Caller) -> Result<(), ApiError> {
