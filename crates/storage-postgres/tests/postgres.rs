@@ -1,0 +1,167 @@
+//! The PostgreSQL backend against a real, throwaway cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tresor_storage::{Backend, Transaction};
+use tresor_storage_postgres::{Options, Postgres, SCHEMA_VERSION};
+use tresor_testpg::Cluster;
+
+fn cluster() -> Cluster {
+    Cluster::start().expect("start a PostgreSQL cluster (run scripts/setup/postgres.sh)")
+}
+
+fn fresh_database(cluster: &Cluster, name: &str) -> Postgres {
+    cluster.create_database(name).unwrap();
+    Postgres::connect(&cluster.url(name), &Options::default()).unwrap()
+}
+
+#[test]
+fn conformance() {
+    let cluster = cluster();
+    let made = AtomicUsize::new(0);
+    tresor_storage::conformance::run_all(&|| {
+        let n = made.fetch_add(1, Ordering::Relaxed);
+        Box::new(fresh_database(&cluster, &format!("conformance{n}")))
+    });
+}
+
+/// Write skew through absent keys: each transaction requires the other's key
+/// to be absent and creates its own. At most one of each pair may apply, even
+/// from two pools (two servers) racing.
+#[test]
+fn conditions_on_absent_keys_admit_no_phantoms() {
+    let cluster = cluster();
+    let first: Arc<dyn Backend> = Arc::new(fresh_database(&cluster, "skew"));
+    let second: Arc<dyn Backend> =
+        Arc::new(Postgres::connect(&cluster.url("skew"), &Options::default()).unwrap());
+    for round in 0..200 {
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let racers: Vec<_> = [(&first, &a, &b), (&second, &b, &a)]
+            .into_iter()
+            .map(|(backend, mine, theirs)| {
+                let backend = Arc::clone(backend);
+                let txn = Transaction::new().expect(theirs, None).put(mine, b"x");
+                std::thread::spawn(move || backend.commit(txn).unwrap().applied())
+            })
+            .collect();
+        let applied = racers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(applied, 1, "round {round}");
+    }
+}
+
+#[test]
+fn the_schema_is_created_once_and_a_newer_one_is_refused() {
+    let cluster = cluster();
+    cluster.create_database("schema").unwrap();
+    let url = cluster.url("schema");
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Postgres::connect(&url, &Options::default()).map(drop))
+        })
+        .collect();
+    for racer in racers {
+        racer.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        cluster
+            .psql("schema", "SELECT version FROM tresor_schema")
+            .unwrap()
+            .trim(),
+        SCHEMA_VERSION.to_string()
+    );
+    cluster
+        .psql("schema", "UPDATE tresor_schema SET version = version + 1")
+        .unwrap();
+    let err = Postgres::connect(&url, &Options::default()).unwrap_err();
+    assert!(err.to_string().contains("newer than this tresor"), "{err}");
+}
+
+/// A database that is down, or a wrong password: a clear error, quickly,
+/// that names the database and never the password.
+#[test]
+fn unreachable_database_fails_fast_without_leaking_the_password() {
+    let cluster = cluster();
+    let backend = fresh_database(&cluster, "down");
+    backend.put("k", b"v").unwrap();
+    cluster.stop().unwrap();
+    let started = Instant::now();
+    let err = backend.get("k").unwrap_err().to_string();
+    assert!(started.elapsed() < Options::default().timeout * 2);
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/down", cluster.port())),
+        "{err}"
+    );
+    assert!(!err.contains(cluster.password()), "{err}");
+    assert!(err.contains("check that the database is running"), "{err}");
+    cluster.restart().unwrap();
+    assert_eq!(backend.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+
+    let wrong = cluster
+        .url("down")
+        .replace(cluster.password(), "not-the-password-123");
+    let err = Postgres::connect(&wrong, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password-123"), "{err}");
+    assert!(!format!("{backend:?}").contains(cluster.password()));
+}
+
+/// `sslmode=require` against a server without TLS is refused; `prefer`
+/// falls back to plain TCP.
+#[test]
+fn sslmode_require_refuses_a_plain_server() {
+    let cluster = cluster();
+    cluster.create_database("tls").unwrap();
+    let options = Options {
+        connect_timeout: Duration::from_secs(3),
+        ..Options::default()
+    };
+    let url = cluster.url("tls");
+    Postgres::connect(&format!("{url}?sslmode=prefer"), &options).unwrap();
+    let err = Postgres::connect(&format!("{url}?sslmode=require"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PostgreSQL at postgres@127.0.0.1"), "{err}");
+}
+
+/// A million keys: listing a folder is an index range scan, never a scan of
+/// the table.
+#[test]
+fn prefix_listing_uses_the_primary_key_index_at_a_million_keys() {
+    let cluster = cluster();
+    let backend = fresh_database(&cluster, "big");
+    cluster
+        .psql(
+            "big",
+            "INSERT INTO tresor_kv SELECT format('logical/m%s/k%s', i % 10, lpad(i::text, 7, '0')), '\\x00' \
+             FROM generate_series(1, 1000000) i; ANALYZE tresor_kv",
+        )
+        .unwrap();
+    backend.put("logical/m3/dir/a", b"v").unwrap();
+    let page = backend
+        .list("logical/m3/", Some("k0000500"), Some(3))
+        .unwrap();
+    assert_eq!(page, ["k0000503", "k0000513", "k0000523"]);
+    assert_eq!(
+        backend.list("logical/", None, None).unwrap(),
+        (0..10).map(|i| format!("m{i}/")).collect::<Vec<_>>()
+    );
+    let plan = cluster
+        .psql(
+            "big",
+            "EXPLAIN SELECT key FROM tresor_kv WHERE key >= 'logical/m3/' ORDER BY key LIMIT 1",
+        )
+        .unwrap();
+    assert!(
+        plan.contains("Index Only Scan using tresor_kv_pkey"),
+        "{plan}"
+    );
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
