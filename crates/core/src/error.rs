@@ -27,6 +27,8 @@ pub enum CoreError {
     CorruptMounts,
     #[error("a store already exists at {0}")]
     AlreadyExists(String),
+    #[error("cannot migrate: {0}")]
+    Migrate(String),
 }
 
 impl CoreError {

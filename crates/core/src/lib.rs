@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod migrate;
 mod mounts;
 mod on_demand;
 mod open;
@@ -20,4 +21,5 @@ pub use mounts::{MountEntry, MountType};
 pub use open::{
     Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
 };
+pub use migrate::{Summary, copy_store, summarize};
 pub use store::Store;

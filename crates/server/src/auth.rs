@@ -41,6 +41,9 @@ pub fn consume_use(u: &Unsealed, _req: &Request, caller: Caller) -> Result<Calle
 }
 
 pub fn token_error(error: TokenError) -> ApiError {
+    if let TokenError::Barrier(error) = error {
+        return crate::errors::barrier(error);
+    }
     if error.is_client_error() {
         ApiError::bad_request(error.to_string())
     } else {

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -50,8 +51,120 @@ fn default_address() -> SocketAddr {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    #[serde(default)]
+    pub kind: StorageKind,
     /// The embedded store's directory.
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
+    /// The PostgreSQL URL itself (it holds the password: prefer `url_file`
+    /// or `url_env`).
+    pub url: Option<Redacted>,
+    /// A file holding the PostgreSQL URL (for example a mounted Kubernetes
+    /// Secret); surrounding whitespace is ignored.
+    pub url_file: Option<PathBuf>,
+    /// An environment variable holding the PostgreSQL URL.
+    pub url_env: Option<String>,
+    /// Connections each server keeps to PostgreSQL.
+    pub pool_size: Option<usize>,
+    /// How long opening one PostgreSQL connection may take.
+    #[serde(default, with = "humantime_serde_like::option")]
+    pub connect_timeout: Option<Duration>,
+    /// How long one storage call may take before the request fails with 503.
+    #[serde(default, with = "humantime_serde_like::option")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// One file on local disk, for one server.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database, shared by any number of servers.
+    Postgres,
+}
+
+/// A configuration value that is a secret: never printed.
+pub struct Redacted(Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Redacted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Self(Zeroizing::new(s)))
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
+
+/// Where the store lives, resolved from `[storage]`.
+pub enum Storage {
+    Embedded(PathBuf),
+    Postgres {
+        url: Zeroizing<String>,
+        pool_size: Option<usize>,
+        connect_timeout: Option<Duration>,
+        timeout: Option<Duration>,
+    },
+}
+
+impl StorageConfig {
+    /// The store this section names, reading the PostgreSQL URL from the
+    /// file or environment variable it points to.
+    pub fn resolve(&self) -> Result<Storage, ConfigError> {
+        match self.kind {
+            StorageKind::Embedded => {
+                let path = self.path.clone().ok_or(ConfigError::Storage(
+                    "an embedded store needs `path`, its directory",
+                ))?;
+                if self.url.is_some() || self.url_file.is_some() || self.url_env.is_some() {
+                    return Err(ConfigError::Storage(
+                        "`url`, `url_file` and `url_env` are for kind = \"postgres\"",
+                    ));
+                }
+                Ok(Storage::Embedded(path))
+            }
+            StorageKind::Postgres => Ok(Storage::Postgres {
+                url: self.postgres_url()?,
+                pool_size: self.pool_size,
+                connect_timeout: self.connect_timeout,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    fn postgres_url(&self) -> Result<Zeroizing<String>, ConfigError> {
+        let url = match (&self.url, &self.url_file, &self.url_env) {
+            (Some(url), None, None) => url.0.clone(),
+            (None, Some(file), None) => Zeroizing::new(
+                std::fs::read_to_string(file)
+                    .map_err(|source| ConfigError::Read {
+                        path: file.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None, Some(name)) => Zeroizing::new(
+                std::env::var(name)
+                    .map_err(|_| ConfigError::UrlEnv(name.clone()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            _ => {
+                return Err(ConfigError::Storage(
+                    "kind = \"postgres\" needs exactly one of `url`, `url_file` or `url_env`",
+                ));
+            }
+        };
+        if self.path.is_some() {
+            return Err(ConfigError::Storage(
+                "`path` is for the embedded store; a PostgreSQL store lives at its `url`",
+            ));
+        }
+        Ok(url)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +242,15 @@ mod humantime_serde_like {
         let text = String::deserialize(d)?;
         tresor_kv::parse_duration(&text).map_err(serde::de::Error::custom)
     }
+
+    pub mod option {
+        use serde::Deserializer;
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 /// Why a configuration was refused.
@@ -148,6 +270,10 @@ pub enum ConfigError {
     NoTls,
     #[error("plain HTTP is only allowed on a loopback address ({0} is not); configure TLS")]
     PlainHttpOffLoopback(SocketAddr),
+    #[error("[storage]: {0}")]
+    Storage(&'static str),
+    #[error("[storage] url_env names {0}, which is not set (or not UTF-8); export it with the PostgreSQL URL")]
+    UrlEnv(String),
 }
 
 impl Config {
@@ -165,6 +291,9 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if self.storage.kind == StorageKind::Embedded {
+            self.storage.resolve()?;
+        }
         let l = &self.listener;
         if l.tls_disable {
             if !l.address.ip().is_loopback() {
@@ -209,5 +338,45 @@ mod tests {
             parse(limits).unwrap().limits.failed_auth_window,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn postgres_url_from_one_place_and_never_printed() {
+        let listener = "[listener]\ntls_disable=true\n";
+        let inline = format!(
+            "[storage]\nkind='postgres'\nurl='postgres://u:hunter2@h/d'\ntimeout='3s'\n{listener}"
+        );
+        let config = parse(&inline).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let Storage::Postgres { url, timeout, .. } = config.storage.resolve().unwrap() else {
+            panic!("not postgres");
+        };
+        assert_eq!(url.as_str(), "postgres://u:hunter2@h/d");
+        assert_eq!(timeout, Some(Duration::from_secs(3)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://u:p@h/from-file\n").unwrap();
+        let from_file = format!(
+            "[storage]\nkind='postgres'\nurl_file='{}'\n{listener}",
+            file.display()
+        );
+        let Storage::Postgres { url, .. } = parse(&from_file).unwrap().storage.resolve().unwrap()
+        else {
+            panic!("not postgres");
+        };
+        assert_eq!(url.as_str(), "postgres://u:p@h/from-file");
+
+        for bad in [
+            "[storage]\nkind='postgres'\n".to_string(),
+            format!("[storage]\nkind='postgres'\nurl='x'\nurl_env='Y'\n"),
+            format!("[storage]\nkind='postgres'\nurl='x'\npath='/s'\n"),
+            format!("[storage]\nkind='postgres'\nurl_env='TRESOR_TEST_SURELY_UNSET'\n"),
+        ] {
+            let config = parse(&format!("{bad}{listener}")).unwrap();
+            assert!(config.storage.resolve().is_err(), "{bad}");
+        }
+        assert!(parse(&format!("[storage]\nurl='x'\npath='/s'\n{listener}")).is_err());
+        assert!(parse(&format!("[storage]\nkind='mysql'\n{listener}")).is_err());
     }
 }

@@ -10,6 +10,11 @@ use zeroize::Zeroizing;
 
 const PREFIX: &str = "sys/policy/";
 
+/// Rewritten with every policy change, in the same transaction: its stored
+/// bytes (fresh ciphertext each time) tell every server sharing the store
+/// whether its compiled ACLs are still current.
+const EPOCH: &str = "sys/policy-epoch";
+
 #[derive(Serialize, Deserialize)]
 struct StoredPolicy {
     name: String,
@@ -17,10 +22,20 @@ struct StoredPolicy {
 }
 
 /// Policies kept under `sys/policy/`, parsed once and compiled into ACLs
-/// that are cached per set of policy names until a policy changes.
+/// that are cached per set of policy names until a policy changes, on this
+/// server or any other on the same store: each lookup first reads the
+/// stored epoch (one small read, never decrypted) and drops the cache when
+/// it moved.
 pub struct PolicyStore {
     barrier: Arc<Barrier>,
-    acls: RwLock<HashMap<Vec<String>, Arc<Acl>>>,
+    acls: RwLock<Compiled>,
+}
+
+/// Compiled ACLs and the stored epoch they were compiled under.
+#[derive(Default)]
+struct Compiled {
+    epoch: Option<Vec<u8>>,
+    acls: HashMap<Vec<String>, Arc<Acl>>,
 }
 
 impl PolicyStore {
@@ -28,7 +43,7 @@ impl PolicyStore {
     pub fn open(barrier: Arc<Barrier>) -> Result<Self, ApiError> {
         let store = Self {
             barrier,
-            acls: RwLock::new(HashMap::new()),
+            acls: RwLock::new(Compiled::default()),
         };
         if store.read(DEFAULT_POLICY_NAME)?.is_none() {
             store.save(DEFAULT_POLICY_NAME, DEFAULT_POLICY)?;
@@ -74,11 +89,12 @@ impl PolicyStore {
         let name = tresor_policy::ensure_deletable(name)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let mut writes = WriteSet::new();
-        writes.delete(&format!("{PREFIX}{name}"));
+        writes
+            .delete(&format!("{PREFIX}{name}"))
+            .put(EPOCH, Zeroizing::new(Vec::new()));
         self.barrier
             .commit(writes)
             .map_err(crate::errors::barrier)?;
-        self.invalidate();
         Ok(())
     }
 
@@ -87,13 +103,20 @@ impl PolicyStore {
         let mut key: Vec<String> = names.to_vec();
         key.sort();
         key.dedup();
-        if let Some(acl) = self
-            .acls
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+        // Read before the policies: an ACL compiled from policies newer than
+        // this epoch is at worst dropped early, never kept too long.
+        let epoch = self
+            .barrier
+            .storage()
+            .get(EPOCH)
+            .map_err(|e| crate::errors::barrier(e.into()))?;
         {
-            return Ok(Arc::clone(acl));
+            let compiled = self.acls.read().unwrap_or_else(|p| p.into_inner());
+            if compiled.epoch == epoch
+                && let Some(acl) = compiled.acls.get(&key)
+            {
+                return Ok(Arc::clone(acl));
+            }
         }
         let acl = if key.iter().any(|n| n == ROOT_POLICY_NAME) {
             Acl::root()
@@ -110,10 +133,14 @@ impl PolicyStore {
             Acl::new(policies.iter())
         };
         let acl = Arc::new(acl);
-        self.acls
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, Arc::clone(&acl));
+        let mut compiled = self.acls.write().unwrap_or_else(|p| p.into_inner());
+        if compiled.epoch != epoch {
+            *compiled = Compiled {
+                epoch,
+                acls: HashMap::new(),
+            };
+        }
+        compiled.acls.insert(key, Arc::clone(&acl));
         Ok(acl)
     }
 
@@ -124,15 +151,12 @@ impl PolicyStore {
         };
         let bytes = Zeroizing::new(serde_json::to_vec(&stored).expect("a policy serializes"));
         let mut writes = WriteSet::new();
-        writes.put(&format!("{PREFIX}{name}"), bytes);
+        writes
+            .put(&format!("{PREFIX}{name}"), bytes)
+            .put(EPOCH, Zeroizing::new(Vec::new()));
         self.barrier
             .commit(writes)
             .map_err(crate::errors::barrier)?;
-        self.invalidate();
         Ok(())
-    }
-
-    fn invalidate(&self) {
-        self.acls.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

@@ -1,5 +1,6 @@
 //! Starting, running and stopping the server.
 
+use crate::config::Storage;
 use crate::http::{App, router};
 use crate::limiter::FailedAuthLimiter;
 use crate::state::{Core, CoreSettings};
@@ -96,7 +97,63 @@ pub fn embedded_core(
         Embedded::create(dir)
     }
     .map_err(|e| ServeError::Store(e.to_string()))?;
-    let core = Arc::new(Core::new(Arc::new(storage), settings));
+    unseal_by_key_file(Arc::new(Core::new(Arc::new(storage), settings)), key_file)
+}
+
+/// A core over the store `storage` names, unsealed with `key_file` when the
+/// store is sealed by one. A PostgreSQL database gets tresor's schema
+/// (created or migrated) on first contact; every server on it unseals itself.
+pub fn store_core(
+    storage: &Storage,
+    key_file: Option<&Path>,
+    settings: CoreSettings,
+) -> Result<Arc<Core>, ServeError> {
+    match storage {
+        Storage::Embedded(dir) => embedded_core(dir, key_file, settings),
+        Storage::Postgres {
+            url,
+            pool_size,
+            connect_timeout,
+            timeout,
+        } => postgres_core(url, *pool_size, *connect_timeout, *timeout, key_file, settings),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_core(
+    url: &str,
+    pool_size: Option<usize>,
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    key_file: Option<&Path>,
+    settings: CoreSettings,
+) -> Result<Arc<Core>, ServeError> {
+    let defaults = tresor_storage_postgres::Options::default();
+    let options = tresor_storage_postgres::Options {
+        pool_size: pool_size.unwrap_or(defaults.pool_size),
+        connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
+        timeout: timeout.unwrap_or(defaults.timeout),
+    };
+    let storage = tresor_storage_postgres::Postgres::connect(url, &options)
+        .map_err(|e| ServeError::Store(e.to_string()))?;
+    unseal_by_key_file(Arc::new(Core::new(Arc::new(storage), settings)), key_file)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_core(
+    _: &str,
+    _: Option<usize>,
+    _: Option<Duration>,
+    _: Option<Duration>,
+    _: Option<&Path>,
+    _: CoreSettings,
+) -> Result<Arc<Core>, ServeError> {
+    Err(ServeError::Store(
+        "this tresor was built without PostgreSQL support (cargo feature `postgres`)".into(),
+    ))
+}
+
+fn unseal_by_key_file(core: Arc<Core>, key_file: Option<&Path>) -> Result<Arc<Core>, ServeError> {
     let config = core
         .seal_config()
         .map_err(|e| ServeError::Store(e.errors.join("; ")))?;

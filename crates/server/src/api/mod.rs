@@ -75,8 +75,11 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
     let caller = match auth::authenticate(u, req) {
         Ok(caller) => caller,
         Err(e) => {
+            // Only a refused token counts against the client, not a store
+            // that could not be asked (503).
+            let denied = e.status == 403;
             let logged = audit.record(&request_entry(req, None, Some(&e)));
-            return audit.outcome(logged.and(Err(e)), true);
+            return audit.outcome(logged.and(Err(e)), denied);
         }
     };
     let decision = check_acl(u, req, &caller);
@@ -86,7 +89,10 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
     }
     let caller = match crate::blocking::may_block(|| auth::consume_use(u, req, caller)) {
         Ok(caller) => caller,
-        Err(e) => return audit.outcome(Err(e), true),
+        Err(e) => {
+            let denied = e.status == 403;
+            return audit.outcome(Err(e), denied);
+        }
     };
     let result = route(core, u, req, &caller);
     let logged = audit.record(&response_entry(req, &caller, &result));

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tresor_server::config::Config;
-use tresor_server::{CoreSettings, Listener, Server, TokenLimits, dev_core, embedded_core};
+use tresor_server::{CoreSettings, Listener, Server, TokenLimits, dev_core, store_core};
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -65,11 +65,10 @@ async fn serve(args: ServerArgs) -> CmdResult {
             audit_fsync: config.audit.fsync,
             token_limits: TokenLimits::default(),
         };
-        let core = embedded_core(
-            &config.storage.path,
-            config.seal.key_file.as_deref(),
-            settings,
-        )
+        let storage = config.storage.resolve().map_err(Failure::usage)?;
+        let core = tokio::task::block_in_place(|| {
+            store_core(&storage, config.seal.key_file.as_deref(), settings)
+        })
         .map_err(Failure::runtime)?;
         let tls = match (
             &config.listener.tls_cert_file,
