@@ -43,7 +43,9 @@ pub fn copy_store(from: &dyn Backend, to: &dyn Backend) -> Result<Summary, CoreE
             return Ok(());
         }
         let value = from.get(&key)?.ok_or_else(|| changed(&key))?;
-        batch = std::mem::take(&mut batch).expect(&key, None).put(&key, &value);
+        batch = std::mem::take(&mut batch)
+            .expect(&key, None)
+            .put(&key, &value);
         pending += 1;
         if pending == BATCH {
             pending = 0;
@@ -77,11 +79,7 @@ pub fn summarize(backend: &dyn Backend) -> Result<Summary, CoreError> {
         keys += 1;
         Ok(())
     })?;
-    let sha256 = hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Summary { keys, sha256 })
 }
 
@@ -135,7 +133,8 @@ mod tests {
         let from = Memory::new();
         from.put(SEAL_CONFIG, b"{}").unwrap();
         for i in 0..1234 {
-            from.put(&format!("logical/m/k{i}"), &[i as u8; 40]).unwrap();
+            from.put(&format!("logical/m/k{i}"), &[i as u8; 40])
+                .unwrap();
             from.put(&format!("sys/token/id/{i}"), b"").unwrap();
         }
         let to = Memory::new();

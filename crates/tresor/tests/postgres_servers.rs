@@ -146,18 +146,50 @@ fn check_and_set_across_two_servers_loses_no_update() {
 fn revocation_and_policy_changes_on_one_server_bind_the_other_at_once() {
     let fleet = Fleet::start(2);
     let (a, b) = (fleet.api(0), fleet.api(1));
-    let policy = |path: &str| json!({"policy": format!("path \"{path}\" {{ capabilities = [\"read\"] }}")});
-    assert_eq!(a.call("PUT", "sys/policies/acl/reader", Some(&policy("secret/data/x"))).0, 204);
+    let policy =
+        |path: &str| json!({"policy": format!("path \"{path}\" {{ capabilities = [\"read\"] }}")});
+    assert_eq!(
+        a.call(
+            "PUT",
+            "sys/policies/acl/reader",
+            Some(&policy("secret/data/x"))
+        )
+        .0,
+        204
+    );
     assert_eq!(a.post("secret/data/x", json!({"data": {"v": "1"}})).0, 200);
     let (status, created) = a.post("auth/token/create", json!({"policies": ["reader"]}));
     assert_eq!(status, 200, "{created}");
-    let token = created["auth"]["client_token"].as_str().unwrap().to_string();
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let on_b = fleet.servers[1].client(&token);
-    assert_eq!(on_b.get("secret/data/x").0, 200, "B compiles and caches the ACL");
+    assert_eq!(
+        on_b.get("secret/data/x").0,
+        200,
+        "B compiles and caches the ACL"
+    );
 
-    assert_eq!(a.call("PUT", "sys/policies/acl/reader", Some(&policy("secret/data/y"))).0, 204);
+    assert_eq!(
+        a.call(
+            "PUT",
+            "sys/policies/acl/reader",
+            Some(&policy("secret/data/y"))
+        )
+        .0,
+        204
+    );
     assert_eq!(on_b.get("secret/data/x").0, 403, "the policy changed on A");
-    assert_eq!(a.call("PUT", "sys/policies/acl/reader", Some(&policy("secret/data/x"))).0, 204);
+    assert_eq!(
+        a.call(
+            "PUT",
+            "sys/policies/acl/reader",
+            Some(&policy("secret/data/x"))
+        )
+        .0,
+        204
+    );
     assert_eq!(on_b.get("secret/data/x").0, 200);
 
     assert_eq!(a.post("auth/token/revoke", json!({"token": token})).0, 204);

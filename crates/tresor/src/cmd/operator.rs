@@ -6,10 +6,11 @@ use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tresor_barrier::SealKind;
 use tresor_client::{Client, Method};
 use tresor_core::{Access, InitOptions, Unseal};
+use tresor_storage::{Backend, Embedded};
 use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
@@ -45,6 +46,28 @@ pub enum OperatorCommand {
     /// A store initialized here (not through a server's `sys/init`) has no
     /// token yet; whoever can unseal it can make one.
     GenerateRoot,
+    /// Copy the store to another backend byte for byte (ciphertext and keys),
+    /// then verify both sides by key count and checksum.
+    ///
+    /// Stop every server using the source first; the destination must be
+    /// empty. The embedded store is --store; the PostgreSQL URL comes from
+    /// TRESOR_POSTGRES_URL or --postgres-url-file, never the command line.
+    Migrate {
+        #[arg(long, value_enum)]
+        from: BackendKind,
+        #[arg(long, value_enum)]
+        to: BackendKind,
+        /// A file holding the PostgreSQL URL.
+        #[arg(long, value_name = "FILE")]
+        postgres_url_file: Option<PathBuf>,
+    },
+}
+
+/// Where a store can live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    Embedded,
+    Postgres,
 }
 
 pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
@@ -69,7 +92,107 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
         OperatorCommand::Rotate => rotate(global),
         OperatorCommand::KeyStatus => key_status(global),
         OperatorCommand::GenerateRoot => generate_root(global),
+        OperatorCommand::Migrate {
+            from,
+            to,
+            postgres_url_file,
+        } => migrate(global, from, to, postgres_url_file.as_deref()),
     }
+}
+
+fn migrate(
+    global: &GlobalArgs,
+    from: BackendKind,
+    to: BackendKind,
+    url_file: Option<&Path>,
+) -> CmdResult {
+    if from == to {
+        return Err(Failure::usage(anyhow!(
+            "--from and --to are both {from:?}; a migration goes from one backend to the other"
+        )));
+    }
+    let source = open_backend(global, from, url_file, false)?;
+    let destination = open_backend(global, to, url_file, true)?;
+    let names = (source.kind(), destination.kind());
+    let copied = tresor_core::copy_store(&*source, &*destination);
+    if copied.is_err() && to == BackendKind::Embedded {
+        // Created above, and incomplete: leave nothing that looks like a store.
+        drop(destination);
+        let _ = std::fs::remove_file(global.store.join(tresor_storage::STORE_FILE_NAME));
+    }
+    let summary = copied?;
+    if global.format == Format::Json {
+        print_json(&json!({
+            "from": names.0,
+            "to": names.1,
+            "keys": summary.keys,
+            "sha256": summary.sha256,
+        }));
+    } else {
+        println!(
+            "Copied {} keys from {} to {}; both sides verified: {} keys, sha256 {}.",
+            summary.keys, names.0, names.1, summary.keys, summary.sha256
+        );
+    }
+    Ok(())
+}
+
+/// The source read-only, or a new, empty destination.
+fn open_backend(
+    global: &GlobalArgs,
+    kind: BackendKind,
+    url_file: Option<&Path>,
+    destination: bool,
+) -> Result<Box<dyn Backend>, Failure> {
+    let storage = |e: tresor_storage::StorageError| Failure::from(tresor_core::CoreError::from(e));
+    match kind {
+        BackendKind::Embedded if destination => {
+            if Embedded::exists(&global.store) {
+                return Err(Failure::usage(anyhow!(
+                    "a store already exists at {}; migrate into a new directory",
+                    global.store.display()
+                )));
+            }
+            Ok(Box::new(Embedded::create(&global.store).map_err(storage)?))
+        }
+        BackendKind::Embedded => Ok(Box::new(
+            Embedded::open_read_only(&global.store).map_err(storage)?,
+        )),
+        BackendKind::Postgres => open_postgres(url_file).map_err(storage),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn open_postgres(
+    url_file: Option<&Path>,
+) -> Result<Box<dyn Backend>, tresor_storage::StorageError> {
+    let url = match url_file {
+        Some(file) => Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|source| tresor_storage::StorageError::Io {
+                    path: file.into(),
+                    source,
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => Zeroizing::new(std::env::var("TRESOR_POSTGRES_URL").map_err(|_| {
+            tresor_storage::StorageError::Backend(
+                "no PostgreSQL URL: set TRESOR_POSTGRES_URL or pass --postgres-url-file".into(),
+            )
+        })?),
+    };
+    let options = tresor_storage_postgres::Options::default();
+    Ok(Box::new(tresor_storage_postgres::Postgres::connect(
+        &url, &options,
+    )?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(_: Option<&Path>) -> Result<Box<dyn Backend>, tresor_storage::StorageError> {
+    Err(tresor_storage::StorageError::Backend(
+        "this tresor was built without PostgreSQL support (cargo feature `postgres`)".into(),
+    ))
 }
 
 fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>) -> CmdResult {
