@@ -272,7 +272,9 @@ pub enum ConfigError {
     PlainHttpOffLoopback(SocketAddr),
     #[error("[storage]: {0}")]
     Storage(&'static str),
-    #[error("[storage] url_env names {0}, which is not set (or not UTF-8); export it with the PostgreSQL URL")]
+    #[error(
+        "[storage] url_env names {0}, which is not set (or not UTF-8); export it with the PostgreSQL URL"
+    )]
     UrlEnv(String),
 }
 
@@ -368,10 +370,10 @@ mod tests {
         assert_eq!(url.as_str(), "postgres://u:p@h/from-file");
 
         for bad in [
-            "[storage]\nkind='postgres'\n".to_string(),
-            format!("[storage]\nkind='postgres'\nurl='x'\nurl_env='Y'\n"),
-            format!("[storage]\nkind='postgres'\nurl='x'\npath='/s'\n"),
-            format!("[storage]\nkind='postgres'\nurl_env='TRESOR_TEST_SURELY_UNSET'\n"),
+            "[storage]\nkind='postgres'\n",
+            "[storage]\nkind='postgres'\nurl='x'\nurl_env='Y'\n",
+            "[storage]\nkind='postgres'\nurl='x'\npath='/s'\n",
+            "[storage]\nkind='postgres'\nurl_env='TRESOR_TEST_SURELY_UNSET'\n",
         ] {
             let config = parse(&format!("{bad}{listener}")).unwrap();
             assert!(config.storage.resolve().is_err(), "{bad}");
