@@ -195,6 +195,25 @@ fn revocation_and_policy_changes_on_one_server_bind_the_other_at_once() {
     assert_eq!(a.post("auth/token/revoke", json!({"token": token})).0, 204);
     assert_eq!(on_b.get("secret/data/x").0, 403, "revoked on A");
     assert_eq!(b.get("auth/token/lookup-self").0, 200);
+
+    // A limited-use token spent from both servers at once: exactly its uses.
+    let (status, created) = a.post(
+        "auth/token/create",
+        json!({"policies": ["reader"], "num_uses": 10}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spenders: Vec<_> = (0..6)
+        .map(|n| {
+            let api = fleet.servers[n % 2].client(&token);
+            std::thread::spawn(move || (0..5).filter(|_| api.get("secret/data/x").0 == 200).count())
+        })
+        .collect();
+    let served: usize = spenders.into_iter().map(|s| s.join().unwrap()).sum();
+    assert_eq!(served, 10);
 }
 
 /// Writers of distinct keys against every server until told to stop: what
