@@ -36,12 +36,17 @@ api -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$work/audit.log\"
 api -X POST -d '{"data":{"password":"read-me"}}' "$addr/v1/secret/data/bench/read" >/dev/null
 
 export BENCH_TOKEN="$token"
-declare -A rps p50 p99
+declare -A rps p50 p99 cpu
+# The server's CPU time (user + system, in clock ticks) so far: per request,
+# it shows the server's own cost, which a busy machine does not distort.
+server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 run() { # name connections script path
     local name=$1 c=$2 script=$3 path=$4 threads=$(( $2 < 2 ? 1 : 2 ))
     export BENCH_RUN="$name-c$c"
-    local out
+    local out before after
+    before=$(server_ticks)
     out=$(wrk -t"$threads" -c"$c" -d"${duration}s" --latency -s "bench/server/$script" "$addr$path")
+    after=$(server_ticks)
     if ! grep -q '^non-200: 0$' <<<"$out"; then
         echo "$name at $c connections had failed requests:" >&2
         echo "$out" >&2
@@ -50,6 +55,9 @@ run() { # name connections script path
     rps[$name,$c]=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
     p50[$name,$c]=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99[$name,$c]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    local requests
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu[$name,$c]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.0f", t * 1e6 / hz / n}')
 }
 for c in 1 16 64; do
     run health "$c" read.lua /v1/sys/health
@@ -72,15 +80,15 @@ done
 "$bin" audit verify "$work/audit.log" >/dev/null
 
 echo "tresor server, embedded store (durable writes), audit on; wrk ${duration}s per run; $(nproc) CPUs"
-printf '| %-22s | %5s | %10s | %9s | %9s |\n' "endpoint" "conns" "req/s" "p50" "p99"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------" "-------" "------------" "-----------" "-----------"
+printf '| %-22s | %5s | %10s | %9s | %9s | %12s |\n' "endpoint" "conns" "req/s" "p50" "p99" "server CPU/req"
+printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------" "-------" "------------" "-----------" "-----------" "--------------"
 for name in health read write; do
     label=$name
     [[ $name == health ]] && label="sys/health (ceiling)"
     [[ $name == read ]] && label="KV v2 read"
     [[ $name == write ]] && label="KV v2 write (durable)"
     for c in 1 16 64; do
-        printf '| %-22s | %5s | %10s | %9s | %9s |\n' "$label" "$c" "${rps[$name,$c]}" "${p50[$name,$c]}" "${p99[$name,$c]}"
+        printf '| %-22s | %5s | %10s | %9s | %9s | %11sus |\n' "$label" "$c" "${rps[$name,$c]}" "${p50[$name,$c]}" "${p99[$name,$c]}" "${cpu[$name,$c]}"
     done
 done
 echo "read-after-write checked: $checked secrets; audit log: $(wc -l <"$work/audit.log") lines, chain verified"
@@ -90,3 +98,6 @@ verdict() { if awk "BEGIN {exit !($2)}"; then echo "PASS  $1"; else echo "MISS  
 verdict "KV reads at 16 conns >= 50% of sys/health (${rps[read,16]} vs ${rps[health,16]})" "${rps[read,16]} >= 0.5 * ${rps[health,16]}"
 verdict "durable writes at 16 conns >= 4x 1 conn (${rps[write,16]} vs ${rps[write,1]})" "${rps[write,16]} >= 4 * ${rps[write,1]}"
 verdict "idle RSS < 30 MB ($idle_rss KiB)" "$idle_rss < 30 * 1024"
+
+# The same runs on PostgreSQL, printed beside these (BENCH_POSTGRES=0 skips them).
+[[ ${BENCH_POSTGRES:-1} == 0 ]] || source bench/server/postgres.sh

@@ -62,10 +62,19 @@ const MAX_BATCH: usize = 256;
 type Ack<T> = SyncSender<Result<T, AuditError>>;
 
 enum Command {
-    Write { line_body: String, ack: Completer },
-    Reopen { ack: Ack<()> },
-    Checkpoint { ack: Ack<Checkpoint> },
-    Shutdown { ack: Ack<()> },
+    Write {
+        line_bodies: Vec<String>,
+        ack: Completer,
+    },
+    Reopen {
+        ack: Ack<()>,
+    },
+    Checkpoint {
+        ack: Ack<Checkpoint>,
+    },
+    Shutdown {
+        ack: Ack<()>,
+    },
 }
 
 /// When the writer started its current I/O, in milliseconds since `epoch` (+1, 0 = idle).
@@ -143,8 +152,18 @@ impl FileDevice {
     /// order they were queued, so a caller can queue a request entry, serve a
     /// side-effect-free request, queue its response entry and wait for both.
     pub fn log_pending(&self, entry: &AuditEntry) -> Result<Pending, AuditError> {
-        let line_body = entry.to_redacted_json(&self.salt, OffsetDateTime::now_utc())?;
-        self.enqueue(|ack| Command::Write { line_body, ack })
+        self.log_pending_all(std::slice::from_ref(entry))
+    }
+
+    /// Queues several entries, written consecutively, as one: a single
+    /// [`Pending`] for all of them, and a single wake-up of the writer.
+    pub fn log_pending_all(&self, entries: &[AuditEntry]) -> Result<Pending, AuditError> {
+        let now = OffsetDateTime::now_utc();
+        let line_bodies = entries
+            .iter()
+            .map(|entry| entry.to_redacted_json(&self.salt, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.enqueue(|ack| Command::Write { line_bodies, ack })
     }
 
     /// `hmac-sha256:<hex>` of `input` under this device's salt (for `sys/audit-hash`).
@@ -388,12 +407,14 @@ impl Writer {
                 },
             };
             match command {
-                Command::Write { line_body, ack } => {
-                    let mut batch = vec![(line_body, ack)];
+                Command::Write { line_bodies, ack } => {
+                    let mut batch = vec![(line_bodies, ack)];
                     // Take what queued up meanwhile, so concurrent entries share one write and sync.
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(Command::Write { line_body, ack }) => batch.push((line_body, ack)),
+                            Ok(Command::Write { line_bodies, ack }) => {
+                                batch.push((line_bodies, ack));
+                            }
                             Ok(other) => {
                                 pending = Some(other);
                                 break;
@@ -417,8 +438,12 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, batch: Vec<(String, Completer)>) {
-        let result = self.append(batch.iter().map(|(body, _)| body.as_str()));
+    fn write_batch(&mut self, batch: Vec<(Vec<String>, Completer)>) {
+        let bodies = batch
+            .iter()
+            .flat_map(|(bodies, _)| bodies)
+            .map(String::as_str);
+        let result = self.append(bodies);
         for (_, ack) in batch {
             ack.send(result.as_ref().map(|_| ()).map_err(|e| self.clone_error(e)));
         }

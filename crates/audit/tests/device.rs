@@ -296,13 +296,15 @@ fn awaited_entries_are_written_in_queue_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let device = device(&path);
-    let pending: Vec<_> = (0..20)
+    let mut pending: Vec<_> = (0..18)
         .map(|i| {
             device
                 .log_pending(&entry(&format!("secret/data/{i}")))
                 .unwrap()
         })
         .collect();
+    let pair = [entry("secret/data/18"), entry("secret/data/19")];
+    pending.push(device.log_pending_all(&pair).unwrap());
     for p in pending.into_iter().rev() {
         assert!(p.deadline() > Instant::now() - Duration::from_secs(1));
         block_on(p).unwrap();

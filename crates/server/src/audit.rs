@@ -71,10 +71,15 @@ impl AuditBroker {
 
     /// Queues `entry` on every device without waiting; see [`Queued::finish`].
     pub fn begin(&self, entry: &AuditEntry) -> Queued {
+        self.begin_all(std::slice::from_ref(entry))
+    }
+
+    /// Queues `entries`, consecutively, on every device without waiting.
+    pub fn begin_all(&self, entries: &[AuditEntry]) -> Queued {
         let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
         let queued = devices
             .iter()
-            .map(|(path, device)| (path.clone(), device.file.log_pending(entry)))
+            .map(|(path, device)| (path.clone(), device.file.log_pending_all(entries)))
             .collect();
         Queued { queued }
     }

@@ -32,9 +32,7 @@ pub fn consume_use(u: &Unsealed, _req: &Request, caller: Caller) -> Result<Calle
         // Unlimited: nothing to spend, and the lookup just made is current.
         return Ok(caller);
     }
-    let entry = u
-        .tokens
-        .use_token(&caller.token)
+    let entry = crate::blocking::may_block(|| u.tokens.use_token(&caller.token))
         .map_err(token_error)?
         .ok_or_else(ApiError::permission_denied)?;
     Ok(Caller { entry, ..caller })

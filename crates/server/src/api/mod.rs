@@ -69,8 +69,7 @@ pub fn reads_only(method: Method) -> bool {
 fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
     let mut audit = Recorder {
         unsealed: u,
-        deferred: reads_only(req.method),
-        queued: Vec::new(),
+        deferred: reads_only(req.method).then(Vec::new),
     };
     let caller = match auth::authenticate(u, req) {
         Ok(caller) => caller,
@@ -78,16 +77,16 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
             // Only a refused token counts against the client, not a store
             // that could not be asked (503).
             let denied = e.status == 403;
-            let logged = audit.record(&request_entry(req, None, Some(&e)));
+            let logged = audit.record(request_entry(req, None, Some(&e)));
             return audit.outcome(logged.and(Err(e)), denied);
         }
     };
     let decision = check_acl(u, req, &caller);
-    let logged = audit.record(&request_entry(req, Some(&caller), decision.as_ref().err()));
+    let logged = audit.record(request_entry(req, Some(&caller), decision.as_ref().err()));
     if let Err(e) = logged.and(decision) {
         return audit.outcome(Err(e), false);
     }
-    let caller = match crate::blocking::may_block(|| auth::consume_use(u, req, caller)) {
+    let caller = match auth::consume_use(u, req, caller) {
         Ok(caller) => caller,
         Err(e) => {
             let denied = e.status == 403;
@@ -95,36 +94,40 @@ fn authorized(core: &Core, u: &Unsealed, req: &Request) -> Outcome {
         }
     };
     let result = route(core, u, req, &caller);
-    let logged = audit.record(&response_entry(req, &caller, &result));
+    let logged = audit.record(response_entry(req, &caller, &result));
     audit.outcome(logged.and(result), false)
 }
 
 /// Hands a request's entries to the audit devices. A write must be on record
 /// before it happens, so its entries are waited for at once. A read has no
-/// effect: its entries are only queued, and its answer is released once they
-/// are recorded (see [`Outcome::finish`]).
+/// effect: its entries are queued together once it has run (one wake-up of
+/// each device's writer), and its answer is released once they are recorded
+/// (see [`Outcome::finish_async`]).
 struct Recorder<'a> {
     unsealed: &'a Unsealed,
-    deferred: bool,
-    queued: Vec<Queued>,
+    deferred: Option<Vec<AuditEntry>>,
 }
 
 impl Recorder<'_> {
-    fn record(&mut self, entry: &AuditEntry) -> Result<(), ApiError> {
-        let queued = self.unsealed.audit.begin(entry);
-        if self.deferred {
-            self.queued.push(queued);
-            Ok(())
-        } else {
-            queued.finish()
+    fn record(&mut self, entry: AuditEntry) -> Result<(), ApiError> {
+        match &mut self.deferred {
+            Some(entries) => {
+                entries.push(entry);
+                Ok(())
+            }
+            None => self.unsealed.audit.begin(&entry).finish(),
         }
     }
 
     fn outcome(self, result: ApiResult, auth_failed: bool) -> Outcome {
+        let audit = self
+            .deferred
+            .map(|entries| vec![self.unsealed.audit.begin_all(&entries)])
+            .unwrap_or_default();
         Outcome {
             result,
             auth_failed,
-            audit: self.queued,
+            audit,
         }
     }
 }
