@@ -182,13 +182,13 @@ fn server_of(context: Option<&str>) -> String {
         .unwrap_or_else(|| "the kubeconfig's server".into())
 }
 
-struct Ctx<'a> {
-    client: &'a Client,
-    context: Option<&'a str>,
+pub(crate) struct Ctx<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) context: Option<&'a str>,
 }
 
 impl Ctx<'_> {
-    fn error(
+    pub(crate) fn error(
         &self,
         e: kube::Error,
         verb: &'static str,

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod import;
+pub mod providers;
 pub mod render;
 pub mod yaml;
 

@@ -71,7 +71,7 @@ pub fn role_name(consumer: &Consumer) -> String {
     format!("tresor-{}-{}", consumer.kind.name(), consumer.name)
 }
 
-fn metadata(name: &str, namespace: Option<&str>) -> Node {
+pub(crate) fn metadata(name: &str, namespace: Option<&str>) -> Node {
     let mut m = vec![
         (
             "labels".to_owned(),

@@ -6,12 +6,18 @@
 //! plan table.
 #![forbid(unsafe_code)]
 
+mod deliver;
 pub mod generate;
 mod plan;
 mod spec;
 pub mod strength;
 mod target;
+mod targets;
 
+pub use deliver::{
+    DeliveryReport, Destination, Entry, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult, Pushed,
+    TargetError, deliver,
+};
 pub use generate::{Generator, GeneratorError};
 pub use plan::{
     Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan,
@@ -21,6 +27,7 @@ pub use spec::{
     SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
 };
 pub use target::{RemoteStore, SecretStore, Stored};
+pub use targets::{AwsTarget, Targets, VaultAuth, VaultTarget};
 
 use std::path::{Path, PathBuf};
 use tresor_core::{Access, CoreError, InitOptions, Unseal};

@@ -3,6 +3,7 @@
 
 use crate::generate::{Class, Generator, Password};
 use crate::strength;
+use crate::targets::{Defaults, RawAwsDefaults, RawTargets, RawVaultDefaults, Targets};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
@@ -60,6 +61,8 @@ pub struct SecretSpec {
     pub keys: Vec<KeySpec>,
     pub consumers: Vec<Consumer>,
     pub rotation: Option<Rotation>,
+    /// Where it is delivered besides the store.
+    pub targets: Targets,
     pub line: u32,
 }
 
@@ -220,6 +223,8 @@ struct RawSpec {
     name: Option<Spanned<String>>,
     store: Option<Spanned<RawStore>>,
     kubernetes: Option<Spanned<RawKubernetes>>,
+    aws: Option<RawAwsDefaults>,
+    vault: Option<RawVaultDefaults>,
     secrets: Spanned<BTreeMap<String, Spanned<RawSecret>>>,
 }
 
@@ -248,6 +253,7 @@ struct RawSecret {
     #[serde(default)]
     consumers: Vec<Spanned<String>>,
     rotation: Option<Spanned<RawRotation>>,
+    targets: Option<Spanned<RawTargets>>,
 }
 
 #[derive(Deserialize)]
@@ -386,12 +392,12 @@ fn blank_quoted(message: &str) -> String {
 }
 
 #[derive(Default)]
-struct Validator {
-    problems: Vec<Problem>,
+pub(crate) struct Validator {
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl Validator {
-    fn at(&mut self, location: Location, message: impl Into<String>) {
+    pub(crate) fn at(&mut self, location: Location, message: impl Into<String>) {
         self.problems.push(Problem {
             line: location.line() as u32,
             column: location.column() as u32,
@@ -442,11 +448,19 @@ impl Validator {
         }
         let context = user_inputs(&name, &raw.secrets.value);
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
+        let defaults = Defaults {
+            aws: raw.aws.unwrap_or_default(),
+            vault: raw.vault.unwrap_or_default(),
+        };
         let mut secrets = Vec::new();
-        for (secret_name, secret) in raw.secrets.value {
-            secrets.push(self.secret(secret_name, secret, &kubernetes, &context));
+        for (secret_name, mut secret) in raw.secrets.value {
+            let targets = secret.value.targets.take();
+            let mut parsed = self.secret(secret_name, secret, &kubernetes, &context);
+            parsed.targets = self.targets(&parsed, targets, &defaults);
+            secrets.push(parsed);
         }
         self.paths(&secrets);
+        self.target_clashes(&secrets);
         self.references(&secrets);
         Spec {
             name,
@@ -568,6 +582,7 @@ impl Validator {
             keys,
             consumers,
             rotation,
+            targets: Targets::default(),
             line: at.line() as u32,
         }
     }

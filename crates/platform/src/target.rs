@@ -86,6 +86,11 @@ impl RemoteStore {
             mount: mount.trim_matches('/').to_string(),
         }
     }
+
+    /// The server's client, for calls beyond plan and apply (listing).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl SecretStore for RemoteStore {

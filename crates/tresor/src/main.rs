@@ -34,6 +34,9 @@ enum Command {
     Kv(Group<cmd::kv::KvCommand>),
     #[command(flatten)]
     Platform(cmd::platform::PlatformCommand),
+    /// Read existing secrets from AWS Secrets Manager, Vault or Kubernetes
+    /// into the store, and print the tresor.yaml entries for them (never a value).
+    Import(cmd::import::ImportArgs),
     /// Enable, disable and list secrets engines.
     Secrets(Group<cmd::secrets::SecretsCommand>),
     /// Check audit logs.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
         Command::Platform(command) => cmd::platform::run(command),
+        Command::Import(args) => cmd::import::run(args),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
         Command::Status(args) => return cmd::status::run(&cli.store.with_format(args.format)),

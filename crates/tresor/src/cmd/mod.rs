@@ -1,4 +1,5 @@
 pub mod audit;
+pub mod import;
 pub mod kv;
 pub mod login;
 pub mod operator;

@@ -78,6 +78,7 @@ pub(crate) fn load(file: &std::path::Path) -> Result<Spec, Failure> {
 
 fn apply(args: ApplyArgs) -> CmdResult {
     let spec = load(&args.file)?;
+    check_features(&spec)?;
     let opened = tresor_platform::open_store(&spec, !args.dry_run, Access::WriteOnDemand)
         .map_err(failure)?;
     if let Some(key_file) = opened.as_ref().and_then(|o| o.created_key_file.as_ref()) {
@@ -104,7 +105,46 @@ fn apply(args: ApplyArgs) -> CmdResult {
             outcome.created, outcome.updated, outcome.unchanged
         );
     }
-    deliver(&args, &spec, &plan)
+    let report = push_targets(&spec, &plan);
+    print!("{}", report.lines());
+    let delivered = deliver(&args, &spec, &plan);
+    match report.failure_summary() {
+        None => delivered,
+        Some(summary) => {
+            if let Err(k8s) = delivered {
+                eprintln!("kubernetes: FAILED:");
+                let _ = k8s.report();
+            }
+            Err(Failure::runtime(anyhow::anyhow!(summary)))
+        }
+    }
+}
+
+/// Pushes to every AWS and Vault target; a failed push leaves the others
+/// going, and the report says what happened to each.
+fn push_targets(spec: &Spec, plan: &tresor_platform::Plan) -> tresor_platform::DeliveryReport {
+    let mut vault = tresor_vault::VaultDestination::new(&spec.name, plan);
+    #[cfg(feature = "aws")]
+    let mut aws = tresor_aws::AwsDestination::new(&spec.name);
+    let mut destinations: Vec<&mut dyn tresor_platform::Destination> = vec![&mut vault];
+    #[cfg(feature = "aws")]
+    destinations.push(&mut aws);
+    tresor_platform::deliver(spec, plan, &mut destinations)
+}
+
+/// Refuses, before anything is written, a spec naming AWS targets when this
+/// binary cannot reach AWS.
+fn check_features(spec: &Spec) -> Result<(), Failure> {
+    if cfg!(feature = "aws") {
+        return Ok(());
+    }
+    match spec.secrets.iter().find(|s| s.targets.aws.is_some()) {
+        Some(s) => Err(Failure::usage(anyhow::anyhow!(
+            "secret `{}` is delivered to AWS Secrets Manager, but this tresor was built without the `aws` feature; build it with `--features aws`",
+            s.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(feature = "kubernetes")]

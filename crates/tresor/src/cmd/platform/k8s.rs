@@ -8,6 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tresor_core::Access;
+use tresor_kube::providers;
 use tresor_kube::render::{self, EncryptionProvider};
 use tresor_kube::{ApplyOptions, Delivery, KubeError};
 use tresor_platform::{Plan, Spec};
@@ -154,6 +155,7 @@ pub fn deliver(spec: &Spec, plan: &Plan, context: Option<String>) -> CmdResult {
     let deliveries: Vec<Delivery> = plan
         .secrets
         .iter()
+        .filter(|s| to_kubernetes(spec, &s.name))
         .map(|s| Delivery {
             name: s.name.clone(),
             namespace: s.namespace.clone(),
@@ -199,6 +201,13 @@ fn send(
     Ok(())
 }
 
+/// Whether the spec delivers the secret `name` as a Kubernetes Secret.
+fn to_kubernetes(spec: &Spec, name: &str) -> bool {
+    spec.secrets
+        .iter()
+        .any(|s| s.name == name && s.targets.kubernetes)
+}
+
 fn kube_failure(error: KubeError) -> Failure {
     match error {
         KubeError::Config { .. } | KubeError::Conflict { .. } => Failure::usage(error),
@@ -218,7 +227,7 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
             ))
         })?;
     let mut out = Vec::new();
-    for secret in &spec.secrets {
+    for secret in spec.secrets.iter().filter(|s| s.targets.kubernetes) {
         let read = opened.store().read(&secret.path).map_err(failure)?;
         let Some(data) = read.data else {
             return Err(Failure::usage(anyhow::anyhow!(
@@ -275,6 +284,17 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
     if args.env {
         files.push(("env.yaml".into(), Zeroizing::new(render::env_yaml(&spec))));
     }
+    // Consumers of secrets in AWS or Vault: CSI classes, Agent patches, Vault policies.
+    let vault_address = std::env::var("VAULT_ADDR").ok().filter(|a| !a.is_empty());
+    let nodes = providers::secret_provider_classes(&spec, vault_address.as_deref())
+        .into_iter()
+        .chain(providers::agent_patches(&spec));
+    for (name, node) in nodes {
+        files.push((name, Zeroizing::new(node.to_yaml())));
+    }
+    for (name, hcl) in providers::vault_policies(&spec) {
+        files.push((name, Zeroizing::new(hcl)));
+    }
     if let Some(provider) = args.encryption_config {
         let provider = match provider {
             Provider::Aescbc => EncryptionProvider::Aescbc,
@@ -302,11 +322,18 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
         }
         None => {
             let mut out = std::io::stdout().lock();
-            for (i, (_, text)) in files.iter().enumerate() {
+            for (i, (name, text)) in files.iter().enumerate() {
                 if i > 0 {
                     out.write_all(b"---\n")?;
                 }
-                out.write_all(text.as_bytes())?;
+                if name.ends_with(".hcl") {
+                    // A Vault policy is not YAML: it goes out as a comment.
+                    for line in text.lines() {
+                        writeln!(out, "# {line}")?;
+                    }
+                } else {
+                    out.write_all(text.as_bytes())?;
+                }
             }
         }
     }

@@ -1,0 +1,204 @@
+//! Pushing applied values to the targets beyond the store (AWS Secrets
+//! Manager, Vault): the loop over secrets and targets, and the report that
+//! says, per target, what was pushed, what failed and what was not tried.
+//! The targets themselves live in their own crates and implement
+//! [`Destination`].
+
+use crate::plan::Plan;
+use crate::spec::{SecretSpec, Spec};
+use std::fmt::Write;
+use tresor_kv::SecretMap;
+
+/// Recorded on a pushed secret (an AWS tag, Vault custom metadata) beside
+/// [`crate::MANAGED_BY`]: the platform that owns it.
+pub const OWNER_PLATFORM: &str = "tresor-platform";
+/// The spec's name for it.
+pub const OWNER_SECRET: &str = "tresor-secret";
+
+/// What one push did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Created,
+    /// A new version holds the new values.
+    Updated,
+    Unchanged,
+    /// It already held exactly these values without tresor's marker; the
+    /// marker was added (after `tresor import`, for instance).
+    Adopted,
+}
+
+impl Pushed {
+    /// A target already holding the values: `Unchanged` when it bears
+    /// tresor's mark, `Adopted` (the mark is added) when not.
+    pub fn kept(marked: bool) -> Self {
+        if marked {
+            Pushed::Unchanged
+        } else {
+            Pushed::Adopted
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pushed::Created => "created",
+            Pushed::Updated => "updated",
+            Pushed::Unchanged => "unchanged",
+            Pushed::Adopted => "adopted (it held these values already)",
+        }
+    }
+}
+
+/// Who a pushed secret belongs to.
+pub struct Owner<'a> {
+    pub platform: &'a str,
+    pub secret: &'a str,
+}
+
+impl Owner<'_> {
+    /// The marks a target records for it (AWS tags, Vault custom metadata).
+    pub fn marks(&self) -> [(&str, &str); 3] {
+        [
+            (crate::MANAGED_BY.0, crate::MANAGED_BY.1),
+            (OWNER_PLATFORM, self.platform),
+            (OWNER_SECRET, self.secret),
+        ]
+    }
+}
+
+/// Why one push failed. The message names the target and says what to do;
+/// it never holds a value.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TargetError {
+    pub message: String,
+    /// The endpoint could not be reached: later pushes to it are not tried.
+    pub unreachable: bool,
+}
+
+/// One kind of target: every secret that names it is pushed to it.
+pub trait Destination {
+    /// `aws` or `vault`.
+    fn kind(&self) -> &'static str;
+    /// Where `secret` goes on this kind of target, when it names it.
+    fn place(&self, secret: &SecretSpec) -> Option<String>;
+    /// The endpoint (region, server) `secret` is pushed to: once one is
+    /// unreachable, the rest of its pushes are skipped.
+    fn endpoint(&self, secret: &SecretSpec) -> String;
+    /// Makes the target hold exactly `data`, writing only when it differs.
+    fn push(&mut self, secret: &SecretSpec, data: &SecretMap) -> Result<Pushed, TargetError>;
+}
+
+/// The outcome of one secret on one target.
+#[derive(Debug)]
+pub enum PushResult {
+    Done(Pushed),
+    Failed(String),
+    /// Not tried: its endpoint was found unreachable first.
+    Skipped,
+}
+
+#[derive(Debug)]
+pub struct Entry {
+    pub kind: &'static str,
+    pub secret: String,
+    pub place: String,
+    pub result: PushResult,
+}
+
+/// Every push of one `tresor apply`, in order.
+#[derive(Debug, Default)]
+pub struct DeliveryReport {
+    pub entries: Vec<Entry>,
+}
+
+/// Pushes each secret of `plan` to each destination it names, in the
+/// plan's order. A failure does not stop the other pushes: each push is
+/// one atomic write on its target, so every target ends either holding a
+/// secret's new values or its former ones, and the report says which.
+pub fn deliver(
+    spec: &Spec,
+    plan: &Plan,
+    destinations: &mut [&mut dyn Destination],
+) -> DeliveryReport {
+    let mut report = DeliveryReport::default();
+    for destination in destinations.iter_mut() {
+        let mut unreachable: Vec<String> = Vec::new();
+        for planned in &plan.secrets {
+            let Some(secret) = spec.secrets.iter().find(|s| s.name == planned.name) else {
+                continue;
+            };
+            let Some(place) = destination.place(secret) else {
+                continue;
+            };
+            let endpoint = destination.endpoint(secret);
+            let result = if unreachable.contains(&endpoint) {
+                PushResult::Skipped
+            } else {
+                match destination.push(secret, planned.data()) {
+                    Ok(pushed) => PushResult::Done(pushed),
+                    Err(e) => {
+                        if e.unreachable {
+                            unreachable.push(endpoint);
+                        }
+                        PushResult::Failed(e.message)
+                    }
+                }
+            };
+            report.entries.push(Entry {
+                kind: destination.kind(),
+                secret: secret.name.clone(),
+                place,
+                result,
+            });
+        }
+    }
+    report
+}
+
+impl DeliveryReport {
+    /// Pushes that failed or were not tried.
+    pub fn incomplete(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| !matches!(e.result, PushResult::Done(_)))
+            .count()
+    }
+
+    /// One line per push.
+    pub fn lines(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            let what = match &e.result {
+                PushResult::Done(p) => p.name().to_owned(),
+                PushResult::Failed(why) => format!("FAILED: {why}"),
+                PushResult::Skipped => "NOT TRIED: its endpoint is unreachable".into(),
+            };
+            let _ = writeln!(out, "{}: {} -> {}: {what}", e.kind, e.secret, e.place);
+        }
+        out
+    }
+
+    /// Per target kind, how many pushes completed; `None` when all did.
+    pub fn failure_summary(&self) -> Option<String> {
+        if self.incomplete() == 0 {
+            return None;
+        }
+        let mut kinds: Vec<&str> = self.entries.iter().map(|e| e.kind).collect();
+        kinds.dedup();
+        let parts: Vec<String> = kinds
+            .iter()
+            .map(|kind| {
+                let all = self.entries.iter().filter(|e| e.kind == *kind);
+                let total = all.clone().count();
+                let done = all
+                    .filter(|e| matches!(e.result, PushResult::Done(_)))
+                    .count();
+                format!("{kind}: {done} of {total} delivered")
+            })
+            .collect();
+        Some(format!(
+            "delivery incomplete ({}): the store holds every value, and each target holds either a secret's new values or its former ones (lines above). Fix the cause and run `tresor apply` again: it pushes only what differs",
+            parts.join(", ")
+        ))
+    }
+}

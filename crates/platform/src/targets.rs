@@ -1,0 +1,389 @@
+//! Where a secret goes besides the store: a Kubernetes Secret, a secret in
+//! AWS Secrets Manager, a Vault KV v2 path. Parsed from `targets:` on a
+//! secret, with defaults from the spec's top-level `aws:` and `vault:`.
+//! Nothing here holds a credential: those come from the environment (or,
+//! for Vault, from a key declared in the spec).
+
+use crate::spec::{KeyRef, SecretSpec, Validator};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+/// The targets of one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// Delivered as a Kubernetes Secret (the default).
+    pub kubernetes: bool,
+    pub aws: Option<AwsTarget>,
+    pub vault: Option<VaultTarget>,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self {
+            kubernetes: true,
+            aws: None,
+            vault: None,
+        }
+    }
+}
+
+/// A secret in AWS Secrets Manager whose secret string is a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsTarget {
+    pub name: String,
+    /// `None`: the default provider chain's region (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    pub kms_key: Option<String>,
+    /// The JSON object's fields and the key each one holds, by field.
+    pub json: BTreeMap<String, String>,
+}
+
+/// A path in a Vault KV version 2 mount, holding the secret's keys as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultTarget {
+    /// `None`: `VAULT_ADDR`.
+    pub address: Option<String>,
+    pub mount: String,
+    pub path: String,
+    pub auth: VaultAuth,
+}
+
+/// Where the token for a Vault target comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultAuth {
+    /// `VAULT_TOKEN`, else `~/.vault-token`.
+    Environment,
+    /// The value of a key declared in this spec (kept in the store).
+    Token(KeyRef),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAwsDefaults {
+    region: Option<String>,
+    kms_key: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVaultDefaults {
+    address: Option<String>,
+    mount: Option<String>,
+    auth: Option<Spanned<RawVaultAuth>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTargets {
+    kubernetes: Option<bool>,
+    aws: Option<Spanned<RawAws>>,
+    vault: Option<Spanned<RawVault>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    name: String,
+    region: Option<String>,
+    kms_key: Option<String>,
+    json: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    address: Option<String>,
+    mount: Option<String>,
+    path: Option<String>,
+    auth: Option<Spanned<RawVaultAuth>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawVaultAuth {
+    token_ref: String,
+}
+
+/// The spec's top-level `aws:` and `vault:` sections.
+#[derive(Default)]
+pub(crate) struct Defaults {
+    pub aws: RawAwsDefaults,
+    pub vault: RawVaultDefaults,
+}
+
+impl Validator {
+    /// The targets of `secret`, with the defaults filled in.
+    pub(crate) fn targets(
+        &mut self,
+        secret: &SecretSpec,
+        raw: Option<Spanned<RawTargets>>,
+        defaults: &Defaults,
+    ) -> Targets {
+        let Some(raw) = raw else {
+            return Targets::default();
+        };
+        let raw = raw.value;
+        let aws = raw.aws.map(|a| self.aws(secret, a, &defaults.aws));
+        let vault = raw.vault.map(|v| self.vault(secret, v, &defaults.vault));
+        Targets {
+            kubernetes: raw.kubernetes.unwrap_or(true),
+            aws,
+            vault,
+        }
+    }
+
+    fn aws(
+        &mut self,
+        secret: &SecretSpec,
+        raw: Spanned<RawAws>,
+        defaults: &RawAwsDefaults,
+    ) -> AwsTarget {
+        let at = raw.referenced;
+        let raw = raw.value;
+        let what = format!("secret `{}`: aws", secret.name);
+        if raw.name.is_empty()
+            || raw.name.len() > 512
+            || !raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b))
+        {
+            self.at(at, format!("{what} `name: {}` is not a valid Secrets Manager name: use 1 to 512 letters, digits and /_+=.@-", raw.name));
+        }
+        let region = raw.region.or_else(|| defaults.region.clone());
+        if let Some(r) = &region
+            && !is_region(r)
+        {
+            self.at(
+                at,
+                format!("{what} `region: {r}` is not an AWS region such as `eu-west-1`"),
+            );
+        }
+        let json = match raw.json {
+            Some(json) => {
+                if json.is_empty() {
+                    self.at(at, format!("{what} `json` is empty: map each JSON field to a key, or leave `json` out to use the keys' names"));
+                }
+                for key in json.values() {
+                    if secret.key(key).is_none() {
+                        self.at(
+                            at,
+                            format!(
+                                "{what} `json` names key `{key}`, but secret `{}` has no such key",
+                                secret.name
+                            ),
+                        );
+                    }
+                }
+                json
+            }
+            None => secret
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), k.name.clone()))
+                .collect(),
+        };
+        AwsTarget {
+            name: raw.name,
+            region,
+            kms_key: raw.kms_key.or_else(|| defaults.kms_key.clone()),
+            json,
+        }
+    }
+
+    fn vault(
+        &mut self,
+        secret: &SecretSpec,
+        raw: Spanned<RawVault>,
+        defaults: &RawVaultDefaults,
+    ) -> VaultTarget {
+        let at = raw.referenced;
+        let raw = raw.value;
+        let what = format!("secret `{}`: vault", secret.name);
+        let address = raw.address.or_else(|| defaults.address.clone());
+        if let Some(a) = &address
+            && !(a.starts_with("http://") || a.starts_with("https://"))
+        {
+            self.at(
+                at,
+                format!("{what} `address: {a}` must start with http:// or https://"),
+            );
+        }
+        let mount = raw
+            .mount
+            .or_else(|| defaults.mount.clone())
+            .unwrap_or_else(|| {
+                self.at(at, format!("{what} needs a `mount` (here or in the top-level `vault:`), for example `mount: secret`"));
+                String::new()
+            });
+        let mount = mount.trim_matches('/').to_owned();
+        let path = raw
+            .path
+            .unwrap_or_else(|| secret.name.clone())
+            .trim_matches('/')
+            .to_owned();
+        if path.is_empty()
+            || path
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            self.at(
+                at,
+                format!("{what} `path` must be a KV path such as `mlflow` or `team/mlflow`"),
+            );
+        }
+        let auth = match raw.auth.or_else(|| defaults.auth.clone()) {
+            None => VaultAuth::Environment,
+            Some(auth) => match auth.value.token_ref.split_once('/') {
+                Some((s, k)) if !s.is_empty() && !k.is_empty() && !k.contains('/') => {
+                    VaultAuth::Token(KeyRef {
+                        secret: s.into(),
+                        key: k.into(),
+                    })
+                }
+                _ => {
+                    self.at(auth.referenced, format!("{what} `auth.token_ref` must name a key as `secret/key`, for example `vault-token/token`"));
+                    VaultAuth::Environment
+                }
+            },
+        };
+        VaultTarget {
+            address,
+            mount,
+            path,
+            auth,
+        }
+    }
+
+    /// Two secrets never share an AWS secret or a Vault path, and a token
+    /// reference names a declared key.
+    pub(crate) fn target_clashes(&mut self, secrets: &[SecretSpec]) {
+        let mut aws: BTreeMap<(Option<&str>, &str), &str> = BTreeMap::new();
+        let mut vault: BTreeMap<(Option<&str>, &str, &str), &str> = BTreeMap::new();
+        for s in secrets {
+            let clash = |other: &str, place: String| crate::spec::Problem {
+                line: s.line,
+                column: 1,
+                message: format!(
+                    "secrets `{other}` and `{}` both deliver to {place}; give one another target",
+                    s.name
+                ),
+            };
+            let mut found = Vec::new();
+            if let Some(a) = &s.targets.aws
+                && let Some(other) = aws.insert((a.region.as_deref(), &a.name), &s.name)
+            {
+                found.push(clash(other, format!("AWS secret `{}`", a.name)));
+            }
+            if let Some(v) = &s.targets.vault {
+                if let Some(other) =
+                    vault.insert((v.address.as_deref(), &v.mount, &v.path), &s.name)
+                {
+                    found.push(clash(other, format!("Vault `{}/{}`", v.mount, v.path)));
+                }
+                if let VaultAuth::Token(r) = &v.auth
+                    && !secrets
+                        .iter()
+                        .any(|t| t.name == r.secret && t.key(&r.key).is_some())
+                {
+                    found.push(crate::spec::Problem {
+                        line: s.line,
+                        column: 1,
+                        message: format!(
+                            "secret `{}`: vault `auth.token_ref: {r}` names no key declared in this spec",
+                            s.name
+                        ),
+                    });
+                }
+            }
+            self.problems.extend(found);
+        }
+    }
+}
+
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn problems(text: &str) -> Vec<String> {
+        match crate::parse(text, Path::new(".")) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.into_iter().map(|p| p.message).collect(),
+        }
+    }
+
+    const HEAD: &str = "version: 1\naws: {region: eu-west-1}\nvault: {mount: kv, address: 'https://vault:8200'}\nsecrets:\n";
+
+    #[test]
+    fn defaults_fill_in_and_shapes_default_to_the_keys() {
+        let text = format!(
+            "{HEAD}  db:\n    keys: {{user: {{value: app}}, password: {{generate: base64:32}}}}\n    targets:\n      kubernetes: false\n      aws: {{name: team/db}}\n      vault: {{}}\n"
+        );
+        let spec = crate::parse(&text, Path::new(".")).unwrap();
+        let t = &spec.secrets[0].targets;
+        assert!(!t.kubernetes);
+        let aws = t.aws.as_ref().unwrap();
+        assert_eq!(aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            aws.json.iter().collect::<Vec<_>>(),
+            [
+                (&"password".to_owned(), &"password".to_owned()),
+                (&"user".to_owned(), &"user".to_owned())
+            ]
+        );
+        let vault = t.vault.as_ref().unwrap();
+        assert_eq!((vault.mount.as_str(), vault.path.as_str()), ("kv", "db"));
+        assert_eq!(vault.address.as_deref(), Some("https://vault:8200"));
+        assert_eq!(vault.auth, VaultAuth::Environment);
+    }
+
+    #[test]
+    fn bad_targets_are_reported() {
+        let text = format!(
+            "{HEAD}  a:\n    keys: {{k: {{generate: base64:32}}}}\n    targets:\n      aws: {{name: 'bad name!', region: mars, json: {{x: nope}}}}\n      vault: {{path: '../x', auth: {{token_ref: nope/nope}}}}\n  b:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{path: a}}}}\n"
+        );
+        let found = problems(&text);
+        let has = |s: &str| found.iter().any(|p| p.contains(s));
+        assert!(has("not a valid Secrets Manager name"), "{found:?}");
+        assert!(has("`region: mars` is not an AWS region"), "{found:?}");
+        assert!(has("`json` names key `nope`"), "{found:?}");
+        assert!(has("`path` must be a KV path"), "{found:?}");
+        assert!(has("names no key declared in this spec"), "{found:?}");
+        let clash = format!(
+            "{HEAD}  a:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{aws: {{name: x}}, vault: {{path: p}}}}\n  b:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{aws: {{name: x}}, vault: {{path: p}}}}\n"
+        );
+        let found = problems(&clash);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("both deliver to AWS secret `x`"))
+                && found
+                    .iter()
+                    .any(|p| p.contains("both deliver to Vault `kv/p`")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_vault_target_needs_a_mount() {
+        let text = "version: 1\nsecrets:\n  a:\n    keys: {k: {generate: base64:32}}\n    targets: {vault: {path: a}}\n";
+        assert!(
+            problems(text).iter().any(|p| p.contains("needs a `mount`")),
+            "{:?}",
+            problems(text)
+        );
+    }
+}
