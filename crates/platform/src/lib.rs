@@ -26,6 +26,9 @@ pub use spec::{
     Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
     SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
 };
+pub use spec::{
+    DEFAULT_ROTATION_EVERY, KeyPair, PostgresRotation, ROTATION_RECORD_PREFIX, Strategy,
+};
 pub use target::{RemoteStore, SecretStore, Stored};
 pub use targets::{AwsTarget, Targets, VaultAuth, VaultTarget};
 

@@ -131,7 +131,10 @@ pub fn plan(
             let existing = stored_string(state, &key.name);
             match &key.source {
                 Source::Literal(v) => {
-                    values.insert(id, v.clone());
+                    let value = existing
+                        .filter(|stored| rotated_role(secret, &key.name, stored))
+                        .unwrap_or_else(|| v.clone());
+                    values.insert(id, value);
                 }
                 Source::Generate(generator) => {
                     let wanted = generator.to_string();
@@ -254,6 +257,22 @@ pub fn plan(
         });
     }
     Ok(Plan { secrets: plans })
+}
+
+/// Whether `stored` is the login role an `alternating-users` rotation
+/// switched `key` to: the spec's literal names the first role only, and
+/// apply must not switch consumers back to it.
+fn rotated_role(secret: &SecretSpec, key: &str, stored: &str) -> bool {
+    secret
+        .rotation
+        .as_ref()
+        .and_then(|r| r.postgres.as_ref())
+        .is_some_and(|pg| match &pg.strategy {
+            crate::spec::Strategy::AlternatingUsers { roles, .. } => {
+                pg.role_key == key && roles.iter().any(|r| r == stored)
+            }
+            crate::spec::Strategy::SingleUser => false,
+        })
 }
 
 fn read_current(kv: &dyn SecretStore, path: &str) -> Result<Current, PlatformError> {

@@ -167,11 +167,57 @@ impl fmt::Display for Consumer {
     }
 }
 
-/// When generated values fall due for rotation (the rotation commands act on it).
+/// When a secret falls due for rotation, and how `tresor rotate` rotates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
     pub every: Duration,
+    /// `None`: the `generate` rotator (fresh values from the keys' generators).
+    pub postgres: Option<PostgresRotation>,
 }
+
+/// The rotation period when `rotation:` names none.
+pub const DEFAULT_ROTATION_EVERY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// The `postgres` rotator: changes a role's password in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresRotation {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    /// The declared secret holding the admin login, and its two keys.
+    pub admin: KeyPair,
+    /// This secret's key holding the login role's name.
+    pub role_key: String,
+    /// This secret's key holding the password (a generated key).
+    pub password_key: String,
+    pub strategy: Strategy,
+}
+
+/// A secret and two of its keys: a login's user name and password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPair {
+    pub secret: String,
+    pub username_key: String,
+    pub password_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    /// One role whose password changes in place.
+    SingleUser,
+    /// Two login roles, members of one NOLOGIN owner role; each rotation
+    /// changes the one not in use, and the retired one stops logging in
+    /// after `grace`.
+    AlternatingUsers {
+        owner: String,
+        roles: [String; 2],
+        grace: Duration,
+    },
+}
+
+/// Where rotation keeps its own records in the store's KV mount: no
+/// declared secret may live under it.
+pub const ROTATION_RECORD_PREFIX: &str = "_tresor/";
 
 /// One problem in a spec, at a place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +305,31 @@ struct RawSecret {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRotation {
-    every: String,
+    every: Option<String>,
+    postgres: Option<Spanned<RawPostgres>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    host: Option<String>,
+    port: Option<u16>,
+    database: String,
+    admin: RawAdmin,
+    role_key: Option<String>,
+    password_key: Option<String>,
+    strategy: Option<String>,
+    owner: Option<String>,
+    roles: Option<Vec<String>>,
+    grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    secret: String,
+    username_key: Option<String>,
+    password_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -462,6 +532,7 @@ impl Validator {
         self.paths(&secrets);
         self.target_clashes(&secrets);
         self.references(&secrets);
+        self.rotations(&secrets);
         Spec {
             name,
             store,
@@ -562,16 +633,7 @@ impl Validator {
                 Err(message) => self.at(consumer.referenced, message),
             }
         }
-        let rotation = raw.rotation.and_then(|r| match humantime::parse_duration(&r.value.every) {
-            Ok(every) if !every.is_zero() => Some(Rotation { every }),
-            _ => {
-                self.at(
-                    r.referenced,
-                    format!("rotation `every: {}` is not a duration; write for example `90d` or `12h`", r.value.every),
-                );
-                None
-            }
-        });
+        let rotation = raw.rotation.and_then(|r| self.rotation(r));
         SecretSpec {
             name,
             namespace: raw
@@ -584,6 +646,164 @@ impl Validator {
             rotation,
             targets: Targets::default(),
             line: at.line() as u32,
+        }
+    }
+
+    fn rotation(&mut self, raw: Spanned<RawRotation>) -> Option<Rotation> {
+        let at = raw.referenced;
+        let raw = raw.value;
+        let every = match raw.every {
+            None => DEFAULT_ROTATION_EVERY,
+            Some(text) => match humantime::parse_duration(&text) {
+                Ok(every) if !every.is_zero() => every,
+                _ => {
+                    self.at(
+                        at,
+                        format!("rotation `every: {text}` is not a duration; write for example `90d` or `12h`"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let postgres = match raw.postgres {
+            Some(p) => Some(self.postgres(p)?),
+            None => None,
+        };
+        Some(Rotation { every, postgres })
+    }
+
+    fn postgres(&mut self, raw: Spanned<RawPostgres>) -> Option<PostgresRotation> {
+        let at = raw.referenced;
+        let raw = raw.value;
+        let grace = match raw.grace.as_deref().map(humantime::parse_duration) {
+            None => Duration::from_secs(3600),
+            Some(Ok(grace)) => grace,
+            Some(Err(_)) => {
+                self.at(
+                    at,
+                    "rotation `postgres.grace` is not a duration; write for example `1h`",
+                );
+                return None;
+            }
+        };
+        let strategy = match raw.strategy.as_deref().unwrap_or("single-user") {
+            "single-user" => Strategy::SingleUser,
+            "alternating-users" => {
+                let Some(owner) = raw.owner else {
+                    self.at(at, "strategy `alternating-users` needs `owner`: the NOLOGIN role both login roles are members of (roles default to `<owner>_a` and `<owner>_b`)");
+                    return None;
+                };
+                let roles = match raw.roles {
+                    Some(roles) => match <[String; 2]>::try_from(roles) {
+                        Ok(roles) if roles[0] != roles[1] => roles,
+                        _ => {
+                            self.at(at, "rotation `postgres.roles` names two different login roles, for example `[mlflow_a, mlflow_b]`");
+                            return None;
+                        }
+                    },
+                    None => [format!("{owner}_a"), format!("{owner}_b")],
+                };
+                Strategy::AlternatingUsers {
+                    owner,
+                    roles,
+                    grace,
+                }
+            }
+            other => {
+                self.at(at, format!("rotation strategy `{other}` is unknown; use `single-user` or `alternating-users`"));
+                return None;
+            }
+        };
+        Some(PostgresRotation {
+            host: raw.host.unwrap_or_else(|| "127.0.0.1".into()),
+            port: raw.port.unwrap_or(5432),
+            database: raw.database,
+            admin: KeyPair {
+                secret: raw.admin.secret,
+                username_key: raw.admin.username_key.unwrap_or_else(|| "username".into()),
+                password_key: raw.admin.password_key.unwrap_or_else(|| "password".into()),
+            },
+            role_key: raw.role_key.unwrap_or_else(|| "username".into()),
+            password_key: raw.password_key.unwrap_or_else(|| "password".into()),
+            strategy,
+        })
+    }
+
+    /// Each rotation names keys that exist and that it can rotate, and no
+    /// secret lives where rotation keeps its records.
+    fn rotations(&mut self, secrets: &[SecretSpec]) {
+        for s in secrets {
+            let mut problem = |message: String| {
+                self.problems.push(Problem {
+                    line: s.line,
+                    column: 1,
+                    message: format!("secret `{}`: {message}", s.name),
+                })
+            };
+            if s.path.starts_with(ROTATION_RECORD_PREFIX) {
+                problem(format!(
+                    "paths under `{ROTATION_RECORD_PREFIX}` hold tresor's rotation records; choose another `path`"
+                ));
+            }
+            let Some(rotation) = &s.rotation else {
+                continue;
+            };
+            let Some(pg) = &rotation.postgres else {
+                if !s
+                    .keys
+                    .iter()
+                    .any(|k| matches!(k.source, Source::Generate(_)))
+                {
+                    problem(
+                        "`rotation` needs a generated key to rotate (or a `postgres` rotator)"
+                            .into(),
+                    );
+                }
+                continue;
+            };
+            match s.key(&pg.password_key).map(|k| &k.source) {
+                Some(Source::Generate(_)) => {}
+                Some(_) => problem(format!(
+                    "the rotated password key `{}` must be generated (`generate: base64:32`)",
+                    pg.password_key
+                )),
+                None => problem(format!(
+                    "rotation `postgres.password_key` names `{}`, which is not a key of this secret",
+                    pg.password_key
+                )),
+            }
+            match (s.key(&pg.role_key).map(|k| &k.source), &pg.strategy) {
+                (None, _) => problem(format!(
+                    "rotation `postgres.role_key` names `{}`, which is not a key of this secret",
+                    pg.role_key
+                )),
+                (Some(Source::Literal(v)), Strategy::AlternatingUsers { roles, .. })
+                    if !roles.contains(&**v) =>
+                {
+                    problem(format!(
+                        "with `alternating-users`, `{}` starts as one of the login roles `{}` or `{}`",
+                        pg.role_key, roles[0], roles[1]
+                    ))
+                }
+                (Some(Source::Literal(_)), _) => {}
+                (Some(_), _) => problem(format!(
+                    "the role key `{}` must hold the role name as a `value`",
+                    pg.role_key
+                )),
+            }
+            match secrets.iter().find(|a| a.name == pg.admin.secret) {
+                None => problem(format!(
+                    "rotation `postgres.admin.secret` names `{}`, which the spec does not declare",
+                    pg.admin.secret
+                )),
+                Some(a) => {
+                    for key in [&pg.admin.username_key, &pg.admin.password_key] {
+                        if a.key(key).is_none() {
+                            problem(format!("the admin secret `{}` has no key `{key}`", a.name));
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -37,7 +37,8 @@ fn the_example_parses() {
     assert_eq!(
         spec.secrets[2].rotation,
         Some(Rotation {
-            every: Duration::from_secs(90 * 86400)
+            every: Duration::from_secs(90 * 86400),
+            postgres: None,
         })
     );
 }

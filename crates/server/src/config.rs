@@ -19,6 +19,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Scheduled rotation of a platform spec's secrets; none: off.
+    pub rotation: Option<crate::rotation::RotationConfig>,
 }
 
 #[derive(Debug, Deserialize)]

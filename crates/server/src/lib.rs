@@ -17,6 +17,7 @@ mod http;
 mod limiter;
 mod policies;
 mod request;
+pub mod rotation;
 mod serve;
 mod state;
 mod tls;

@@ -115,7 +115,14 @@ pub fn store_core(
             pool_size,
             connect_timeout,
             timeout,
-        } => postgres_core(url, *pool_size, *connect_timeout, *timeout, key_file, settings),
+        } => postgres_core(
+            url,
+            *pool_size,
+            *connect_timeout,
+            *timeout,
+            key_file,
+            settings,
+        ),
     }
 }
 
@@ -172,6 +179,7 @@ pub struct Server {
     address: SocketAddr,
     app: Arc<App>,
     cert: Option<Arc<ReloadableCert>>,
+    rotation: Option<crate::rotation::RotationConfig>,
 }
 
 impl Server {
@@ -204,7 +212,13 @@ impl Server {
             address,
             app,
             cert,
+            rotation: None,
         })
+    }
+
+    /// Runs the due rotations of a platform spec on a schedule while serving.
+    pub fn schedule_rotation(&mut self, config: crate::rotation::RotationConfig) {
+        self.rotation = Some(config);
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -237,6 +251,12 @@ impl Server {
             .map(|cert| tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config())));
         let graceful = GracefulShutdown::new();
         let tidy = tokio::spawn(tidy_tokens(Arc::clone(&self.app.core)));
+        let rotation = self.rotation.map(|config| {
+            tokio::spawn(crate::rotation::schedule(
+                Arc::clone(&self.app.core),
+                config,
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -286,6 +306,9 @@ impl Server {
         }
         drop(self.listener);
         tidy.abort();
+        if let Some(rotation) = rotation {
+            rotation.abort();
+        }
         graceful.shutdown().await;
     }
 }

@@ -44,8 +44,11 @@ enum Command {
     Audit(cmd::audit::AuditCommand),
     /// Run the Vault-compatible HTTP server.
     Server(cmd::server::ServerArgs),
-    /// Show a server's seal status (exit code 2 when sealed).
+    /// Show a server's seal status (exit code 2 when sealed), or with -f
+    /// tresor.yaml the rotation status of a platform's secrets.
     Status(cmd::status::StatusArgs),
+    /// Rotate secrets: create, set where checked, test, promote; then deliver.
+    Rotate(cmd::rotate::RotateArgs),
     /// Create, look up, renew and revoke a server's tokens.
     Token(Group<cmd::token::TokenCommand>),
     /// Write, read, list and delete a server's ACL policies.
@@ -66,7 +69,11 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
-        Command::Status(args) => return cmd::status::run(&cli.store.with_format(args.format)),
+        Command::Status(args) => match &args.file {
+            Some(file) => return cmd::status::rotation(file, args.format),
+            None => return cmd::status::run(&cli.store.with_format(args.format)),
+        },
+        Command::Rotate(args) => cmd::rotate::run(args),
         Command::Token(g) => cmd::token::run(&cli.store.with_format(g.format), g.command),
         Command::Policy(g) => cmd::policy::run(&cli.store.with_format(g.format), g.command),
         Command::Login(args) => cmd::login::run(&cli.store.with_format(args.format), args.token),

@@ -5,6 +5,7 @@ pub mod login;
 pub mod operator;
 pub mod platform;
 pub mod policy;
+pub mod rotate;
 #[cfg(feature = "scan")]
 pub mod scan;
 pub mod secrets;

@@ -41,6 +41,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
 }
 
 async fn serve(args: ServerArgs) -> CmdResult {
+    let mut rotation = None;
     let (core, listener, banner) = if args.dev {
         let settings = CoreSettings {
             audit_write_timeout: Duration::from_secs(2),
@@ -86,6 +87,7 @@ async fn serve(args: ServerArgs) -> CmdResult {
             failed_auth_burst: config.limits.failed_auth_burst,
             failed_auth_window: config.limits.failed_auth_window,
         };
+        rotation = config.rotation;
         (core, listener, None)
     };
     let scheme = if listener.tls.is_some() {
@@ -93,9 +95,12 @@ async fn serve(args: ServerArgs) -> CmdResult {
     } else {
         "http"
     };
-    let server = Server::bind(core, listener)
+    let mut server = Server::bind(core, listener)
         .await
         .map_err(Failure::runtime)?;
+    if let Some(rotation) = rotation {
+        server.schedule_rotation(rotation);
+    }
     let address = server.address();
     if let Some(dev) = banner {
         println!("WARNING! dev mode is enabled! tresor runs entirely in memory, starts unsealed");

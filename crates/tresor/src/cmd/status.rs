@@ -1,4 +1,5 @@
-//! `tresor status`: a server's seal status, as `vault status` prints it.
+//! `tresor status`: a server's seal status, as `vault status` prints it;
+//! with `-f tresor.yaml`, the rotation dashboard of a platform's secrets.
 
 use crate::cmd::target;
 use crate::failure::Failure;
@@ -6,13 +7,140 @@ use crate::output::{cell, print_json, table};
 use crate::store::{Format, GlobalArgs};
 use clap::Args;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
+use tresor_core::Access;
+use tresor_rotation::{Row, short_duration};
 
 #[derive(Args)]
 pub struct StatusArgs {
     /// Output format.
     #[arg(long, env = "TRESOR_FORMAT", value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Instead of the server's seal status: the rotation status of every
+    /// secret this platform spec declares (age, last rotated, next due).
+    #[arg(short = 'f', long = "filename")]
+    pub file: Option<PathBuf>,
+}
+
+/// `tresor status -f tresor.yaml`: one row per secret, exit 0.
+pub fn rotation(file: &Path, format: Format) -> ExitCode {
+    match dashboard(file, format) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
+    let spec = crate::cmd::platform::load(file)?;
+    let opened = tresor_platform::open_store(&spec, false, Access::ReadOnly)
+        .map_err(crate::cmd::platform::failure)?;
+    let now = SystemTime::now();
+    let rows = tresor_rotation::status(&spec, opened.as_ref().map(|o| o.store()), now)
+        .map_err(Failure::runtime)?;
+    if format == Format::Json {
+        print_json(&Value::Array(
+            rows.iter().map(|r| row_json(r, now)).collect(),
+        ));
+        return Ok(());
+    }
+    let time = |t: Option<SystemTime>| {
+        t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut due = time(r.next_due);
+            if r.overdue {
+                due.push_str(" OVERDUE");
+            }
+            let mut state = match r.in_progress {
+                Some(step) => format!("unfinished after `{step}`"),
+                None if r.version == 0 => "not stored".into(),
+                None => "ok".into(),
+            };
+            if r.last_error.is_some() {
+                state.push_str(", last attempt failed");
+            }
+            if r.undelivered {
+                state.push_str(", not delivered");
+            }
+            vec![
+                r.secret.clone(),
+                r.keys.join(","),
+                if r.version == 0 {
+                    "-".into()
+                } else {
+                    r.version.to_string()
+                },
+                r.age(now).map(short_duration).unwrap_or_else(|| "-".into()),
+                r.last_rotated
+                    .map_or_else(|| "never".into(), |t| time(Some(t))),
+                if r.rotator.is_some() {
+                    due
+                } else {
+                    "no policy".into()
+                },
+                state,
+                if r.delivered_to.is_empty() {
+                    "store only".into()
+                } else {
+                    r.delivered_to.join(", ")
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "Secret",
+                "Keys",
+                "Version",
+                "Age",
+                "Last Rotated",
+                "Next Due",
+                "State",
+                "Delivered To"
+            ],
+            &cells
+        )
+    );
+    let overdue = rows.iter().filter(|r| r.overdue).count();
+    if overdue > 0 {
+        println!(
+            "{overdue} secret{} overdue: run `tresor rotate -f {} --due`.",
+            if overdue == 1 { " is" } else { "s are" },
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn row_json(r: &Row, now: SystemTime) -> Value {
+    let time = |t: Option<SystemTime>| {
+        t.map(|t| Value::String(humantime::format_rfc3339_seconds(t).to_string()))
+            .unwrap_or(Value::Null)
+    };
+    serde_json::json!({
+        "secret": r.secret,
+        "namespace": r.namespace,
+        "keys": r.keys,
+        "version": r.version,
+        "previous_version": r.previous,
+        "rotator": r.rotator,
+        "every_seconds": r.every.map(|e| e.as_secs()),
+        "age_seconds": r.age(now).map(|a| a.as_secs()),
+        "last_rotated": time(r.last_rotated),
+        "next_due": time(r.next_due),
+        "overdue": r.overdue,
+        "in_progress_step": r.in_progress,
+        "last_error": r.last_error,
+        "undelivered": r.undelivered,
+        "delivered_to": r.delivered_to,
+    })
 }
 
 /// Exits 0 when unsealed, 2 when sealed (as `vault status` does, so

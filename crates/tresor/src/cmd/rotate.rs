@@ -1,0 +1,177 @@
+//! `tresor rotate -f tresor.yaml [NAME...] [--due] [--dry-run]`: run (or
+//! resume) rotations, then deliver what changed.
+
+use crate::failure::{CmdResult, Failure};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::SystemTime;
+use tresor_core::Access;
+use tresor_platform::Spec;
+use tresor_rotation::{Delivered, Engine, RotateError, Row};
+
+#[derive(Args)]
+pub struct RotateArgs {
+    /// The platform spec.
+    #[arg(short = 'f', long = "filename", default_value = "tresor.yaml")]
+    pub file: PathBuf,
+    /// The secrets to rotate now, due or not (default with --due: every secret).
+    pub names: Vec<String>,
+    /// Only those overdue, or whose rotation was left unfinished.
+    #[arg(long)]
+    pub due: bool,
+    /// Say what would be rotated, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: RotateArgs) -> CmdResult {
+    if args.names.is_empty() && !args.due {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "name the secrets to rotate, or pass --due to rotate those due (see `tresor status -f {}`)",
+            args.file.display()
+        )));
+    }
+    let spec = crate::cmd::platform::load(&args.file)?;
+    let access = if args.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::WriteOnDemand
+    };
+    let f = args.file.display();
+    let opened = tresor_platform::open_store(&spec, false, access)
+        .map_err(crate::cmd::platform::failure)?
+        .ok_or_else(|| {
+            Failure::usage(anyhow::anyhow!(
+                "the spec's store does not exist yet; run `tresor apply -f {f}` first"
+            ))
+        })?;
+    let store = opened.store();
+    let now = SystemTime::now();
+    let rows = tresor_rotation::status(&spec, Some(store), now).map_err(failure)?;
+    let chosen = choose(&spec, &rows, &args)?;
+    if args.dry_run {
+        for row in &chosen {
+            println!("{}", plan_line(row));
+        }
+        println!("Dry run: nothing was rotated.");
+        return Ok(());
+    }
+    let engine = Engine::new(&spec, store);
+    let mut changed = Vec::new();
+    let mut errors = Vec::new();
+    for row in &rows {
+        let secret = engine.secret(&row.secret).map_err(failure)?;
+        match engine.retire_due(secret, now) {
+            Ok(Some(role)) => println!("{}: retired login role `{role}`", row.secret),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    for row in &chosen {
+        let secret = engine.secret(&row.secret).map_err(failure)?;
+        match engine.rotate(secret, SystemTime::now()) {
+            Ok(rotated) => {
+                let resumed = rotated
+                    .resumed_after
+                    .map(|s| format!(" (resumed after step `{s}`)"))
+                    .unwrap_or_default();
+                println!(
+                    "{}: rotated{resumed}; version {} is current",
+                    rotated.secret, rotated.version
+                );
+                for other in rotated.changed.iter().skip(1) {
+                    println!("{other}: follows `{}` (a reference)", rotated.secret);
+                }
+                changed.extend(rotated.changed);
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                errors.push(e);
+            }
+        }
+    }
+    // Promoted earlier but never delivered (a crash or an unreachable cluster).
+    for row in rows.iter().filter(|r| r.undelivered) {
+        if !changed.contains(&row.secret) {
+            changed.push(row.secret.clone());
+        }
+    }
+    deliver(&engine, &spec, &args, &changed)?;
+    match errors.len() {
+        0 => Ok(()),
+        n => Err(Failure::runtime(anyhow::anyhow!(
+            "{n} rotation{} did not complete (see above)",
+            if n == 1 { "" } else { "s" }
+        ))),
+    }
+}
+
+fn choose<'a>(spec: &Spec, rows: &'a [Row], args: &RotateArgs) -> Result<Vec<&'a Row>, Failure> {
+    for name in &args.names {
+        let Some(row) = rows.iter().find(|r| &r.secret == name) else {
+            return Err(failure(RotateError::Unknown(name.clone())));
+        };
+        if row.rotator.is_none() {
+            return Err(failure(RotateError::NoPolicy(name.clone())));
+        }
+    }
+    let named = |r: &&Row| args.names.is_empty() || args.names.contains(&r.secret);
+    let chosen: Vec<&Row> = rows
+        .iter()
+        .filter(named)
+        .filter(|r| r.rotator.is_some() && (!args.due || r.due()))
+        .collect();
+    if chosen.is_empty() {
+        let n = spec.secrets.iter().filter(|s| s.rotation.is_some()).count();
+        println!(
+            "Nothing is due for rotation among the {n} secret{} with a rotation policy.",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    Ok(chosen)
+}
+
+fn plan_line(row: &Row) -> String {
+    let rotator = row.rotator.as_deref().unwrap_or("none");
+    match row.in_progress {
+        Some(step) => format!(
+            "{}: would resume the {rotator} rotation after step `{step}`",
+            row.secret
+        ),
+        None => format!("{}: would rotate ({rotator})", row.secret),
+    }
+}
+
+fn deliver(engine: &Engine, spec: &Spec, args: &RotateArgs, changed: &[String]) -> CmdResult {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let f = args.file.display();
+    match tresor_rotation::deliver(spec, engine.store(), changed).map_err(failure)? {
+        Delivered::NoCluster => println!(
+            "Not delivered: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
+        ),
+        Delivered::Unsupported => println!(
+            "Not delivered: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
+        ),
+        Delivered::Applied(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            for name in changed {
+                engine
+                    .delivered(engine.secret(name).map_err(failure)?)
+                    .map_err(failure)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn failure(error: RotateError) -> Failure {
+    if error.is_usage() {
+        Failure::usage(error)
+    } else {
+        Failure::runtime(error)
+    }
+}

@@ -1,0 +1,61 @@
+//! A repository directory with a tresor.yaml, and the real binary run in it
+//! with a clean environment (the store's key file stays under the tempdir).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Repo {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new(spec: &str) -> Self {
+        let repo = Self {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(repo.dir()).unwrap();
+        std::fs::write(repo.dir().join("tresor.yaml"), spec).unwrap();
+        repo
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("tresor"));
+        cmd.current_dir(self.dir())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", self.tmp.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.tmp.path().join("config"))
+            .args(args);
+        cmd
+    }
+
+    /// Exit code, stdout, stderr.
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "{args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    /// One key of a secret in the embedded store.
+    pub fn get(&self, path: &str, field: &str) -> String {
+        let field = format!("-field={field}");
+        let path = format!("secret/{path}");
+        self.ok(&["--store", ".tresor", "kv", "get", &field, &path])
+            .trim_end()
+            .to_owned()
+    }
+}
