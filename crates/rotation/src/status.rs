@@ -31,7 +31,8 @@ pub struct Row {
     pub last_error: Option<String>,
     /// Promoted, not yet delivered.
     pub undelivered: bool,
-    /// Where it goes: `kubernetes <context>: <ns>/<name>` and its consumers.
+    /// Where it goes: `kubernetes <context>: <ns>/<name>` and its consumers,
+    /// `aws: <name>`, `vault: <mount>/<path>`.
     pub delivered_to: Vec<String>,
 }
 
@@ -99,10 +100,18 @@ fn row(
         },
     });
     let mut delivered_to = Vec::new();
-    if let Some(context) = &spec.kubernetes.context {
+    if let Some(context) = &spec.kubernetes.context
+        && secret.targets.kubernetes
+    {
         let ns = secret.namespace.as_deref().unwrap_or("default");
         delivered_to.push(format!("kubernetes {context}: {ns}/{}", secret.name));
         delivered_to.extend(secret.consumers.iter().map(ToString::to_string));
+    }
+    if let Some(aws) = &secret.targets.aws {
+        delivered_to.push(format!("aws: {}", aws.name));
+    }
+    if let Some(vault) = &secret.targets.vault {
+        delivered_to.push(format!("vault: {}/{}", vault.mount, vault.path));
     }
     Ok(Row {
         secret: secret.name.clone(),

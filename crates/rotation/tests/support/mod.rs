@@ -37,6 +37,13 @@ impl Platform {
         data.get(key).unwrap().as_str().unwrap().to_owned()
     }
 
+    /// The `username` and `password` of one stored version, read at once.
+    pub fn login(&self, path: &str) -> (String, String) {
+        let data = self.opened.store().read(path).unwrap().data.unwrap();
+        let get = |k: &str| data.get(k).unwrap().as_str().unwrap().to_owned();
+        (get("username"), get("password"))
+    }
+
     pub fn version(&self, path: &str) -> u64 {
         self.opened.store().read(path).unwrap().version
     }

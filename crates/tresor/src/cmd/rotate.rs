@@ -147,6 +147,19 @@ fn deliver(engine: &Engine, spec: &Spec, args: &RotateArgs, changed: &[String]) 
         return Ok(());
     }
     let f = args.file.display();
+    let elsewhere: Vec<&str> = spec
+        .secrets
+        .iter()
+        .filter(|s| changed.contains(&s.name))
+        .filter(|s| s.targets.aws.is_some() || s.targets.vault.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if !elsewhere.is_empty() {
+        println!(
+            "Not pushed yet to AWS or Vault targets: {}; run `tresor apply -f {f}` to push the rotated values.",
+            elsewhere.join(", ")
+        );
+    }
     match tresor_rotation::deliver(spec, engine.store(), changed).map_err(failure)? {
         Delivered::NoCluster => println!(
             "Not delivered: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
