@@ -3,13 +3,15 @@
 //! finds provenance only for blobs that hold findings.
 use crate::error::ScanError;
 use crate::finding::{Commit, Finding};
-use crate::scanner::{History, Refs, Report, Scanner, count, threads};
+use crate::scanner::{History, Refs, Report, Scanner, count, lock, threads};
 use crate::stream::Outcome;
+use gix::odb::pack;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A blob to scan and the path it was reached by.
 struct Blob {
@@ -76,9 +78,115 @@ pub fn history(scanner: &Scanner, repo: &Path, history: &History) -> Result<Repo
         .into_iter()
         .filter(|b| !scanner.path_allowed(&b.path))
         .collect();
-    let (found, mut report) = scan_in_parallel(scanner, repo, &blobs)?;
+    let store = open(repo)?;
+    let (mut found, mut report, scanned) = scan_packs(scanner, &store, &blobs)?;
+    let rest: Vec<Blob> = blobs
+        .into_iter()
+        .zip(scanned)
+        .filter(|(_, done)| !done)
+        .map(|(blob, _)| blob)
+        .collect();
+    let (more, part) = scan_in_parallel(scanner, &store, &rest)?;
+    found.extend(more);
+    merge(&mut report, part);
     report.findings = attribute(repo, &revs, found)?;
     Ok(report)
+}
+
+fn merge(report: &mut Report, part: Report) {
+    report.bytes += part.bytes;
+    report.files += part.files;
+    report.warnings.extend(part.warnings);
+}
+
+/// A pack is walked whole when at least this share of its objects are
+/// blobs to scan; otherwise its blobs are looked up one by one.
+const WALK_SHARE: u32 = 4;
+
+/// Scans the blobs that sit in the repository's packs by walking each pack's
+/// delta trees: every object is inflated once and every delta applied once
+/// to a base still in memory, on every core, in pack order. Looking blobs up
+/// one by one instead re-inflates delta chains. Returns which blobs were
+/// scanned; the others (loose objects, packs holding few of them) are left
+/// to the caller.
+fn scan_packs(
+    scanner: &Scanner,
+    repo: &gix::ThreadSafeRepository,
+    blobs: &[Blob],
+) -> Result<(Tagged, Report, Vec<bool>), ScanError> {
+    let wanted: HashMap<gix::ObjectId, usize> = blobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((gix::ObjectId::from_hex(b.oid.as_bytes()).ok()?, i)))
+        .collect();
+    let done: Vec<AtomicBool> = blobs.iter().map(|_| AtomicBool::new(false)).collect();
+    let found = Mutex::new((Tagged::new(), Report::default()));
+    let hash = repo.to_thread_local().object_hash();
+    for index_path in pack_indices(repo.objects_dir()) {
+        let read_error =
+            |e: String| git_error("read pack", format!("{}: {e}", index_path.display()));
+        let index =
+            pack::index::File::at(&index_path, hash).map_err(|e| read_error(e.to_string()))?;
+        let in_pack = wanted
+            .keys()
+            .filter(|id| index.lookup(id).is_some())
+            .count();
+        if in_pack == 0 || (in_pack as u64) * u64::from(WALK_SHARE) < u64::from(index.num_objects())
+        {
+            continue;
+        }
+        let data = pack::data::File::at(index_path.with_extension("pack"), hash)
+            .map_err(|e| read_error(e.to_string()))?;
+        let scan = |kind: gix::object::Kind, bytes: &[u8], entry: &pack::index::Entry| {
+            let Some(&i) = wanted.get(&entry.oid) else {
+                return;
+            };
+            if kind != gix::object::Kind::Blob || done[i].swap(true, Ordering::Relaxed) {
+                return;
+            }
+            let mut findings = Vec::new();
+            let outcome = scanner.scan_bytes(bytes, &blobs[i].path, &mut findings);
+            let mut found = lock(&found);
+            count(&mut found.1, outcome);
+            found
+                .0
+                .extend(findings.into_iter().map(|f| (blobs[i].oid.clone(), f)));
+        };
+        index
+            .traverse_with_index(
+                &data,
+                |kind, bytes, entry, _: &dyn gix::progress::Progress| {
+                    scan(kind, bytes, entry);
+                    Ok::<_, std::convert::Infallible>(())
+                },
+                &mut gix::progress::Discard,
+                &AtomicBool::new(false),
+                pack::index::traverse::with_index::Options {
+                    thread_limit: Some(threads()),
+                    // Object ids come from the index; re-hashing every object
+                    // would cost as much as inflating it.
+                    check:
+                        pack::index::traverse::SafetyCheck::SkipFileAndObjectChecksumVerification,
+                },
+            )
+            .map_err(|e| read_error(e.to_string()))?;
+    }
+    let (tagged, report) = found.into_inner().unwrap_or_else(|p| p.into_inner());
+    let done = done.into_iter().map(AtomicBool::into_inner).collect();
+    Ok((tagged, report, done))
+}
+
+/// The `.idx` files of the repository's packs.
+fn pack_indices(objects: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(objects.join("pack")) else {
+        return Vec::new();
+    };
+    let mut indices: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "idx") && p.with_extension("pack").is_file())
+        .collect();
+    indices.sort();
+    indices
 }
 
 /// Blobs larger than this are decompressed whole by the object database, so
@@ -95,15 +203,17 @@ fn open(repo: &Path) -> Result<gix::ThreadSafeRepository, ScanError> {
 /// so large and small blobs spread evenly.
 fn scan_in_parallel(
     scanner: &Scanner,
-    repo: &Path,
+    repo: &gix::ThreadSafeRepository,
     blobs: &[Blob],
 ) -> Result<(Tagged, Report), ScanError> {
-    let repo = open(repo)?;
+    if blobs.is_empty() {
+        return Ok((Tagged::new(), Report::default()));
+    }
     let next = AtomicUsize::new(0);
     let workers = threads().min(blobs.len().div_ceil(BATCH)).max(1);
     let results: Vec<Result<(Tagged, Report), ScanError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| s.spawn(|| scan_blobs(scanner, &repo, blobs, &next)))
+            .map(|_| s.spawn(|| scan_blobs(scanner, repo, blobs, &next)))
             .collect();
         handles
             .into_iter()
@@ -118,9 +228,7 @@ fn scan_in_parallel(
     for result in results {
         let (tagged, part) = result?;
         found.extend(tagged);
-        report.bytes += part.bytes;
-        report.files += part.files;
-        report.warnings.extend(part.warnings);
+        merge(&mut report, part);
     }
     Ok((found, report))
 }
@@ -136,7 +244,6 @@ fn scan_blobs(
     repo.object_cache_size(None);
     let mut report = Report::default();
     let mut found = Vec::new();
-    let mut buf = Vec::new();
     loop {
         let start = next.fetch_add(BATCH, Ordering::Relaxed);
         if start >= blobs.len() {
@@ -144,7 +251,7 @@ fn scan_blobs(
         }
         for blob in &blobs[start..(start + BATCH).min(blobs.len())] {
             let mut findings = Vec::new();
-            match scan_blob(scanner, &repo, blob, &mut buf, &mut findings)? {
+            match scan_blob(scanner, &repo, blob, &mut findings)? {
                 Some(outcome) => count(&mut report, outcome),
                 None => report.warnings.push(format!(
                     "{} ({}): larger than 256 MiB, not scanned",
@@ -161,7 +268,6 @@ fn scan_blob(
     scanner: &Scanner,
     repo: &gix::Repository,
     blob: &Blob,
-    buf: &mut Vec<u8>,
     findings: &mut Vec<Finding>,
 ) -> Result<Option<Outcome>, ScanError> {
     let read_error = |e: String| git_error("read objects", format!("{}: {e}", blob.oid));
@@ -175,10 +281,7 @@ fn scan_blob(
     let object = repo
         .find_object(id)
         .map_err(|e| read_error(e.to_string()))?;
-    scanner
-        .scan_one(&object.data[..], &blob.path, buf, findings)
-        .map(Some)
-        .map_err(|e| read_error(e.to_string()))
+    Ok(Some(scanner.scan_bytes(&object.data, &blob.path, findings)))
 }
 
 /// `git rev-list --objects` lists each reachable object once, blobs with a path.
@@ -220,7 +323,7 @@ fn attribute(
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    let mut origins: HashMap<String, Option<(Commit, String)>> =
+    let mut origins: HashMap<String, Option<Origin>> =
         found.iter().map(|(oid, _)| (oid.clone(), None)).collect();
     let mut command = git(repo);
     command
@@ -238,34 +341,47 @@ fn attribute(
         scan_log(out, &mut origins).map_err(|e| git_error("log", e.to_string()))?;
     }
     finish(child, "log")?;
-    let mut first: HashMap<(String, String), Finding> = HashMap::new();
+    // Earliest author time first; commits of the same second by their place
+    // in the log (a larger age is older), so the order of the scan never matters.
+    let mut first: HashMap<(String, String), (Finding, usize)> = HashMap::new();
     for (oid, mut finding) in found {
-        if let Some(Some((commit, path))) = origins.get(oid.as_str()) {
-            finding.commit = Some(commit.clone());
-            finding.path = path.clone();
+        let mut age = 0;
+        if let Some(Some(origin)) = origins.get(oid.as_str()) {
+            finding.commit = Some(origin.commit.clone());
+            finding.path = origin.path.clone();
+            age = origin.age;
         }
         let key = (finding.fingerprint.clone(), finding.path.clone());
         let time = |f: &Finding| f.commit.as_ref().map_or(i64::MAX, |c| c.timestamp);
+        let rank = (time(&finding), std::cmp::Reverse(age));
         match first.get(&key) {
-            Some(existing) if time(existing) <= time(&finding) => {}
+            Some((existing, existing_age))
+                if (time(existing), std::cmp::Reverse(*existing_age)) <= rank => {}
             _ => {
-                first.insert(key, finding);
+                first.insert(key, (finding, age));
             }
         }
     }
-    Ok(first.into_values().collect())
+    Ok(first.into_values().map(|(finding, _)| finding).collect())
+}
+
+/// The commit that introduced a blob, the path it had there, and how many
+/// commits came before it in the log (newest first).
+struct Origin {
+    commit: Commit,
+    path: String,
+    age: usize,
 }
 
 /// Walks `git log --raw` newest first, so the last sighting of a blob is the
 /// commit that introduced it.
-fn scan_log(
-    out: ChildStdout,
-    origins: &mut HashMap<String, Option<(Commit, String)>>,
-) -> io::Result<()> {
+fn scan_log(out: ChildStdout, origins: &mut HashMap<String, Option<Origin>>) -> io::Result<()> {
     let mut commit: Option<Commit> = None;
+    let mut age = 0;
     for line in BufReader::with_capacity(1 << 20, out).split(b'\n') {
         let line = line?;
         if let Some(rest) = line.strip_prefix(b"\0") {
+            age += 1;
             let text = String::from_utf8_lossy(rest);
             let mut parts = text.split('\0');
             let (id, author, date, time) = (parts.next(), parts.next(), parts.next(), parts.next());
@@ -284,7 +400,11 @@ fn scan_log(
                 continue;
             };
             if let (Some(slot), Some(c)) = (origins.get_mut(new_oid), &commit) {
-                *slot = Some((c.clone(), path.to_string()));
+                *slot = Some(Origin {
+                    commit: c.clone(),
+                    path: path.to_string(),
+                    age,
+                });
             }
         }
     }
@@ -317,7 +437,7 @@ pub fn staged(scanner: &Scanner, repo: &Path) -> Result<Report, ScanError> {
     if blobs.is_empty() {
         return Ok(Report::default());
     }
-    let (found, mut report) = scan_in_parallel(scanner, repo, &blobs)?;
+    let (found, mut report) = scan_in_parallel(scanner, &open(repo)?, &blobs)?;
     report.findings = found.into_iter().map(|(_, f)| f).collect();
     Ok(report)
 }

@@ -130,6 +130,22 @@ impl Scanner {
         Ok(outcome)
     }
 
+    /// Scans bytes already in memory as `path`, appending to `findings`.
+    pub(crate) fn scan_bytes(
+        &self,
+        data: &[u8],
+        path: &str,
+        findings: &mut Vec<Finding>,
+    ) -> Outcome {
+        let outcome = stream::scan_bytes(&self.engine, data, |m| {
+            findings.push(self.finding(m, path));
+        });
+        if let Outcome::Scanned { bytes } = outcome {
+            self.progress.inc(bytes);
+        }
+        outcome
+    }
+
     fn scan_paths(&self, paths: &[PathBuf]) -> Result<Report, ScanError> {
         let mut report = Report::default();
         let mut dirs = Vec::new();
@@ -230,7 +246,7 @@ pub(crate) fn count(report: &mut Report, outcome: Outcome) {
 }
 
 /// A poisoned lock only means another worker panicked; its data is still usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -34,6 +34,21 @@ pub fn scan_reader(
     scan_chunks(engine, &mut reader, buf, CHUNK, OVERLAP, &mut emit)
 }
 
+/// Scans bytes already in memory (a decoded blob) without copying them.
+pub fn scan_bytes(engine: &Engine, data: &[u8], mut emit: impl FnMut(Located)) -> Outcome {
+    if is_binary(data) {
+        return Outcome::Binary;
+    }
+    locate(engine, data, data.len(), 1, &mut emit);
+    Outcome::Scanned {
+        bytes: data.len() as u64,
+    }
+}
+
+fn is_binary(data: &[u8]) -> bool {
+    memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some()
+}
+
 fn scan_chunks(
     engine: &Engine,
     mut reader: impl Read,
@@ -51,7 +66,7 @@ fn scan_chunks(
         let read = fill(&mut reader, buf, chunk)?;
         total += read as u64;
         let eof = buf.len() - before < chunk;
-        if first && memchr::memchr(0, &buf[..buf.len().min(BINARY_PROBE)]).is_some() {
+        if first && is_binary(buf) {
             return Ok(Outcome::Binary);
         }
         first = false;
@@ -152,5 +167,21 @@ mod tests {
         let data = b"tok_ab12cd34\0\x01\x02";
         let outcome = scan_reader(&engine(), &data[..], &mut Vec::new(), |_| panic!("found"));
         assert_eq!(outcome.unwrap(), Outcome::Binary);
+        let outcome = scan_bytes(&engine(), data, |_| panic!("found"));
+        assert_eq!(outcome, Outcome::Binary);
+    }
+
+    #[test]
+    fn bytes_in_memory_are_located_like_a_stream() {
+        let data = b"one\ntwo tok_ab12cd34\n";
+        let mut found = Vec::new();
+        let outcome = scan_bytes(&engine(), data, |m| found.push((m.line, m.column)));
+        assert_eq!(found, vec![(2, 5)]);
+        assert_eq!(
+            outcome,
+            Outcome::Scanned {
+                bytes: data.len() as u64
+            }
+        );
     }
 }

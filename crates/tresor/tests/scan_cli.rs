@@ -304,6 +304,44 @@ fn history_scan_reports_first_commit_of_a_removed_secret() {
 }
 
 #[test]
+fn history_scan_finds_the_same_in_packed_and_loose_objects() {
+    let repo = git_repo();
+    let mut settings = String::new();
+    for i in 0..12u64 {
+        settings.push_str(&format!("setting_{i} = {}\n", i * 7));
+        if i % 4 == 1 {
+            settings.push_str(&format!("token = {}\n", github_token(100 + i)));
+        }
+        repo.write("settings.cfg", &settings);
+        repo.write(&format!("notes/{i}.txt"), &format!("note {i}\n").repeat(50));
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-q", "-m", &format!("step {i}")]);
+    }
+    let scan = || tresor(repo.path(), &["--git", "--format", "json"]);
+    let loose = scan();
+    assert_eq!(code(&loose), 1);
+    assert_eq!(stdout(&loose).matches(r#""rule_id""#).count(), 3);
+
+    // Every revision of settings.cfg becomes a delta in a long chain.
+    let repack = git(
+        repo.path(),
+        &["repack", "-a", "-d", "-f", "-q", "--depth=50"],
+    );
+    assert!(repack.status.success());
+    let packed = scan();
+    assert_eq!(stdout(&packed), stdout(&loose));
+    assert_eq!(packed.stderr, loose.stderr, "same files and bytes scanned");
+
+    // A commit after the repack stays loose, beside the pack.
+    repo.write("late.cfg", &format!("token = {}\n", github_token(999)));
+    git(repo.path(), &["add", "late.cfg"]);
+    git(repo.path(), &["commit", "-q", "-m", "late"]);
+    let mixed = stdout(&scan());
+    assert_eq!(mixed.matches(r#""rule_id""#).count(), 4, "{mixed}");
+    assert!(mixed.contains(r#""path": "late.cfg""#));
+}
+
+#[test]
 fn history_scan_outside_a_repository_is_an_error() {
     let dir = Scratch::new();
     let out = tresor(dir.path(), &["--git"]);
