@@ -135,7 +135,13 @@ fn run_due(unsealed: &Unsealed, file: &Path) {
                 changed.extend(rotated.changed);
             }
             // Another server has it: that one finishes and audits it.
-            Err(RotateError::Busy { .. }) => {}
+            Err(RotateError::Busy { holder, .. }) => {
+                tracing::info!(
+                    secret = row.secret,
+                    holder,
+                    "rotation: skipped, another process holds the lease"
+                );
+            }
             Err(e) => {
                 tracing::warn!(secret = row.secret, error = %e, "rotation: failed");
                 audit(unsealed, &mount, &row.secret, "rotate", Err(&e));
