@@ -194,7 +194,11 @@ fn route(core: &Core, u: &Unsealed, req: &Request, caller: &Caller) -> ApiResult
     if let Some(rest) = path.strip_prefix("auth/token/") {
         return token::handle(u, req, caller, rest);
     }
-    let (mount, rest) = u.store.resolve(path).map_err(|_| sys::unknown_route(req))?;
+    let (mount, rest) = u.store.resolve(path).map_err(|e| match e {
+        tresor_core::CoreError::NoMount(_) => sys::unknown_route(req),
+        // The store could not be asked (503), which is not a missing route.
+        other => crate::errors::core(other),
+    })?;
     kv::handle(&u.store.kv(&mount), req, &rest)
 }
 
