@@ -101,6 +101,3 @@ verdict "idle RSS < 30 MB ($idle_rss KiB)" "$idle_rss < 30 * 1024"
 
 # The same runs on PostgreSQL, printed beside these (BENCH_POSTGRES=0 skips them).
 [[ ${BENCH_POSTGRES:-1} == 0 ]] || source bench/server/postgres.sh
-
-# The same runs on PostgreSQL, printed beside these (BENCH_POSTGRES=0 skips them).
-[[ ${BENCH_POSTGRES:-1} == 0 ]] || source bench/server/postgres.sh
