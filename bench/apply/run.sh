@@ -11,7 +11,7 @@
 #     manifests (`tresor k8s render -o DIR`).
 # Each tresor row is a first apply (store + create everywhere) and a second
 # (nothing to do: every target compared, nothing written).
-# Usage: bench/apply/run.sh [N]   (PROFILE=debug to skip the release build)
+# Usage: bench/apply/run.sh [N]   (PROFILE=debug for a debug build, TRESOR_BIN=path to use a built one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-${N:-1000}}
@@ -20,14 +20,18 @@ PROFILE=${PROFILE:-release}
 eval "$(bash scripts/setup/aws.sh)"
 eval "$(bash scripts/setup/python.sh)"
 eval "$(bash scripts/setup/kube.sh)"
+# TRESOR_BIN: an already built binary (then nothing is built).
 target=${CARGO_TARGET_DIR:-target}
-if [[ $PROFILE == release ]]; then
+if [[ -n ${TRESOR_BIN:-} ]]; then
+    bin=$TRESOR_BIN
+    PROFILE="given binary"
+elif [[ $PROFILE == release ]]; then
     cargo build --release -p tresor >&2
+    bin="$target/release/tresor"
 else
     cargo build -p tresor >&2
+    bin="$target/debug/tresor"
 fi
-bin="$target/$PROFILE/tresor"
-[[ $PROFILE == release ]] || bin="$target/debug/tresor"
 
 work=$(mktemp -d)
 pids=()
@@ -52,7 +56,7 @@ pids+=($!)
 wait_port "$moto_port"
 wait_port "$vault_port"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench \
-    AWS_SECRET_ACCESS_KEY=bench AWS_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
+    AWS_SECRET_ACCESS_KEY=bench AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
     VAULT_ADDR="http://127.0.0.1:$vault_port" VAULT_TOKEN=bench-root HOME="$work" XDG_CONFIG_HOME="$work/config"
 curl -sf -H "X-Vault-Token: bench-root" -X POST -d '{"type":"kv","options":{"version":"2"}}' \
     "$VAULT_ADDR/v1/sys/mounts/bench" >/dev/null

@@ -279,12 +279,15 @@ impl Kv {
     }
 }
 
+/// A connection's identity: address, token source and mount.
+type MountKey = (Option<String>, VaultAuth, String);
+
 /// `tresor apply`'s pushes to every Vault target of the spec.
 pub struct VaultDestination<'a> {
     platform: String,
     plan: &'a Plan,
     /// One connection per address, token source and mount.
-    mounts: Vec<((Option<String>, VaultAuth, String), Kv)>,
+    mounts: Vec<(MountKey, Kv)>,
 }
 
 impl<'a> VaultDestination<'a> {

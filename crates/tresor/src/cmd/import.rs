@@ -181,7 +181,7 @@ fn entry(f: &Found) -> String {
 /// replace it. Only the value's shape is used, never printed.
 fn resembling(value: &str) -> Generator {
     let len = value.len();
-    let hex = len % 2 == 0 && len > 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = len.is_multiple_of(2) && len > 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
     let uuid = len == 36
         && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
         && value.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
