@@ -242,3 +242,60 @@ fn a_token_without_write_access_is_denied_clearly() {
     let all = hvac(&server, READ_ALL);
     assert_eq!(all["api"]["version"], 1);
 }
+
+#[test]
+fn import_from_vault_then_apply_adopts_the_path() {
+    let (server, dir) = setup();
+    hvac(
+        &server,
+        r#"kv.create_or_update_secret(path="legacy/reporting", secret={"db-user": "svc-reporting", "db-password": "Xk2-from-before-tresor-9Qw-7tY-2bV"}, mount_point="mlops-platform")
+print("null")"#,
+    );
+    let file = dir.path().join("imported.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_tresor"))
+        .args(["import", "--from", "vault", "mlops-platform/legacy", "-f"])
+        .arg(&file)
+        .env("VAULT_ADDR", &server.addr)
+        .env("VAULT_TOKEN", &server.root_token)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        !shown.contains("Xk2-from") && !shown.contains("svc-reporting"),
+        "a value was printed: {shown}"
+    );
+    let proposal = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        proposal.contains("  legacy-reporting:")
+            && proposal.contains("vault: {mount: mlops-platform, path: legacy/reporting}"),
+        "{proposal}"
+    );
+    std::fs::write(
+        &file,
+        format!("version: 1\nname: mlops-platform\n{proposal}"),
+    )
+    .unwrap();
+    let applied = Command::new(env!("CARGO_BIN_EXE_tresor"))
+        .args(["apply", "-f"])
+        .arg(&file)
+        .env("VAULT_ADDR", &server.addr)
+        .env("VAULT_TOKEN", &server.root_token)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(text(&applied).contains("adopted"), "{}", text(&applied));
+    let back = hvac(
+        &server,
+        r#"d = kv.read_secret_version(path="legacy/reporting", mount_point="mlops-platform", raise_on_deleted_version=True)["data"]
+m = kv.read_secret_metadata(path="legacy/reporting", mount_point="mlops-platform")["data"]
+print(json.dumps({"data": d["data"], "version": d["metadata"]["version"], "custom": m["custom_metadata"]}))"#,
+    );
+    assert_eq!(back["version"], 1, "adopting wrote no new version");
+    assert_eq!(back["data"]["db-user"], "svc-reporting");
+    assert_eq!(back["custom"]["managed-by"], "tresor");
+}
