@@ -216,11 +216,14 @@ fn revocation_and_policy_changes_on_one_server_bind_the_other_at_once() {
     assert_eq!(served, 10);
 }
 
-/// Writers of distinct keys against every server until told to stop: what
-/// each request answered, and which writes were acknowledged.
+/// What one writer saw: how many requests got each status, and the keys
+/// whose writes were acknowledged.
+type WriterReport = (BTreeMap<u16, usize>, Vec<String>);
+
+/// Writers of distinct keys against every server until told to stop.
 struct Load {
     stop: Arc<AtomicBool>,
-    writers: Vec<std::thread::JoinHandle<(BTreeMap<u16, usize>, Vec<String>)>>,
+    writers: Vec<std::thread::JoinHandle<WriterReport>>,
 }
 
 impl Load {
