@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, FsyncPolicy, Pending, Salt};
-use tresor_barrier::{Barrier, WriteSet};
+use tresor_barrier::{Barrier, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 const TABLE_KEY: &str = "core/audit";
@@ -38,6 +38,10 @@ struct Device {
 pub struct AuditBroker {
     barrier: Arc<Barrier>,
     devices: RwLock<BTreeMap<String, Device>>,
+    /// The stored device table the open devices reflect: another server on
+    /// the same store may enable or disable a device, and every request
+    /// compares this with the stored bytes first (see [`AuditBroker::sync`]).
+    synced: RwLock<Option<Stamp>>,
     write_timeout: Duration,
     fsync: bool,
 }
@@ -49,7 +53,7 @@ impl AuditBroker {
         write_timeout: Duration,
         fsync: bool,
     ) -> Result<Self, ApiError> {
-        let table = load(&barrier)?;
+        let (table, stamp) = load(&barrier)?;
         let mut devices = BTreeMap::new();
         for (path, record) in table.devices {
             let file = open_device(&record, write_timeout, fsync)?;
@@ -58,9 +62,62 @@ impl AuditBroker {
         Ok(Self {
             barrier,
             devices: RwLock::new(devices),
+            synced: RwLock::new(stamp),
             write_timeout,
             fsync,
         })
+    }
+
+    /// Opens the devices another server enabled and closes those it
+    /// disabled, when the stored table changed since the last look. A failed
+    /// look keeps the devices open now, which still record the request.
+    fn sync(&self) {
+        let stored = match self.barrier.storage().get(TABLE_KEY) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the audit device table; keeping the open devices");
+                return;
+            }
+        };
+        let current = {
+            let synced = self.synced.read().unwrap_or_else(|p| p.into_inner());
+            match (&stored, synced.as_ref()) {
+                (Some(stored), Some(stamp)) => stamp.matches(stored),
+                (None, None) => true,
+                _ => false,
+            }
+        };
+        if current {
+            return;
+        }
+        if let Err(e) = self.reload() {
+            tracing::warn!(error = %e.errors.join("; "), "cannot reload the audit device table; keeping the open devices");
+        }
+    }
+
+    fn reload(&self) -> Result<(), ApiError> {
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        let (table, stamp) = load(&self.barrier)?;
+        let disabled: Vec<String> = devices
+            .keys()
+            .filter(|path| !table.devices.contains_key(*path))
+            .cloned()
+            .collect();
+        for path in disabled {
+            if let Some(device) = devices.remove(&path)
+                && let Err(e) = device.file.close()
+            {
+                tracing::warn!(device = %path, error = %e, "closing a device disabled elsewhere failed");
+            }
+        }
+        for (path, record) in table.devices {
+            if let std::collections::btree_map::Entry::Vacant(slot) = devices.entry(path) {
+                let file = open_device(&record, self.write_timeout, self.fsync)?;
+                slot.insert(Device { record, file });
+            }
+        }
+        *self.synced.write().unwrap_or_else(|p| p.into_inner()) = stamp;
+        Ok(())
     }
 
     /// Writes `entry` to every device. Fails only if devices exist and none
@@ -76,6 +133,7 @@ impl AuditBroker {
 
     /// Queues `entries`, consecutively, on every device without waiting.
     pub fn begin_all(&self, entries: &[AuditEntry]) -> Queued {
+        self.sync();
         let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
         let queued = devices
             .iter()
@@ -130,7 +188,7 @@ impl AuditBroker {
             salt: B64.encode(salt.as_bytes()),
         };
         let file = open_device(&record, self.write_timeout, self.fsync)?;
-        let mut table = load(&self.barrier)?;
+        let (mut table, _) = load(&self.barrier)?;
         table.devices.insert(path.to_string(), record.clone());
         save(&self.barrier, &table)?;
         devices.insert(path.to_string(), Device { record, file });
@@ -139,7 +197,7 @@ impl AuditBroker {
 
     pub fn disable(&self, path: &str) -> Result<(), ApiError> {
         let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
-        let mut table = load(&self.barrier)?;
+        let (mut table, _) = load(&self.barrier)?;
         table.devices.remove(path);
         save(&self.barrier, &table)?;
         if let Some(device) = devices.remove(path) {
@@ -256,11 +314,13 @@ fn open_device(
     })
 }
 
-fn load(barrier: &Barrier) -> Result<DeviceTable, ApiError> {
+/// The stored device table and the stamp of its stored bytes.
+fn load(barrier: &Barrier) -> Result<(DeviceTable, Option<Stamp>), ApiError> {
     match barrier.get(TABLE_KEY).map_err(crate::errors::barrier)? {
         Some(entry) => serde_json::from_slice(&entry.value)
+            .map(|table| (table, Some(entry.stamp)))
             .map_err(|_| ApiError::internal("the audit device table is unreadable")),
-        None => Ok(DeviceTable::default()),
+        None => Ok((DeviceTable::default(), None)),
     }
 }
 

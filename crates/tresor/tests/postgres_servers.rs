@@ -216,6 +216,43 @@ fn revocation_and_policy_changes_on_one_server_bind_the_other_at_once() {
     assert_eq!(served, 10);
 }
 
+#[test]
+fn an_audit_device_enabled_on_one_server_records_the_other_and_disabling_stops_it() {
+    let fleet = Fleet::start(2);
+    let (a, b) = (fleet.api(0), fleet.api(1));
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("audit.log");
+    let enabled = a.call(
+        "PUT",
+        "sys/audit/file",
+        Some(&json!({"type": "file", "options": {"file_path": log}})),
+    );
+    assert_eq!(enabled.0, 204, "{}", enabled.1);
+    assert_eq!(
+        b.post("secret/data/from-b", json!({"data": {"v": "1"}})).0,
+        200
+    );
+    assert_eq!(b.get("secret/data/from-b").0, 200);
+    let (_, devices) = b.get("sys/audit");
+    assert!(devices["data"]["file/"].is_object(), "{devices}");
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        recorded.contains("secret/data/from-b"),
+        "B's requests are in the device A enabled"
+    );
+    assert!(!recorded.contains("\"v\":\"1\""), "values are HMAC'd");
+
+    assert_eq!(a.call("DELETE", "sys/audit/file", None).0, 204);
+    assert_eq!(b.get("secret/data/from-b").0, 200);
+    let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert_eq!(b.get("secret/data/from-b").0, 200);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().lines().count(),
+        lines,
+        "B stopped writing once A disabled the device"
+    );
+}
+
 /// What one writer saw: how many requests got each status, and the keys
 /// whose writes were acknowledged.
 type WriterReport = (BTreeMap<u16, usize>, Vec<String>);
