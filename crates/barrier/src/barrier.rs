@@ -2,8 +2,8 @@ use crate::BarrierError;
 use crate::crypto::{self, SecretKey};
 use crate::keyring::Keyring;
 use crate::seal::{FORMAT_VERSION, SealConfig, SealKind, UnsealKey};
-use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tresor_storage::{Backend, Op, Outcome, Transaction};
 use zeroize::Zeroizing;
 
@@ -81,10 +81,17 @@ struct Unsealed {
     keyring_stamp: Stamp,
 }
 
+/// Longest a barrier keeps encrypting new values under its active term after
+/// another barrier on the same storage (another server) rotated the keyring.
+pub const KEYRING_RECHECK: Duration = Duration::from_secs(1);
+
 /// Encrypts on the way down, decrypts and verifies on the way up.
 pub struct Barrier {
     storage: Arc<dyn Backend>,
     state: RwLock<Option<Unsealed>>,
+    /// When the stored keyring was last compared with the one in memory.
+    keyring_checked: Mutex<Option<Instant>>,
+    recheck: Duration,
 }
 
 impl Barrier {
@@ -93,7 +100,16 @@ impl Barrier {
         Self {
             storage,
             state: RwLock::new(None),
+            keyring_checked: Mutex::new(None),
+            recheck: KEYRING_RECHECK,
         }
+    }
+
+    /// Sets how often writes check for a keyring rotated elsewhere
+    /// (default [`KEYRING_RECHECK`]).
+    pub fn with_keyring_recheck(mut self, every: Duration) -> Self {
+        self.recheck = every;
+        self
     }
 
     pub fn storage(&self) -> &Arc<dyn Backend> {
@@ -218,6 +234,7 @@ impl Barrier {
 
     /// Encrypts and applies `writes` atomically.
     pub fn commit(&self, writes: WriteSet) -> Result<Outcome, BarrierError> {
+        self.follow_rotation()?;
         let state = self.read_state();
         let unsealed = state.as_ref().ok_or(BarrierError::Sealed)?;
         let (term, active) = unsealed.keyring.active();
@@ -289,6 +306,32 @@ impl Barrier {
             .get(&term)
             .ok_or_else(|| integrity(key))?;
         crypto::open(&found.key, key.as_bytes(), stored).ok_or_else(|| integrity(key))
+    }
+
+    /// Adopts a keyring another barrier on the same storage rotated, looking
+    /// at most once per `recheck`: one storage read, no decryption unless it
+    /// changed.
+    fn follow_rotation(&self) -> Result<(), BarrierError> {
+        {
+            let mut checked = self
+                .keyring_checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if checked.is_some_and(|at| at.elapsed() < self.recheck) {
+                return Ok(());
+            }
+            *checked = Some(Instant::now());
+        }
+        let stored = self.storage.get(KEYRING)?;
+        let changed = {
+            let state = self.read_state();
+            let unsealed = state.as_ref().ok_or(BarrierError::Sealed)?;
+            stored.as_deref() != Some(unsealed.keyring_stamp.0.as_slice())
+        };
+        if changed {
+            self.reload_keyring()?;
+        }
+        Ok(())
     }
 
     fn reload_keyring(&self) -> Result<(), BarrierError> {
@@ -534,6 +577,29 @@ mod tests {
             b"from the second server"
         );
         assert_eq!(first.rotate().unwrap().term, 3);
+    }
+
+    #[test]
+    fn writes_follow_a_rotation_made_by_another_server() {
+        let (storage, first, key) = fresh();
+        let first = first.with_keyring_recheck(Duration::ZERO);
+        let second = Barrier::new(Arc::clone(&storage));
+        second.unseal(&key).unwrap();
+        put(&first, "before", b"1");
+        assert_eq!(second.rotate().unwrap().term, 2);
+        put(&first, "after", b"2");
+        let term = |key: &str| {
+            let stored = storage.get(key).unwrap().unwrap();
+            u32::from_be_bytes(stored[1..5].try_into().unwrap())
+        };
+        assert_eq!(term("before"), 1);
+        assert_eq!(
+            term("after"),
+            2,
+            "written under the term the other server installed"
+        );
+        assert_eq!(first.key_status().unwrap().term, 2);
+        assert_eq!(read(&second, "after").unwrap().unwrap(), b"2");
     }
 
     #[test]
