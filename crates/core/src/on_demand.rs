@@ -42,6 +42,10 @@ impl Backend for WriteOnDemand {
         "embedded"
     }
 
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.with(|h| h.get(key))
     }

@@ -60,11 +60,10 @@ impl Core {
         self.storage.kind()
     }
 
-    /// Whether reads are served from this machine (memory or a local file),
-    /// fast enough to run on an async worker; a networked backend's reads
-    /// wait on round trips and go to the blocking pool.
+    /// Whether reads may run on an async worker (see
+    /// [`tresor_storage::Backend::reads_are_local`]).
     pub fn reads_are_local(&self) -> bool {
-        matches!(self.storage.kind(), "embedded" | "memory")
+        self.storage.reads_are_local()
     }
 
     pub fn seal_config(&self) -> Result<Option<SealConfig>, ApiError> {

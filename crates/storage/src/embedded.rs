@@ -160,6 +160,10 @@ impl Backend for Embedded {
         "embedded"
     }
 
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let txn = self.begin_read()?;
         let table = match txn.open_table(TABLE) {

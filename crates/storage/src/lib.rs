@@ -30,6 +30,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Short name of the backend, for status output (`embedded`, `memory`, ...).
     fn kind(&self) -> &'static str;
 
+    /// Whether reads are served from this machine (memory or a local file)
+    /// in microseconds, so a caller may run them on an async worker; a
+    /// networked backend waits on round trips and says no.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
+
     /// The value under `key`, if any.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
 

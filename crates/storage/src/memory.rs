@@ -26,6 +26,10 @@ impl Backend for Memory {
         "memory"
     }
 
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.read().get(key).cloned())
     }
