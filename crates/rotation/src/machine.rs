@@ -67,9 +67,39 @@ impl<'a> Engine<'a> {
     /// Runs (or resumes) the rotation of `secret` to the end.
     pub fn rotate(&self, secret: &SecretSpec, now: SystemTime) -> Result<Rotated, RotateError> {
         let rotator = rotator::for_secret(self.spec, secret, self.store)?;
+        let rec = self.acquire(secret, now)?;
+        self.run(secret, rotator.as_ref(), rec, now)
+    }
+
+    /// [`Engine::rotate`], but only if the secret is still due (overdue or
+    /// unfinished) once its lease is held: a scheduler that saw it due may
+    /// have been overtaken by another server that rotated it meanwhile.
+    /// `Ok(None)`: nothing left to do.
+    pub fn rotate_if_due(
+        &self,
+        secret: &SecretSpec,
+        now: SystemTime,
+    ) -> Result<Option<Rotated>, RotateError> {
+        let rotator = rotator::for_secret(self.spec, secret, self.store)?;
         let mut rec = self.acquire(secret, now)?;
+        if !crate::status::row(self.spec, secret, Some(self.store), now)?.due() {
+            rec.state.lease = None;
+            // Best effort: if it fails, the lease simply expires.
+            let _ = rec.save(self.store, &secret.path);
+            return Ok(None);
+        }
+        self.run(secret, rotator.as_ref(), rec, now).map(Some)
+    }
+
+    fn run(
+        &self,
+        secret: &SecretSpec,
+        rotator: &dyn Rotator,
+        mut rec: Record,
+        now: SystemTime,
+    ) -> Result<Rotated, RotateError> {
         let resumed_after = rec.state.step.map(Step::name);
-        match self.steps(secret, rotator.as_ref(), &mut rec, now) {
+        match self.steps(secret, rotator, &mut rec, now) {
             Ok(rotated) => Ok(Rotated {
                 resumed_after,
                 ..rotated

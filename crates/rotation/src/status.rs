@@ -60,7 +60,7 @@ pub fn status(
         .collect()
 }
 
-fn row(
+pub(crate) fn row(
     spec: &Spec,
     secret: &SecretSpec,
     store: Option<&dyn SecretStore>,

@@ -119,8 +119,9 @@ fn run_due(unsealed: &Unsealed, file: &Path) {
         if !row.due() {
             continue;
         }
-        match engine.rotate(secret, SystemTime::now()) {
-            Ok(rotated) => {
+        match engine.rotate_if_due(secret, SystemTime::now()) {
+            Ok(None) => {}
+            Ok(Some(rotated)) => {
                 tracing::info!(
                     secret = row.secret,
                     version = rotated.version,
