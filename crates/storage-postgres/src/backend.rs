@@ -1,11 +1,12 @@
 use crate::schema;
 use crate::tls::MakeRustls;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 use tokio::runtime::Runtime;
+use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
 use tresor_storage::{Backend, Condition, Op, Outcome, StorageError, Transaction};
 
@@ -65,7 +66,7 @@ SELECT key FROM walk WHERE key IS NOT NULL AND starts_with(key, $1) LIMIT $3
 
 /// A tresor store in a PostgreSQL database.
 pub struct Postgres {
-    pool: Pool,
+    connections: Connections,
     /// `Some` until drop.
     runtime: Option<Runtime>,
     /// `user@host:port/db`, for messages: never the password.
@@ -81,10 +82,49 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
+/// The pool, and whether tresor's schema is known to be in place.
+#[derive(Clone)]
+struct Connections {
+    pool: Pool,
+    schema: Arc<OnceCell<()>>,
+}
+
+impl Connections {
+    /// A connection to a database that holds tresor's current schema: the
+    /// first call to get through creates or migrates it.
+    async fn get(&self) -> Result<Object, Failure> {
+        let mut client = self.pool.get().await?;
+        self.schema
+            .get_or_try_init(|| async {
+                schema::migrate(&mut client)
+                    .await
+                    .map(drop)
+                    .map_err(|e| match e {
+                        schema::SchemaError::Db(e) => Failure::Db(e),
+                        newer @ schema::SchemaError::Newer(_) => Failure::Schema(newer.to_string()),
+                    })
+            })
+            .await?;
+        Ok(client)
+    }
+}
+
 impl Postgres {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db?sslmode=...`),
-    /// then creates or migrates tresor's schema there.
+    /// then creates or migrates tresor's schema there: fails when the
+    /// database cannot be reached.
     pub fn connect(url: &str, options: &Options) -> Result<Self, StorageError> {
+        let backend = Self::open(url, options)?;
+        let connections = backend.connections.clone();
+        backend.run(async move { connections.get().await.map(drop) })?;
+        Ok(backend)
+    }
+
+    /// Checks the URL and TLS settings and prepares the pool without
+    /// contacting the database: a server can start while the database is
+    /// down. The first call that reaches the database creates or migrates
+    /// the schema; until then every call fails as when the database is down.
+    pub fn open(url: &str, options: &Options) -> Result<Self, StorageError> {
         let target = crate::url::parse(url).map_err(|e| StorageError::Backend(e.to_string()))?;
         let name = target.name.clone();
         let fail =
@@ -123,31 +163,20 @@ impl Postgres {
             .enable_all()
             .build()
             .map_err(|e| fail(format!("cannot start its I/O threads: {e}")))?;
-        let backend = Self {
-            pool,
+        Ok(Self {
+            connections: Connections {
+                pool,
+                schema: Arc::new(OnceCell::new()),
+            },
             runtime: Some(runtime),
             target: name,
             timeout: options.timeout + options.connect_timeout,
-        };
-        backend.migrate()?;
-        Ok(backend)
+        })
     }
 
     /// `user@host:port/db`: which database this is, without secrets.
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    fn migrate(&self) -> Result<(), StorageError> {
-        let pool = self.pool.clone();
-        self.run(async move {
-            let mut client = pool.get().await?;
-            schema::migrate(&mut client).await.map_err(|e| match e {
-                schema::SchemaError::Db(e) => Failure::Db(e),
-                newer @ schema::SchemaError::Newer(_) => Failure::Schema(newer.to_string()),
-            })?;
-            Ok(())
-        })
     }
 
     /// Runs `work` on the backend's runtime and waits for it, at most the
@@ -193,7 +222,7 @@ impl Drop for Postgres {
 /// What went wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error("{}; check that the database is running and reachable", chain(.0))]
+    #[error("{}", unreachable(.0))]
     Pool(#[from] PoolError),
     #[error("{}", db(.0))]
     Db(#[from] tokio_postgres::Error),
@@ -213,10 +242,58 @@ fn db(error: &tokio_postgres::Error) -> String {
         None if error.is_closed() => {
             "the connection was closed; check that the database is running and reachable".into()
         }
+        None => unreachable(error),
+    }
+}
+
+/// Why no connection could be made, and what to check: the certificate
+/// settings when TLS refused the database's certificate, else the database.
+fn unreachable(error: &(dyn std::error::Error + 'static)) -> String {
+    match refused_certificate(error) {
+        Some(why) => why,
         None => format!(
             "{}; check that the database is running and reachable",
             chain(error)
         ),
+    }
+}
+
+/// The reason rustls refused the server's certificate, when it did.
+fn refused_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        // tokio-rustls wraps rustls' error in an io::Error, whose source()
+        // skips it: look inside.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if let Some(rustls::Error::InvalidCertificate(refusal)) =
+            inner.and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(describe_refusal(refusal));
+        }
+        next = e.source();
+    }
+    None
+}
+
+fn describe_refusal(refusal: &rustls::CertificateError) -> String {
+    use rustls::CertificateError::{NotValidForNameContext, UnknownIssuer};
+    match refusal {
+        UnknownIssuer => "TLS: the database's certificate is not signed by a CA in sslrootcert \
+             (or by a system CA, without sslrootcert); set sslrootcert=<PEM file> to the CA that signed it"
+            .into(),
+        NotValidForNameContext { expected, presented } => format!(
+            "TLS: the database's certificate does not name {} (it names {}); connect by a name it holds, \
+             or have it reissued for this one",
+            expected.to_str(),
+            presented
+                .iter()
+                .map(|name| name.trim_start_matches("DnsName(\"").trim_end_matches("\")"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => format!("TLS: the database's certificate was refused ({other:?})"),
     }
 }
 
@@ -240,10 +317,10 @@ impl Backend for Postgres {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let pool = self.pool.clone();
+        let connections = self.connections.clone();
         let key = key.to_owned();
         self.run(async move {
-            let client = pool.get().await?;
+            let client = connections.get().await?;
             let statement = client.prepare_cached(GET).await?;
             let row = client.query_opt(&statement, &[&key]).await?;
             Ok(row.map(|row| row.get::<_, Vec<u8>>(0)))
@@ -259,12 +336,12 @@ impl Backend for Postgres {
         if limit == Some(0) {
             return Ok(Vec::new());
         }
-        let pool = self.pool.clone();
+        let connections = self.connections.clone();
         let start = first_key(prefix, after);
         let prefix = prefix.to_owned();
         let limit = limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
         self.run(async move {
-            let client = pool.get().await?;
+            let client = connections.get().await?;
             let statement = client.prepare_cached(LIST).await?;
             let rows = client.query(&statement, &[&prefix, &start, &limit]).await?;
             Ok(rows
@@ -276,9 +353,9 @@ impl Backend for Postgres {
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {
         let args = CommitArgs::new(txn);
-        let pool = self.pool.clone();
+        let connections = self.connections.clone();
         self.run(async move {
-            let client = pool.get().await?;
+            let client = connections.get().await?;
             let statement = client.prepare_cached(COMMIT).await?;
             for attempt in 1.. {
                 let result = client

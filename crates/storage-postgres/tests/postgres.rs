@@ -1,11 +1,13 @@
 //! The PostgreSQL backend against a real, throwaway cluster.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tresor_storage::{Backend, Transaction};
 use tresor_storage_postgres::{Options, Postgres, SCHEMA_VERSION};
 use tresor_testpg::Cluster;
+use tresor_testpg::certs::Authority;
 
 fn cluster() -> Cluster {
     Cluster::start().expect("start a PostgreSQL cluster (run scripts/setup/postgres.sh)")
@@ -113,6 +115,25 @@ fn unreachable_database_fails_fast_without_leaking_the_password() {
     assert!(!format!("{backend:?}").contains(cluster.password()));
 }
 
+/// `open` does not need the database: calls fail as when it is down, and
+/// the first one after it comes up creates the schema.
+#[test]
+fn open_starts_without_the_database_and_creates_the_schema_once_it_answers() {
+    let cluster = cluster();
+    cluster.create_database("later").unwrap();
+    cluster.stop().unwrap();
+    let backend = Postgres::open(&cluster.url("later"), &Options::default()).unwrap();
+    let err = backend.get("k").unwrap_err().to_string();
+    assert!(err.contains("check that the database is running"), "{err}");
+    cluster.restart().unwrap();
+    assert_eq!(backend.get("k").unwrap(), None);
+    backend.put("k", b"v").unwrap();
+    assert_eq!(
+        cluster.psql("later", "SELECT version FROM tresor_schema").unwrap(),
+        SCHEMA_VERSION.to_string()
+    );
+}
+
 /// `sslmode=require` against a server without TLS is refused; `prefer`
 /// falls back to plain TCP.
 #[test]
@@ -129,6 +150,91 @@ fn sslmode_require_refuses_a_plain_server() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("PostgreSQL at postgres@127.0.0.1"), "{err}");
+}
+
+/// A cluster serving TLS (hostssl logins only) with a certificate from a
+/// throwaway CA, and a `verify-full` URL trusting `ca` for database `db`.
+fn tls_cluster(ca: &Authority, names: &[&str]) -> Cluster {
+    let server = ca.issue(names).unwrap();
+    Cluster::builder()
+        .tls(&server)
+        .start()
+        .expect("start PostgreSQL with TLS (run scripts/setup/postgres.sh)")
+}
+
+fn verify_full(url: &str, ca: &Path) -> String {
+    format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display())
+}
+
+/// The conformance suite over `sslmode=verify-full` against a server whose
+/// certificate names 127.0.0.1 and localhost; every session really is TLS.
+#[test]
+fn conformance_over_verified_tls() {
+    let ca = Authority::new("tresor test CA").unwrap();
+    let cluster = tls_cluster(&ca, &["localhost", "127.0.0.1"]);
+    let made = AtomicUsize::new(0);
+    tresor_storage::conformance::run_all(&|| {
+        let name = format!("tls{}", made.fetch_add(1, Ordering::Relaxed));
+        cluster.create_database(&name).unwrap();
+        let url = verify_full(&cluster.url(&name), &ca.cert());
+        Box::new(Postgres::connect(&url, &Options::default()).unwrap())
+    });
+    let by_name = verify_full(
+        &cluster.url("tls0").replace("127.0.0.1", "localhost"),
+        &ca.cert(),
+    );
+    let backend = Postgres::connect(&by_name, &Options::default()).unwrap();
+    backend.put("over-tls", b"v").unwrap();
+    assert_eq!(backend.get("over-tls").unwrap().as_deref(), Some(&b"v"[..]));
+    let plain = cluster
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname LIKE 'tls%' AND NOT ssl",
+        )
+        .unwrap();
+    assert_eq!(plain, "0", "every tresor session is encrypted");
+}
+
+/// `verify-full` refuses a server whose certificate another CA signed, or
+/// which does not name the host; `require` encrypts without checking, and a
+/// plain connection is refused by the server.
+#[test]
+fn verify_full_refuses_an_unknown_ca_and_a_certificate_for_another_host() {
+    let ca = Authority::new("tresor test CA").unwrap();
+    let cluster = tls_cluster(&ca, &["localhost", "127.0.0.1"]);
+    cluster.create_database("tls").unwrap();
+    let url = cluster.url("tls");
+    let options = Options {
+        connect_timeout: Duration::from_secs(3),
+        ..Options::default()
+    };
+
+    let stranger = Authority::new("another CA").unwrap();
+    let err = Postgres::connect(&verify_full(&url, &stranger.cert()), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PostgreSQL at postgres@127.0.0.1"), "{err}");
+    assert!(err.contains("not signed by a CA in sslrootcert"), "{err}");
+    assert!(!err.contains(cluster.password()), "{err}");
+
+    let elsewhere = tls_cluster(&ca, &["db.example"]);
+    elsewhere.create_database("tls").unwrap();
+    let err = Postgres::connect(&verify_full(&elsewhere.url("tls"), &ca.cert()), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not name 127.0.0.1 (it names db.example)"),
+        "{err}"
+    );
+
+    let required = Postgres::connect(&format!("{url}?sslmode=require"), &options).unwrap();
+    required.put("k", b"v").unwrap();
+    assert_eq!(required.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    let err = Postgres::connect(&format!("{url}?sslmode=disable"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no encryption"), "{err}");
 }
 
 /// A million keys: listing a folder is an index range scan, never a scan of

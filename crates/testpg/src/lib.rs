@@ -6,7 +6,13 @@
 //! come from `TRESOR_PG_BIN` (set by `scripts/setup/postgres.sh`) or the
 //! newest `/usr/lib/postgresql/*/bin`. As root, the server runs as the
 //! `postgres` system user, because PostgreSQL refuses to run as root.
+//!
+//! [`Builder::tls`] serves TLS with a given certificate (see
+//! [`certs::Authority`] for a throwaway CA) and then accepts TCP logins over
+//! TLS only.
 #![forbid(unsafe_code)]
+
+pub mod certs;
 
 use std::fmt;
 use std::fs;
@@ -39,6 +45,7 @@ fn err(what: impl Into<String>) -> Error {
 #[derive(Default)]
 pub struct Builder {
     settings: Vec<(String, String)>,
+    tls: Option<certs::Issued>,
 }
 
 impl Builder {
@@ -48,9 +55,17 @@ impl Builder {
         self
     }
 
+    /// Serves TLS with this certificate and key (PEM files, copied into the
+    /// cluster with the key readable by its owner only, as PostgreSQL
+    /// requires), and refuses TCP logins without TLS.
+    pub fn tls(mut self, server: &certs::Issued) -> Self {
+        self.tls = Some(server.clone());
+        self
+    }
+
     /// Creates the cluster and starts its server.
     pub fn start(self) -> Result<Cluster, Error> {
-        Cluster::create(self.settings)
+        Cluster::create(self.settings, self.tls)
     }
 }
 
@@ -83,7 +98,10 @@ impl Cluster {
         Builder::default()
     }
 
-    fn create(settings: Vec<(String, String)>) -> Result<Cluster, Error> {
+    fn create(
+        mut settings: Vec<(String, String)>,
+        tls: Option<certs::Issued>,
+    ) -> Result<Cluster, Error> {
         let bin = bin_dir()?;
         let root = tempfile::Builder::new()
             .prefix("tresor-pg-")
@@ -99,7 +117,13 @@ impl Cluster {
             password: random_password(),
             as_postgres_user,
         };
+        if let Some(server) = &tls {
+            settings.extend(cluster.install_certificate(server)?);
+        }
         cluster.init(&settings)?;
+        if tls.is_some() {
+            cluster.require_tls_over_tcp()?;
+        }
         cluster.start_server()?;
         Ok(cluster)
     }
@@ -154,6 +178,43 @@ impl Cluster {
                 .map_err(|e| err(format!("cannot write postgresql.conf: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Copies the certificate and key next to the data directory, owned by
+    /// the cluster's user (the key 0600), and returns the settings naming them.
+    fn install_certificate(&self, server: &certs::Issued) -> Result<Vec<(String, String)>, Error> {
+        let dir = self.root.path().join("tls");
+        fs::create_dir(&dir).map_err(|e| err(format!("cannot create the TLS dir: {e}")))?;
+        let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+        fs::copy(&server.cert, &cert)
+            .map_err(|e| err(format!("cannot copy {}: {e}", server.cert.display())))?;
+        fs::copy(&server.key, &key)
+            .map_err(|e| err(format!("cannot copy {}: {e}", server.key.display())))?;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600))
+            .map_err(|e| err(format!("cannot restrict the TLS key: {e}")))?;
+        if self.as_postgres_user {
+            chown_to_postgres(&[&cert, &key])?;
+        }
+        Ok(vec![
+            ("ssl".to_owned(), "on".to_owned()),
+            ("ssl_cert_file".to_owned(), cert.display().to_string()),
+            ("ssl_key_file".to_owned(), key.display().to_string()),
+        ])
+    }
+
+    /// Turns pg_hba.conf's TCP lines (`host`) into `hostssl` lines.
+    fn require_tls_over_tcp(&self) -> Result<(), Error> {
+        let path = self.data_dir().join("pg_hba.conf");
+        let hba =
+            fs::read_to_string(&path).map_err(|e| err(format!("cannot read pg_hba.conf: {e}")))?;
+        let rewritten: String = hba
+            .lines()
+            .map(|line| match line.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        fs::write(&path, rewritten).map_err(|e| err(format!("cannot write pg_hba.conf: {e}")))
     }
 
     fn start_server(&self) -> Result<(), Error> {
@@ -396,6 +457,42 @@ mod tests {
             "tresor"
         );
         assert!(cluster.log().contains("SELECT current_database()"));
+    }
+
+    #[test]
+    fn tls_clusters_serve_tls_and_refuse_plain_tcp() {
+        let ca = certs::Authority::new("testpg-ca").unwrap();
+        let server = ca.issue(&["localhost", "127.0.0.1"]).unwrap();
+        let cluster = Cluster::builder().tls(&server).start().unwrap();
+        let key = cluster.root.path().join("tls/server.key");
+        assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+        let over_tls = cluster
+            .psql(
+                "postgres",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            )
+            .unwrap();
+        assert_eq!(over_tls, "t");
+        let psql = |sslmode: &str| {
+            Command::new(cluster.bin.join("psql"))
+                .env("PGPASSWORD", cluster.password())
+                .env("PGSSLMODE", sslmode)
+                .env("PGSSLROOTCERT", ca.cert())
+                .args(["-X", "-A", "-t", "-h", "localhost", "-p"])
+                .arg(cluster.port().to_string())
+                .args(["-U", SUPERUSER, "-d", "postgres", "-c", "SELECT 1"])
+                .output()
+                .unwrap()
+        };
+        let verified = psql("verify-full");
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        let plain = psql("disable");
+        assert!(!plain.status.success());
+        assert!(String::from_utf8_lossy(&plain.stderr).contains("no encryption"));
     }
 
     #[test]
