@@ -120,11 +120,26 @@ pub fn deliver(
     plan: &Plan,
     destinations: &mut [&mut dyn Destination],
 ) -> DeliveryReport {
+    let values: Vec<(&str, &SecretMap)> = plan
+        .secrets
+        .iter()
+        .map(|s| (s.name.as_str(), s.data()))
+        .collect();
+    deliver_values(spec, &values, destinations)
+}
+
+/// [`deliver`] for given values of some secrets, in the given order: a
+/// rotation pushes what the store holds for the secrets it changed.
+pub fn deliver_values(
+    spec: &Spec,
+    values: &[(&str, &SecretMap)],
+    destinations: &mut [&mut dyn Destination],
+) -> DeliveryReport {
     let mut report = DeliveryReport::default();
     for destination in destinations.iter_mut() {
         let mut unreachable: Vec<String> = Vec::new();
-        for planned in &plan.secrets {
-            let Some(secret) = spec.secrets.iter().find(|s| s.name == planned.name) else {
+        for (name, data) in values {
+            let Some(secret) = spec.secrets.iter().find(|s| s.name == *name) else {
                 continue;
             };
             let Some(place) = destination.place(secret) else {
@@ -134,7 +149,7 @@ pub fn deliver(
             let result = if unreachable.contains(&endpoint) {
                 PushResult::Skipped
             } else {
-                match destination.push(secret, planned.data()) {
+                match destination.push(secret, data) {
                     Ok(pushed) => PushResult::Done(pushed),
                     Err(e) => {
                         if e.unreachable {
@@ -178,8 +193,17 @@ impl DeliveryReport {
         out
     }
 
-    /// Per target kind, how many pushes completed; `None` when all did.
-    pub fn failure_summary(&self) -> Option<String> {
+    /// Whether every push of `secret` completed.
+    pub fn complete(&self, secret: &str) -> bool {
+        self.entries
+            .iter()
+            .filter(|e| e.secret == secret)
+            .all(|e| matches!(e.result, PushResult::Done(_)))
+    }
+
+    /// Per target kind, how many pushes completed (`aws: 2 of 3
+    /// delivered`); `None` when all did.
+    pub fn counts(&self) -> Option<String> {
         if self.incomplete() == 0 {
             return None;
         }
@@ -196,9 +220,14 @@ impl DeliveryReport {
                 format!("{kind}: {done} of {total} delivered")
             })
             .collect();
-        Some(format!(
-            "delivery incomplete ({}): the store holds every value, and each target holds either a secret's new values or its former ones (lines above). Fix the cause and run `tresor apply` again: it pushes only what differs",
-            parts.join(", ")
+        Some(parts.join(", "))
+    }
+
+    /// What `tresor apply` says when some pushes did not complete; `None`
+    /// when all did.
+    pub fn failure_summary(&self) -> Option<String> {
+        self.counts().map(|counts| format!(
+            "delivery incomplete ({counts}): the store holds every value, and each target holds either a secret's new values or its former ones (lines above). Fix the cause and run `tresor apply` again: it pushes only what differs"
         ))
     }
 }

@@ -16,7 +16,7 @@ mod targets;
 
 pub use deliver::{
     DeliveryReport, Destination, Entry, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult, Pushed,
-    TargetError, deliver,
+    TargetError, deliver, deliver_values,
 };
 pub use generate::{Generator, GeneratorError};
 pub use plan::{

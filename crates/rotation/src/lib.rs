@@ -13,7 +13,7 @@ pub mod record;
 mod rotator;
 mod status;
 
-pub use deliver::{Delivered, deliver};
+pub use deliver::{Delivery, Kubernetes, deliver};
 pub use machine::{Engine, FAULT_HOOK, Rotated};
 pub use rotator::Rotator;
 pub use status::{Row, short_duration, status};
@@ -59,7 +59,7 @@ pub enum RotateError {
     Corrupt(String),
     #[cfg(feature = "kubernetes")]
     #[error(
-        "rotated and stored, but not delivered to the cluster: {0}. Run `tresor rotate` again (or `tresor k8s apply`) once the cluster is reachable"
+        "rotated and stored, but not delivered to the cluster: {0}. Run `tresor rotate --due` again (or `tresor k8s apply`) once the cluster is reachable: it delivers what is marked undelivered"
     )]
     Deliver(Box<tresor_kube::KubeError>),
     #[error("cannot start an I/O runtime to deliver: {0}")]
@@ -107,6 +107,21 @@ pub(crate) fn references<'a>(
         }
     }
     out
+}
+
+/// The secrets with a key referring (directly or through a chain) to one
+/// of `secret`'s keys: they follow its rotations.
+pub(crate) fn dependents<'a>(spec: &'a Spec, secret: &str) -> Vec<&'a SecretSpec> {
+    spec.secrets
+        .iter()
+        .filter(|other| other.name != secret)
+        .filter(|other| {
+            other
+                .keys
+                .iter()
+                .any(|k| origin(spec, &other.name, &k.name).is_some_and(|(s, _)| s == secret))
+        })
+        .collect()
 }
 
 /// Where a referring key's value comes from: the end of its `ref` chain

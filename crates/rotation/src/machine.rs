@@ -8,7 +8,7 @@
 
 use crate::record::{self, Record, Retire, State, Step};
 use crate::rotator::{self, Rotator};
-use crate::{RotateError, references};
+use crate::{Delivery, RotateError, dependents, references};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -243,7 +243,7 @@ impl<'a> Engine<'a> {
         state.step = None;
         state.last_rotated = Some(record::stamp(now));
         state.started = None;
-        state.undelivered = self.spec.kubernetes.context.is_some();
+        state.undelivered = crate::deliver::needed(self.spec, &changed);
         state.lease = None;
         state.last_error = None;
         if let Some((role, grace)) = retiring {
@@ -328,8 +328,39 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Delivers `changed` (what this run rotated) and every secret promoted
+    /// earlier but never delivered (a crash, an unreachable target), with
+    /// the secrets following it; then clears the "undelivered" mark of each
+    /// rotated secret that every place now holds, its followers included.
+    pub fn deliver(&self, changed: &[String]) -> Result<Delivery, RotateError> {
+        let mut names = changed.to_vec();
+        let mut marked = Vec::new();
+        for secret in self.spec.secrets.iter().filter(|s| s.rotation.is_some()) {
+            if !record::load(self.store, &secret.path)?.state.undelivered {
+                continue;
+            }
+            let group: Vec<String> = std::iter::once(secret)
+                .chain(dependents(self.spec, &secret.name))
+                .map(|s| s.name.clone())
+                .collect();
+            for name in &group {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+            marked.push((secret, group));
+        }
+        let delivery = crate::deliver(self.spec, self.store, &names);
+        for (secret, group) in marked {
+            if group.iter().all(|name| delivery.complete(name)) {
+                self.delivered(secret)?;
+            }
+        }
+        Ok(delivery)
+    }
+
     /// Clears the "promoted but not delivered" mark once delivery worked.
-    pub fn delivered(&self, secret: &SecretSpec) -> Result<(), RotateError> {
+    fn delivered(&self, secret: &SecretSpec) -> Result<(), RotateError> {
         for _ in 0..8 {
             let mut rec = record::load(self.store, &secret.path)?;
             if !rec.state.undelivered {

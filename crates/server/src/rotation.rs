@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tresor_audit::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
-use tresor_platform::{Spec, StoreSpec};
-use tresor_rotation::{Delivered, Engine, RotateError};
+use tresor_platform::StoreSpec;
+use tresor_rotation::{Engine, Kubernetes, RotateError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,9 +113,6 @@ fn run_due(unsealed: &Unsealed, file: &Path) {
                 audit(unsealed, &mount, &row.secret, "retire", Err(&e));
             }
         }
-        if row.undelivered {
-            changed.push(row.secret.clone());
-        }
         if !row.due() {
             continue;
         }
@@ -149,31 +146,40 @@ fn run_due(unsealed: &Unsealed, file: &Path) {
             }
         }
     }
-    deliver(&engine, &spec, &changed);
+    deliver(&engine, &changed);
 }
 
-fn deliver(engine: &Engine, spec: &Spec, changed: &[String]) {
-    if changed.is_empty() {
-        return;
+/// Delivers what this check rotated and what earlier checks left
+/// undelivered; a failure is logged and the next check retries.
+fn deliver(engine: &Engine, changed: &[String]) {
+    let delivery = match engine.deliver(changed) {
+        Ok(delivery) => delivery,
+        Err(e) => {
+            tracing::warn!(error = %e, "rotation: delivery failed; the next check retries");
+            return;
+        }
+    };
+    for line in delivery.targets.lines().lines() {
+        tracing::info!(line, "rotation: delivered");
     }
-    match tresor_rotation::deliver(spec, engine.store(), changed) {
-        Ok(Delivered::Applied(lines)) => {
+    if let Some(counts) = delivery.targets.counts() {
+        tracing::warn!(
+            counts,
+            "rotation: delivery incomplete; the next check retries"
+        );
+    }
+    match delivery.kubernetes {
+        Ok(Kubernetes::Applied(lines)) => {
             for line in lines {
                 tracing::info!(line, "rotation: delivered");
             }
-            for name in changed {
-                if let Ok(secret) = engine.secret(name)
-                    && let Err(e) = engine.delivered(secret)
-                {
-                    tracing::warn!(secret = name, error = %e, "rotation: delivery not recorded");
-                }
-            }
         }
-        Ok(Delivered::NoCluster) => tracing::info!(
+        Ok(Kubernetes::NoCluster) if !changed.is_empty() => tracing::info!(
             secrets = ?changed,
             "rotation: not delivered, the spec names no cluster (kubernetes.context)"
         ),
-        Ok(Delivered::Unsupported) => tracing::warn!(
+        Ok(Kubernetes::NoCluster) => {}
+        Ok(Kubernetes::Unsupported) => tracing::warn!(
             secrets = ?changed,
             "rotation: not delivered, this build has no Kubernetes support"
         ),

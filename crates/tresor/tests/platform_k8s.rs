@@ -6,43 +6,10 @@
 mod platform_support;
 
 use assert_cmd::Command;
-use platform_support::Cluster;
+use platform_support::{Cluster, WORKLOADS};
 use std::path::PathBuf;
 
 const EXAMPLE: &str = include_str!("../../../examples/mlops-platform/tresor.yaml");
-
-const WORKLOADS: &str = "apiVersion: v1
-kind: Namespace
-metadata: {name: mlops}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: mlflow-server, namespace: mlops}
-spec:
-  selector: {matchLabels: {app: mlflow}}
-  template:
-    metadata: {labels: {app: mlflow}}
-    spec: {serviceAccountName: mlflow-server, containers: [{name: mlflow, image: mlflow}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: inference-api, namespace: mlops}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec: {serviceAccountName: inference-api, containers: [{name: api, image: api}]}
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: postgres, namespace: mlops}
-spec:
-  serviceName: postgres
-  selector: {matchLabels: {app: pg}}
-  template:
-    metadata: {labels: {app: pg}}
-    spec: {serviceAccountName: postgres, containers: [{name: pg, image: postgres}]}
-";
 
 struct Project {
     tmp: tempfile::TempDir,

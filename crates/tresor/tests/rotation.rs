@@ -105,7 +105,7 @@ fn status_before_and_after_a_short_policy_runs_out() {
         "{out}"
     );
     assert!(
-        out.contains("Not delivered: the spec names no cluster"),
+        out.contains("Not delivered to Kubernetes: the spec names no cluster"),
         "{out}"
     );
     let rotated = env.get("api-secrets", "api-key");

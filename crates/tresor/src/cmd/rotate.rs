@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 use tresor_core::Access;
 use tresor_platform::Spec;
-use tresor_rotation::{Delivered, Engine, RotateError, Row};
+use tresor_rotation::{Engine, Kubernetes, RotateError, Row};
 
 #[derive(Args)]
 pub struct RotateArgs {
@@ -64,7 +64,10 @@ pub fn run(args: RotateArgs) -> CmdResult {
         match engine.retire_due(secret, now) {
             Ok(Some(role)) => println!("{}: retired login role `{role}`", row.secret),
             Ok(None) => {}
-            Err(e) => errors.push(e),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                errors.push(e);
+            }
         }
     }
     for row in &chosen {
@@ -90,19 +93,20 @@ pub fn run(args: RotateArgs) -> CmdResult {
             }
         }
     }
-    // Promoted earlier but never delivered (a crash or an unreachable cluster).
-    for row in rows.iter().filter(|r| r.undelivered) {
-        if !changed.contains(&row.secret) {
-            changed.push(row.secret.clone());
-        }
-    }
-    deliver(&engine, &spec, &args, &changed)?;
-    match errors.len() {
-        0 => Ok(()),
-        n => Err(Failure::runtime(anyhow::anyhow!(
+    let delivered = deliver(&engine, &args, &changed);
+    let mut failed: Vec<String> = Vec::new();
+    if !errors.is_empty() {
+        let n = errors.len();
+        failed.push(format!(
             "{n} rotation{} did not complete (see above)",
             if n == 1 { "" } else { "s" }
-        ))),
+        ));
+    }
+    failed.extend(delivered.err());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(anyhow::anyhow!(failed.join("; "))))
     }
 }
 
@@ -142,43 +146,38 @@ fn plan_line(row: &Row) -> String {
     }
 }
 
-fn deliver(engine: &Engine, spec: &Spec, args: &RotateArgs, changed: &[String]) -> CmdResult {
-    if changed.is_empty() {
-        return Ok(());
-    }
+/// Delivers what was rotated (and what earlier runs left undelivered) and
+/// prints where it went; the error says what is still undelivered.
+fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(), String> {
     let f = args.file.display();
-    let elsewhere: Vec<&str> = spec
-        .secrets
-        .iter()
-        .filter(|s| changed.contains(&s.name))
-        .filter(|s| s.targets.aws.is_some() || s.targets.vault.is_some())
-        .map(|s| s.name.as_str())
-        .collect();
-    if !elsewhere.is_empty() {
-        println!(
-            "Not pushed yet to AWS or Vault targets: {}; run `tresor apply -f {f}` to push the rotated values.",
-            elsewhere.join(", ")
-        );
+    let delivery = engine.deliver(changed).map_err(|e| e.to_string())?;
+    print!("{}", delivery.targets.lines());
+    let mut incomplete = Vec::new();
+    if let Some(counts) = delivery.targets.counts() {
+        incomplete.push(format!(
+            "rotated and stored, but delivery incomplete ({counts}): the rotation stays marked undelivered; run `tresor rotate -f {f} --due` once the targets are reachable (lines above), it delivers it"
+        ));
     }
-    match tresor_rotation::deliver(spec, engine.store(), changed).map_err(failure)? {
-        Delivered::NoCluster => println!(
-            "Not delivered: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
-        ),
-        Delivered::Unsupported => println!(
-            "Not delivered: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
-        ),
-        Delivered::Applied(lines) => {
+    match delivery.kubernetes {
+        Ok(Kubernetes::Applied(lines)) => {
             for line in lines {
                 println!("{line}");
             }
-            for name in changed {
-                engine
-                    .delivered(engine.secret(name).map_err(failure)?)
-                    .map_err(failure)?;
-            }
         }
+        Ok(Kubernetes::NoCluster) if !changed.is_empty() => println!(
+            "Not delivered to Kubernetes: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
+        ),
+        Ok(Kubernetes::NoCluster) => {}
+        Ok(Kubernetes::Unsupported) => println!(
+            "Not delivered to Kubernetes: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
+        ),
+        Err(e) => incomplete.push(e.to_string()),
     }
-    Ok(())
+    if incomplete.is_empty() {
+        Ok(())
+    } else {
+        Err(incomplete.join("; "))
+    }
 }
 
 fn failure(error: RotateError) -> Failure {

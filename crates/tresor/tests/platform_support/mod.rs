@@ -9,6 +9,43 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The namespace and the example platform's three consumers (a Deployment
+/// each for MLflow and the inference API, PostgreSQL's StatefulSet). Not
+/// every test binary including this module starts workloads.
+#[allow(dead_code)]
+pub const WORKLOADS: &str = "apiVersion: v1
+kind: Namespace
+metadata: {name: mlops}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mlflow-server, namespace: mlops}
+spec:
+  selector: {matchLabels: {app: mlflow}}
+  template:
+    metadata: {labels: {app: mlflow}}
+    spec: {serviceAccountName: mlflow-server, containers: [{name: mlflow, image: mlflow}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: inference-api, namespace: mlops}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {serviceAccountName: inference-api, containers: [{name: api, image: api}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: postgres, namespace: mlops}
+spec:
+  serviceName: postgres
+  selector: {matchLabels: {app: pg}}
+  template:
+    metadata: {labels: {app: pg}}
+    spec: {serviceAccountName: postgres, containers: [{name: pg, image: postgres}]}
+";
+
 pub struct Cluster {
     dir: tempfile::TempDir,
     etcd: Child,

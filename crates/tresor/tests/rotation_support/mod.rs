@@ -36,7 +36,16 @@ impl Repo {
 
     /// Exit code, stdout, stderr.
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.command(args).output().unwrap();
+        self.run_env(&[], args)
+    }
+
+    /// [`Repo::run`] with extra environment (a kubeconfig, a Vault, AWS).
+    pub fn run_env(&self, env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .command(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8(out.stdout).unwrap(),
@@ -45,9 +54,25 @@ impl Repo {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
+        self.ok_env(&[], args)
+    }
+
+    pub fn ok_env(&self, env: &[(&str, String)], args: &[&str]) -> String {
+        let (code, out, err) = self.run_env(env, args);
         assert_eq!(code, 0, "{args:?} failed:\n{out}\n{err}");
         out
+    }
+
+    /// The row of `secret` in `tresor status -f tresor.yaml --format json`.
+    pub fn status_row(&self, env: &[(&str, String)], secret: &str) -> serde_json::Value {
+        let out = self.ok_env(env, &["status", "-f", "tresor.yaml", "--format", "json"]);
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["secret"] == secret)
+            .unwrap_or_else(|| panic!("no row for {secret}: {out}"))
+            .clone()
     }
 
     /// One key of a secret in the embedded store.
