@@ -1,12 +1,19 @@
 //! `tresor rotate` with the postgres rotator, the real binary and a real
 //! PostgreSQL: SIGKILL right after each step, then a re-run; faults that
-//! stop a rotation before promotion.
+//! stop a rotation before promotion; a consumer reading its credential from
+//! a running `tresor server` through rotations, without a failed login.
 
 mod rotation_support;
+mod support;
 
 use rotation_support::Repo;
+use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{Api, TestServer};
 use tresor_testpg::Cluster;
 
 const FAULT_HOOK: &str = "TRESOR_FAULT_PAUSE_AFTER_STEP";
@@ -37,25 +44,8 @@ impl Env {
             _ => ("app_a", ", owner: app"),
         };
         let spec = format!(
-            "version: 1
-name: crash
-secrets:
-  pg-admin:
-    keys:
-      username: {{value: postgres}}
-      password: {{value: \"{admin}\", allow_weak: \"a throwaway test cluster\"}}
-  db:
-    rotation:
-      postgres: {{port: {port}, database: app, admin: {{secret: pg-admin}}, strategy: {strategy}{extra}}}
-    keys:
-      username: {{value: {first}}}
-      password: {{generate: base64:32}}
-  mlflow:
-    keys:
-      db-password: {{ref: db/password}}
-",
-            admin = pg.password(),
-            port = pg.port()
+            "version: 1\nname: crash\n{}  mlflow:\n    keys:\n      db-password: {{ref: db/password}}\n",
+            db_spec(&pg, first, "", &format!("strategy: {strategy}{extra}"))
         );
         let env = Self {
             repo: Repo::new(&spec),
@@ -83,19 +73,7 @@ secrets:
 
     /// A fresh login with psql, as a consumer would make it.
     fn logs_in(&self, (user, password): &(String, String)) -> Result<(), String> {
-        let out = Command::new("psql")
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p"])
-            .arg(self.pg.port().to_string())
-            .args(["-U", user, "-d", "app", "-c", "SELECT 1"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        psql_login(&self.pg, user, password)
     }
 
     /// Starts `tresor rotate` with the fault hook, waits until it has
@@ -123,6 +101,44 @@ secrets:
         // Child::kill sends SIGKILL.
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+}
+
+/// The secrets of a spec: `pg`'s admin login, and `db` (login `first`, a
+/// generated password) rotated by the postgres rotator with `every` and
+/// `options` (`strategy: ...`).
+fn db_spec(pg: &Cluster, first: &str, every: &str, options: &str) -> String {
+    format!(
+        "secrets:
+  pg-admin:
+    keys:
+      username: {{value: postgres}}
+      password: {{value: \"{admin}\", allow_weak: \"a throwaway test cluster\"}}
+  db:
+    rotation: {{{every}postgres: {{port: {port}, database: app, admin: {{secret: pg-admin}}, {options}}}}}
+    keys:
+      username: {{value: {first}}}
+      password: {{generate: base64:32}}
+",
+        admin = pg.password(),
+        port = pg.port()
+    )
+}
+
+/// A fresh login to the `app` database with psql, as a consumer makes it.
+fn psql_login(pg: &Cluster, user: &str, password: &str) -> Result<(), String> {
+    let out = Command::new("psql")
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p"])
+        .arg(pg.port().to_string())
+        .args(["-U", user, "-d", "app", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -241,4 +257,175 @@ fn a_wrong_admin_credential_stops_at_set_and_a_rerun_after_the_fix_completes() {
     );
     env.logs_in(&env.current()).unwrap();
     assert!(env.logs_in(&before).is_err());
+}
+
+/// An initialized, unsealed `tresor server` storing in the repository,
+/// running the rotation scheduler every second on the repository's spec.
+fn scheduling_server(repo: &Repo) -> (TestServer, String) {
+    let dir = repo.dir();
+    let config = support::config(
+        &dir,
+        &format!(
+            "\n[rotation]\nspec = \"{}\"\ncheck_interval = \"1s\"\n",
+            dir.join("tresor.yaml").display()
+        ),
+    );
+    let server = TestServer::with_config(&config);
+    let anon = Api::new(&server.addr, "");
+    let (status, init) = anon.call(
+        "PUT",
+        "sys/init",
+        Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+    );
+    assert_eq!(status, 200, "{init}");
+    let key = init["keys_base64"][0].as_str().unwrap();
+    let (status, body) = anon.call("PUT", "sys/unseal", Some(&json!({"key": key})));
+    assert_eq!(status, 200, "{body}");
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    (server, root)
+}
+
+/// A consumer as Vault Agent runs one: before each fresh login it reads the
+/// current credential from a running `tresor server` over HTTP, with a
+/// token that may read only that secret. Meanwhile the server's scheduler
+/// rotates the alternating users every 2 s (retiring each replaced login a
+/// second later), and `tresor rotate` against the server's store rotates
+/// in between: no login fails.
+#[test]
+fn a_consumer_reading_the_server_sees_zero_failed_logins_through_rotations() {
+    let pg = Cluster::start().unwrap();
+    pg.create_database("app").unwrap();
+    pg.psql(
+        "app",
+        "CREATE ROLE app NOLOGIN; CREATE ROLE app_a LOGIN IN ROLE app; CREATE ROLE app_b LOGIN IN ROLE app",
+    )
+    .unwrap();
+    let repo = Repo::new("version: 1\nsecrets: {}\n");
+    let (server, root) = scheduling_server(&repo);
+    let spec = db_spec(
+        &pg,
+        "app_a",
+        "every: 2s, ",
+        "strategy: alternating-users, owner: app, grace: 1s",
+    );
+    let store = format!("version: 1\nstore: {{address: \"{}\"}}\n", server.addr);
+    std::fs::write(repo.dir().join("tresor.yaml"), store + &spec).unwrap();
+    let cli = [("TRESOR_TOKEN", root.clone())];
+    repo.ok_env(&cli, &["apply", "-f", "tresor.yaml"]);
+    let api = server.client(&root);
+    // The first login gets the generated password; the scheduler may
+    // already be rotating to app_b.
+    let first = api.get("secret/data/db?version=1").1["data"]["data"].clone();
+    let password = first["password"].as_str().unwrap();
+    pg.psql("app", &format!("ALTER ROLE app_a PASSWORD '{password}'"))
+        .unwrap();
+    let (status, body) = api.post(
+        "sys/policies/acl/consumer",
+        json!({"policy": "path \"secret/data/db\" { capabilities = [\"read\"] }"}),
+    );
+    assert!(status < 300, "{body}");
+    let (_, created) = api.post("auth/token/create", json!({"policies": ["consumer"]}));
+    let token = created["auth"]["client_token"].as_str().unwrap().to_owned();
+
+    let version = || {
+        api.get("secret/metadata/db").1["data"]["current_version"]
+            .as_u64()
+            .unwrap()
+    };
+    let stop = AtomicBool::new(false);
+    let logins = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let users = Mutex::new(Vec::new());
+    let by_cli = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let consumer = Api::new(&server.addr, &token);
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = consumer.get("secret/data/db");
+                let data = &body["data"]["data"];
+                let (Some(user), Some(password)) =
+                    (data["username"].as_str(), data["password"].as_str())
+                else {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("read answered {status}"));
+                    continue;
+                };
+                match psql_login(&pg, user, password) {
+                    Ok(()) => {
+                        logins.fetch_add(1, Ordering::Relaxed);
+                        let mut users = users.lock().unwrap();
+                        if users.last().map(String::as_str) != Some(user) {
+                            users.push(user.to_owned());
+                        }
+                    }
+                    Err(e) => failures.lock().unwrap().push(format!("{user}: {e}")),
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let wait_for = |v: u64| {
+            while version() < v {
+                assert!(
+                    Instant::now() < deadline,
+                    "version {v} not reached:\n{}",
+                    server.log.lock().unwrap()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        // Three rotations by the scheduler, then two by `tresor rotate`
+        // (retried while the scheduler holds the lease), then one more.
+        wait_for(4);
+        let mut by_cli = 0;
+        while by_cli < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "tresor rotate never got the lease"
+            );
+            let (code, out, err) = repo.run_env(&cli, &["rotate", "-f", "tresor.yaml", "db"]);
+            if code == 0 {
+                assert!(out.contains("db: rotated"), "{out}");
+                by_cli += 1;
+            } else {
+                assert!(err.contains("is being rotated by"), "{out}\n{err}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let now = version();
+        wait_for(now + 1);
+        let seen = logins.load(Ordering::Relaxed);
+        while logins.load(Ordering::Relaxed) < seen + 10 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        by_cli
+    });
+    let rotations = version() - 1;
+    let by_scheduler = server
+        .log
+        .lock()
+        .unwrap()
+        .matches("rotation: rotated")
+        .count();
+    let retired = server
+        .log
+        .lock()
+        .unwrap()
+        .matches("rotation: replaced login retired")
+        .count();
+    let failures = failures.into_inner().unwrap();
+    let logins = logins.into_inner();
+    let users = users.into_inner().unwrap();
+    eprintln!(
+        "{logins} fresh logins with the credential read from the server across {rotations} rotations ({by_scheduler} by the scheduler, {by_cli} by tresor rotate; {retired} replaced logins retired), {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed logins: {failures:?}");
+    assert!(rotations >= 6, "{rotations}");
+    assert_eq!(by_scheduler as u64 + by_cli, rotations);
+    assert!(logins >= 50, "{logins}");
+    // The consumer followed the alternation (app_a, app_b, app_a...).
+    assert!(users.len() >= 5, "{users:?}");
+    assert!(retired >= 1, "no replaced login was retired");
 }
