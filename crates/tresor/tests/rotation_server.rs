@@ -8,21 +8,10 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::TestServer;
 
-#[test]
-fn the_server_rotates_what_falls_due_and_audits_it() {
-    let repo = rotation_support::Repo::new(
-        "version: 1
-store: {path: store, key_file: unseal.key}
-secrets:
-  api-secrets:
-    rotation: {every: 3s}
-    keys:
-      api-key: {generate: hex:32}
-  static:
-    keys:
-      token: {generate: hex:32}
-",
-    );
+/// Applies the repository's spec to its embedded store (`store`, key file
+/// `unseal.key`), then serves that store with the rotation scheduler
+/// checking every second. The server and a root token.
+fn applied_then_served(repo: &rotation_support::Repo) -> (TestServer, String) {
     let dir = &repo.dir();
     repo.ok(&["apply", "-f", "tresor.yaml"]);
     let root = repo.ok(&[
@@ -44,7 +33,27 @@ secrets:
         ),
     );
     let server = TestServer::with_config(&config);
-    let api = server.client(root["root_token"].as_str().unwrap());
+    (server, root["root_token"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn the_server_rotates_what_falls_due_and_audits_it() {
+    let repo = rotation_support::Repo::new(
+        "version: 1
+store: {path: store, key_file: unseal.key}
+secrets:
+  api-secrets:
+    rotation: {every: 3s}
+    keys:
+      api-key: {generate: hex:32}
+  static:
+    keys:
+      token: {generate: hex:32}
+",
+    );
+    let dir = &repo.dir();
+    let (server, root) = applied_then_served(&repo);
+    let api = server.client(&root);
     let audit = dir.join("audit.log");
     let (status, body) = api.post(
         "sys/audit/file",
@@ -94,6 +103,60 @@ secrets:
         server_log.contains("not delivered, the spec names no cluster"),
         "{server_log}"
     );
+}
+
+/// The scheduler pushes what it rotates to the secret's Vault target (a
+/// `tresor server -dev` here, its token a declared key), as `tresor
+/// apply` would: the Vault ends holding the store's current values.
+#[test]
+fn the_scheduler_pushes_rotations_to_a_vault_target() {
+    let vault = TestServer::dev();
+    let admin = vault.client(&vault.root_token);
+    let (status, body) = admin.post(
+        "sys/mounts/apps",
+        json!({"type": "kv", "options": {"version": "2"}}),
+    );
+    assert!(status < 300, "{body}");
+    let repo = rotation_support::Repo::new(&format!(
+        "version: 1
+store: {{path: store, key_file: unseal.key}}
+vault: {{mount: apps, address: \"{addr}\", auth: {{token_ref: vault-token/token}}}}
+secrets:
+  vault-token:
+    keys:
+      token: {{value: \"{token}\", allow_weak: \"a throwaway test server\"}}
+  api-secrets:
+    rotation: {{every: 2s}}
+    keys:
+      api-key: {{generate: hex:32}}
+    targets:
+      vault: {{path: api}}
+",
+        addr = vault.addr,
+        token = vault.root_token
+    ));
+    let (server, root) = applied_then_served(&repo);
+    let api = server.client(&root);
+    let stored = || api.get("secret/data/api-secrets").1["data"].clone();
+    let pushed = || admin.get("apps/data/api").1["data"].clone();
+    assert_eq!(pushed()["data"], stored()["data"], "apply pushed it");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (now, there) = (stored(), pushed());
+        if now["metadata"]["version"].as_u64() >= Some(3) && there["data"] == now["data"] {
+            assert!(there["metadata"]["version"].as_u64() >= Some(3), "{there}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Vault does not follow the rotations: store {now}, Vault {there}\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("vault: api-secrets -> apps/api at"), "{log}");
+    assert!(log.contains("updated"), "{log}");
 }
 
 /// Two servers on one PostgreSQL database, both running the scheduler on
