@@ -17,7 +17,7 @@ mod store;
 mod tests;
 
 pub use error::CoreError;
-pub use migrate::{Summary, copy_store, summarize};
+pub use migrate::{Copied, Summary, copy_store, summarize};
 pub use mounts::{MountEntry, MountType};
 pub use open::{
     Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,

@@ -3,10 +3,12 @@
 
 use crate::CoreError;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use tresor_storage::{Backend, StorageError, Transaction};
 
 /// The key whose presence makes a backend hold a store; copied last, so an
-/// interrupted copy never looks like a complete store.
+/// interrupted copy never looks like a complete store, and a destination
+/// without it may be the rest of an interrupted copy.
 const SEAL_CONFIG: &str = "core/seal-config";
 
 /// Keys per listing page and per copying transaction.
@@ -20,26 +22,37 @@ pub struct Summary {
     pub sha256: String,
 }
 
-/// Copies every key of `from` into `to`, which must be empty, then checks
-/// that both hold the same keys and bytes. Nothing in `to` is ever
-/// overwritten: each write requires its key to be absent.
-pub fn copy_store(from: &dyn Backend, to: &dyn Backend) -> Result<Summary, CoreError> {
+/// What a copy did: what both sides hold, and how many keys an interrupted
+/// earlier copy had already put there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Copied {
+    pub summary: Summary,
+    pub resumed: u64,
+}
+
+/// Copies every key of `from` into `to`, then checks that both hold the
+/// same keys and bytes. `to` must be empty or hold what an interrupted copy
+/// of `from` left (no seal record, and only keys of `from` with the same
+/// bytes), which are kept: a second run finishes the copy. Nothing in `to`
+/// is ever overwritten: each write requires its key to be absent.
+pub fn copy_store(from: &dyn Backend, to: &dyn Backend) -> Result<Copied, CoreError> {
     if from.get(SEAL_CONFIG)?.is_none() {
         return Err(CoreError::Migrate(format!(
             "the {} source holds no tresor store",
             from.kind()
         )));
     }
-    if !to.list("", None, Some(1))?.is_empty() {
+    if to.get(SEAL_CONFIG)?.is_some() {
         return Err(CoreError::Migrate(format!(
-            "the {} destination is not empty; migrate only into an empty store",
+            "the {} destination is not empty: it already holds a complete store; migrate only into an empty store",
             to.kind()
         )));
     }
+    let present = already_copied(from, to)?;
     let mut batch = Transaction::new();
     let mut pending = 0;
     walk(from, "", &mut |key| {
-        if key == SEAL_CONFIG {
+        if key == SEAL_CONFIG || present.contains(&key) {
             return Ok(());
         }
         let value = from.get(&key)?.ok_or_else(|| changed(&key))?;
@@ -63,7 +76,34 @@ pub fn copy_store(from: &dyn Backend, to: &dyn Backend) -> Result<Summary, CoreE
             source.keys, source.sha256, copy.keys, copy.sha256
         )));
     }
-    Ok(copy)
+    Ok(Copied {
+        summary: copy,
+        resumed: present.len() as u64,
+    })
+}
+
+/// The keys an interrupted copy of `from` left in `to`. Each must hold the
+/// same bytes as in `from`; anything else means `to` is not such a copy,
+/// and it is refused before anything is written.
+fn already_copied(from: &dyn Backend, to: &dyn Backend) -> Result<HashSet<String>, CoreError> {
+    let mut present = HashSet::new();
+    walk(to, "", &mut |key| {
+        let copied = to.get(&key)?.ok_or_else(|| {
+            CoreError::Migrate(format!(
+                "`{key}` vanished from the {} destination; stop everything writing to it and run again",
+                to.kind()
+            ))
+        })?;
+        if from.get(&key)?.as_deref() != Some(copied.as_slice()) {
+            return Err(CoreError::Migrate(format!(
+                "the {} destination is not empty and not an interrupted copy of this source: `{key}` holds other bytes than in the source, or is not in it; migrate only into an empty store",
+                to.kind()
+            )));
+        }
+        present.insert(key);
+        Ok(())
+    })?;
+    Ok(present)
 }
 
 /// Counts and hashes everything `backend` holds.
@@ -139,11 +179,51 @@ mod tests {
         }
         let to = Memory::new();
         let copied = copy_store(&from, &to).unwrap();
-        assert_eq!(copied.keys, 2 * 1234 + 1);
-        assert_eq!(summarize(&from).unwrap(), copied);
+        assert_eq!(copied.summary.keys, 2 * 1234 + 1);
+        assert_eq!(copied.resumed, 0);
+        assert_eq!(summarize(&from).unwrap(), copied.summary);
         let again = copy_store(&from, &to).unwrap_err().to_string();
-        assert!(again.contains("not empty"), "{again}");
+        assert!(again.contains("already holds a complete store"), "{again}");
         let nothing = copy_store(&Memory::new(), &Memory::new()).unwrap_err();
         assert!(nothing.to_string().contains("holds no tresor store"));
+    }
+
+    /// What an interrupted copy left: some keys, no seal record.
+    fn interrupted_copy(from: &Memory, keys: usize) -> Memory {
+        let to = Memory::new();
+        let mut copied = 0;
+        walk(from, "", &mut |key| {
+            if key != SEAL_CONFIG && copied < keys {
+                to.put(&key, &from.get(&key)?.unwrap())?;
+                copied += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+        to
+    }
+
+    #[test]
+    fn an_interrupted_copy_is_finished_and_a_foreign_destination_refused() {
+        let from = Memory::new();
+        from.put(SEAL_CONFIG, b"{}").unwrap();
+        for i in 0..1500 {
+            from.put(&format!("logical/m/k{i:04}"), format!("v{i}").as_bytes())
+                .unwrap();
+        }
+        let to = interrupted_copy(&from, 700);
+        let copied = copy_store(&from, &to).unwrap();
+        assert_eq!(copied.resumed, 700);
+        assert_eq!(copied.summary, summarize(&from).unwrap());
+
+        for foreign in [("logical/m/k0003", &b"other"[..]), ("logical/x", b"v")] {
+            let to = interrupted_copy(&from, 10);
+            to.put(foreign.0, foreign.1).unwrap();
+            let before = summarize(&to).unwrap();
+            let err = copy_store(&from, &to).unwrap_err().to_string();
+            assert!(err.contains("not an interrupted copy"), "{err}");
+            assert!(err.contains(foreign.0), "{err}");
+            assert_eq!(summarize(&to).unwrap(), before, "a refusal writes nothing");
+        }
     }
 }

@@ -22,7 +22,9 @@ mod serve;
 mod state;
 mod tls;
 
-pub use serve::{Dev, Listener, ServeError, Server, dev_core, embedded_core, store_core};
+pub use serve::{
+    Dev, Listener, PendingUnseal, ServeError, Server, Started, dev_core, embedded_core, store_core,
+};
 pub use state::{Core, CoreSettings};
 pub use tls::TlsError;
 pub use tresor_tokens::Limits as TokenLimits;

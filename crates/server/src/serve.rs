@@ -35,6 +35,8 @@ pub enum ServeError {
     Store(String),
     #[error("cannot unseal the store: {0}")]
     Unseal(String),
+    #[error("cannot reach the store: {0}")]
+    Unavailable(String),
 }
 
 /// Where and how to listen.
@@ -97,19 +99,39 @@ pub fn embedded_core(
         Embedded::create(dir)
     }
     .map_err(|e| ServeError::Store(e.to_string()))?;
-    unseal_by_key_file(Arc::new(Core::new(Arc::new(storage), settings)), key_file)
+    let core = Arc::new(Core::new(Arc::new(storage), settings));
+    unseal_by_key_file(&core, key_file)?;
+    Ok(core)
+}
+
+/// A core over the configured store, and when that store could not be
+/// reached at start, the unseal still to do (see
+/// [`Server::unseal_once_reachable`]).
+pub struct Started {
+    pub core: Arc<Core>,
+    pub pending: Option<PendingUnseal>,
+}
+
+/// The start-up unseal of a store that did not answer yet.
+pub struct PendingUnseal {
+    key_file: Option<PathBuf>,
 }
 
 /// A core over the store `storage` names, unsealed with `key_file` when the
 /// store is sealed by one. A PostgreSQL database gets tresor's schema
 /// (created or migrated) on first contact; every server on it unseals itself.
+/// A PostgreSQL database that does not answer yet does not stop the start:
+/// the core comes back sealed, with the unseal pending.
 pub fn store_core(
     storage: &Storage,
     key_file: Option<&Path>,
     settings: CoreSettings,
-) -> Result<Arc<Core>, ServeError> {
+) -> Result<Started, ServeError> {
     match storage {
-        Storage::Embedded(dir) => embedded_core(dir, key_file, settings),
+        Storage::Embedded(dir) => Ok(Started {
+            core: embedded_core(dir, key_file, settings)?,
+            pending: None,
+        }),
         Storage::Postgres {
             url,
             pool_size,
@@ -134,16 +156,27 @@ fn postgres_core(
     timeout: Option<Duration>,
     key_file: Option<&Path>,
     settings: CoreSettings,
-) -> Result<Arc<Core>, ServeError> {
+) -> Result<Started, ServeError> {
     let defaults = tresor_storage_postgres::Options::default();
     let options = tresor_storage_postgres::Options {
         pool_size: pool_size.unwrap_or(defaults.pool_size),
         connect_timeout: connect_timeout.unwrap_or(defaults.connect_timeout),
         timeout: timeout.unwrap_or(defaults.timeout),
     };
-    let storage = tresor_storage_postgres::Postgres::connect(url, &options)
+    let storage = tresor_storage_postgres::Postgres::open(url, &options)
         .map_err(|e| ServeError::Store(e.to_string()))?;
-    unseal_by_key_file(Arc::new(Core::new(Arc::new(storage), settings)), key_file)
+    let core = Arc::new(Core::new(Arc::new(storage), settings));
+    let pending = match unseal_by_key_file(&core, key_file) {
+        Ok(()) => None,
+        Err(ServeError::Unavailable(why)) => {
+            tracing::warn!(error = %why, "the store does not answer; serving 503 until it does");
+            Some(PendingUnseal {
+                key_file: key_file.map(Path::to_path_buf),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Started { core, pending })
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -154,23 +187,70 @@ fn postgres_core(
     _: Option<Duration>,
     _: Option<&Path>,
     _: CoreSettings,
-) -> Result<Arc<Core>, ServeError> {
+) -> Result<Started, ServeError> {
     Err(ServeError::Store(
         "this tresor was built without PostgreSQL support (cargo feature `postgres`)".into(),
     ))
 }
 
-fn unseal_by_key_file(core: Arc<Core>, key_file: Option<&Path>) -> Result<Arc<Core>, ServeError> {
+/// Unseals `core` with its key file when the store is sealed by one; a
+/// store that cannot be asked (503) is [`ServeError::Unavailable`].
+fn unseal_by_key_file(core: &Core, key_file: Option<&Path>) -> Result<(), ServeError> {
+    let failed = |e: crate::request::ApiError, other: fn(String) -> ServeError| {
+        let why = e.errors.join("; ");
+        if e.status == 503 {
+            ServeError::Unavailable(why)
+        } else {
+            other(why)
+        }
+    };
     let config = core
         .seal_config()
-        .map_err(|e| ServeError::Store(e.errors.join("; ")))?;
+        .map_err(|e| failed(e, ServeError::Store))?;
     if let Some(SealKind::KeyFile { path }) = config.map(|c| c.seal) {
         let file = key_file.unwrap_or(&path);
         let key = UnsealKey::read_key_file(file).map_err(|e| ServeError::Unseal(e.to_string()))?;
         core.unseal_with(&key)
-            .map_err(|e| ServeError::Unseal(e.errors.join("; ")))?;
+            .map_err(|e| failed(e, ServeError::Unseal))?;
     }
-    Ok(core)
+    Ok(())
+}
+
+/// First and longest pause between two attempts to reach a store that did
+/// not answer at start.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Retries the start-up unseal until the store answers, pausing twice as
+/// long after each failure, up to [`RETRY_MAX`]. A failure other than an
+/// unreachable store (a wrong key file) ends the retries: the server stays
+/// sealed and says why in its log.
+async fn unseal_when_reachable(core: Arc<Core>, pending: PendingUnseal) {
+    let mut pause = RETRY_FIRST;
+    loop {
+        tokio::time::sleep(pause).await;
+        let attempt = {
+            let core = Arc::clone(&core);
+            let key_file = pending.key_file.clone();
+            tokio::task::spawn_blocking(move || unseal_by_key_file(&core, key_file.as_deref()))
+                .await
+        };
+        match attempt {
+            Ok(Err(ServeError::Unavailable(why))) => {
+                pause = (pause * 2).min(RETRY_MAX);
+                tracing::warn!(error = %why, retry_in = ?pause, "the store still does not answer");
+            }
+            Ok(Ok(())) => {
+                tracing::info!(sealed = core.is_sealed(), "the store answers");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the store answers, but the server stays sealed");
+                return;
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// A running server's handles.
@@ -180,6 +260,7 @@ pub struct Server {
     app: Arc<App>,
     cert: Option<Arc<ReloadableCert>>,
     rotation: Option<crate::rotation::RotationConfig>,
+    pending: Option<PendingUnseal>,
 }
 
 impl Server {
@@ -213,12 +294,19 @@ impl Server {
             app,
             cert,
             rotation: None,
+            pending: None,
         })
     }
 
     /// Runs the due rotations of a platform spec on a schedule while serving.
     pub fn schedule_rotation(&mut self, config: crate::rotation::RotationConfig) {
         self.rotation = Some(config);
+    }
+
+    /// Unseals in the background, once the store answers, a store that did
+    /// not answer at start; requests get 503 until then.
+    pub fn unseal_once_reachable(&mut self, pending: PendingUnseal) {
+        self.pending = Some(pending);
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -251,6 +339,9 @@ impl Server {
             .map(|cert| tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config())));
         let graceful = GracefulShutdown::new();
         let tidy = tokio::spawn(tidy_tokens(Arc::clone(&self.app.core)));
+        let unseal = self.pending.map(|pending| {
+            tokio::spawn(unseal_when_reachable(Arc::clone(&self.app.core), pending))
+        });
         let rotation = self.rotation.map(|config| {
             tokio::spawn(crate::rotation::schedule(
                 Arc::clone(&self.app.core),
@@ -306,8 +397,8 @@ impl Server {
         }
         drop(self.listener);
         tidy.abort();
-        if let Some(rotation) = rotation {
-            rotation.abort();
+        for task in [rotation, unseal].into_iter().flatten() {
+            task.abort();
         }
         graceful.shutdown().await;
     }

@@ -76,7 +76,16 @@ impl Core {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(ApiError::sealed)
+            .ok_or_else(|| self.sealed_error())
+    }
+
+    /// 503 while sealed, naming the storage when it cannot be reached
+    /// either (as while a server waits for its database to unseal itself).
+    fn sealed_error(&self) -> ApiError {
+        match self.seal_config() {
+            Err(unavailable) => unavailable,
+            Ok(_) => ApiError::sealed(),
+        }
     }
 
     pub fn is_sealed(&self) -> bool {

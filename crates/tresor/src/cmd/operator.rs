@@ -50,8 +50,10 @@ pub enum OperatorCommand {
     /// then verify both sides by key count and checksum.
     ///
     /// Stop every server using the source first; the destination must be
-    /// empty. The embedded store is --store; the PostgreSQL URL comes from
-    /// TRESOR_POSTGRES_URL or --postgres-url-file, never the command line.
+    /// empty, or what an interrupted migrate of the same source left there:
+    /// running the same command again finishes that copy. The embedded store
+    /// is --store; the PostgreSQL URL comes from TRESOR_POSTGRES_URL or
+    /// --postgres-url-file, never the command line.
     Migrate {
         #[arg(long, value_enum)]
         from: BackendKind,
@@ -112,32 +114,47 @@ fn migrate(
         )));
     }
     let source = open_backend(global, from, url_file, false)?;
+    let created = to == BackendKind::Embedded && !Embedded::exists(&global.store);
     let destination = open_backend(global, to, url_file, true)?;
     let names = (source.kind(), destination.kind());
     let copied = tresor_core::copy_store(&*source, &*destination);
-    if copied.is_err() && to == BackendKind::Embedded {
-        // Created above, and incomplete: leave nothing that looks like a store.
+    let empty = |b: &dyn Backend| matches!(b.list("", None, Some(1)), Ok(keys) if keys.is_empty());
+    if copied.is_err() && created && empty(&*destination) {
+        // Created above and still empty: leave no store file behind.
         drop(destination);
         let _ = std::fs::remove_file(global.store.join(tresor_storage::STORE_FILE_NAME));
     }
-    let summary = copied?;
+    let copied = copied?;
+    let summary = &copied.summary;
     if global.format == Format::Json {
         print_json(&json!({
             "from": names.0,
             "to": names.1,
             "keys": summary.keys,
             "sha256": summary.sha256,
+            "resumed": copied.resumed,
         }));
     } else {
+        if copied.resumed > 0 {
+            println!(
+                "Resumed an interrupted copy: {} keys were already there with the same bytes.",
+                copied.resumed
+            );
+        }
         println!(
             "Copied {} keys from {} to {}; both sides verified: {} keys, sha256 {}.",
-            summary.keys, names.0, names.1, summary.keys, summary.sha256
+            summary.keys - copied.resumed,
+            names.0,
+            names.1,
+            summary.keys,
+            summary.sha256
         );
     }
     Ok(())
 }
 
-/// The source read-only, or a new, empty destination.
+/// The source read-only, or the destination: a new, empty store, or the
+/// one an interrupted migrate left (which `copy_store` checks).
 fn open_backend(
     global: &GlobalArgs,
     kind: BackendKind,
@@ -147,13 +164,12 @@ fn open_backend(
     let storage = |e: tresor_storage::StorageError| Failure::from(tresor_core::CoreError::from(e));
     match kind {
         BackendKind::Embedded if destination => {
-            if Embedded::exists(&global.store) {
-                return Err(Failure::usage(anyhow!(
-                    "a store already exists at {}; migrate into a new directory",
-                    global.store.display()
-                )));
-            }
-            Ok(Box::new(Embedded::create(&global.store).map_err(storage)?))
+            let store = if Embedded::exists(&global.store) {
+                Embedded::open(&global.store)
+            } else {
+                Embedded::create(&global.store)
+            };
+            Ok(Box::new(store.map_err(storage)?))
         }
         BackendKind::Embedded => Ok(Box::new(
             Embedded::open_read_only(&global.store).map_err(storage)?,

@@ -42,6 +42,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
 
 async fn serve(args: ServerArgs) -> CmdResult {
     let mut rotation = None;
+    let mut pending = None;
     let (core, listener, banner) = if args.dev {
         let settings = CoreSettings {
             audit_write_timeout: Duration::from_secs(2),
@@ -67,10 +68,12 @@ async fn serve(args: ServerArgs) -> CmdResult {
             token_limits: TokenLimits::default(),
         };
         let storage = config.storage.resolve().map_err(Failure::usage)?;
-        let core = tokio::task::block_in_place(|| {
+        let started = tokio::task::block_in_place(|| {
             store_core(&storage, config.seal.key_file.as_deref(), settings)
         })
         .map_err(Failure::runtime)?;
+        pending = started.pending;
+        let core = started.core;
         let tls = match (
             &config.listener.tls_cert_file,
             &config.listener.tls_key_file,
@@ -100,6 +103,9 @@ async fn serve(args: ServerArgs) -> CmdResult {
         .map_err(Failure::runtime)?;
     if let Some(rotation) = rotation {
         server.schedule_rotation(rotation);
+    }
+    if let Some(pending) = pending {
+        server.unseal_once_reachable(pending);
     }
     let address = server.address();
     if let Some(dev) = banner {
