@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 
 use aws_sdk_secretsmanager as sm;
+use futures_util::StreamExt;
 use serde_json::{Map, Value};
 use sm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use sm::types::{Filter, FilterNameStringType, Tag};
 use tresor_kv::SecretMap;
 use tresor_platform::{
-    AwsTarget, Destination, MANAGED_BY, OWNER_PLATFORM, Owner, Pushed, SecretSpec, TargetError,
+    AwsTarget, Destination, Job, MANAGED_BY, OWNER_PLATFORM, Owner, PushResult, Pushed, SecretSpec,
+    TargetError, Unreachable,
 };
 use zeroize::Zeroizing;
 
@@ -82,6 +84,19 @@ impl AwsError {
     }
 }
 
+impl From<AwsError> for TargetError {
+    fn from(e: AwsError) -> Self {
+        TargetError {
+            unreachable: e.is_unreachable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How many pushes `tresor apply` has in flight to Secrets Manager: each
+/// is two or three requests that mostly wait on the network.
+pub const IN_FLIGHT: usize = 16;
+
 /// A blocking client of Secrets Manager: one runtime, one SDK client per region.
 pub struct Aws {
     runtime: tokio::runtime::Runtime,
@@ -132,25 +147,6 @@ impl Aws {
         Ok(regional)
     }
 
-    /// Makes the secret `target` names hold `data` in its JSON shape,
-    /// tagged as `owner`'s.
-    pub fn push(
-        &mut self,
-        target: &AwsTarget,
-        data: &SecretMap,
-        owner: &Owner,
-    ) -> Result<Pushed, AwsError> {
-        let what = format!("`{}`", target.name);
-        let r = self.regional(target.region.as_deref(), &what)?;
-        let mut desired = shape(target, data);
-        let text = Zeroizing::new(desired.to_string());
-        let pushed = self
-            .runtime
-            .block_on(push(&r, target, &desired, &text, owner));
-        tresor_kv::wipe_json(&mut desired);
-        pushed
-    }
-
     /// The current values of the secret `name`, `None` when there is none.
     pub fn read(
         &mut self,
@@ -171,6 +167,21 @@ impl Aws {
     pub fn region_name(&mut self, region: Option<&str>) -> Result<String, AwsError> {
         Ok(self.regional(region, "import")?.region)
     }
+}
+
+/// Makes the secret `target` names hold `data` in its JSON shape, tagged
+/// as `owner`'s.
+async fn push_shaped(
+    r: &Regional,
+    target: &AwsTarget,
+    data: &SecretMap,
+    owner: &Owner<'_>,
+) -> Result<Pushed, AwsError> {
+    let mut desired = shape(target, data);
+    let text = Zeroizing::new(desired.to_string());
+    let pushed = push(r, target, &desired, &text, owner).await;
+    tresor_kv::wipe_json(&mut desired);
+    pushed
 }
 
 /// The secret string: the target's JSON fields with the keys' values.
@@ -430,6 +441,38 @@ impl AwsDestination {
             aws: None,
         }
     }
+
+    /// Starts the runtime (once).
+    fn start(&mut self) -> Result<&mut Aws, TargetError> {
+        if self.aws.is_none() {
+            self.aws = Some(Aws::new().map_err(|e| TargetError {
+                unreachable: true,
+                message: e.to_string(),
+            })?);
+        }
+        Ok(self.aws.as_mut().expect("set above"))
+    }
+
+    /// The client for `secret`'s region, loading its configuration on first use.
+    fn regional(&mut self, secret: &SecretSpec) -> Result<Regional, TargetError> {
+        let target = secret.targets.aws.as_ref().expect("only aws targets");
+        let aws = self.start()?;
+        Ok(aws.regional(target.region.as_deref(), &format!("`{}`", target.name))?)
+    }
+
+    async fn push_to(
+        &self,
+        r: &Regional,
+        secret: &SecretSpec,
+        data: &SecretMap,
+    ) -> Result<Pushed, AwsError> {
+        let target = secret.targets.aws.as_ref().expect("only aws targets");
+        let owner = Owner {
+            platform: &self.platform,
+            secret: &secret.name,
+        };
+        push_shaped(r, target, data, &owner).await
+    }
 }
 
 impl Destination for AwsDestination {
@@ -452,21 +495,49 @@ impl Destination for AwsDestination {
     }
 
     fn push(&mut self, secret: &SecretSpec, data: &SecretMap) -> Result<Pushed, TargetError> {
-        let target = secret.targets.aws.as_ref().expect("only aws targets");
-        let owner = Owner {
-            platform: &self.platform,
-            secret: &secret.name,
-        };
-        if self.aws.is_none() {
-            self.aws = Some(Aws::new().map_err(|e| TargetError {
-                unreachable: true,
-                message: e.to_string(),
-            })?);
+        let r = self.regional(secret)?;
+        let aws = self.aws.as_ref().expect("started by regional");
+        Ok(aws.runtime.block_on(self.push_to(&r, secret, data))?)
+    }
+
+    /// [`IN_FLIGHT`] pushes at a time on the SDK's async client, after
+    /// loading each region's configuration once.
+    fn push_all(&mut self, jobs: &[Job<'_>]) -> Vec<PushResult> {
+        if let Err(e) = self.start() {
+            // Without a runtime nothing is tried: the first push says why.
+            return (0..jobs.len())
+                .map(|i| match i {
+                    0 => PushResult::Failed(e.message.clone()),
+                    _ => PushResult::Skipped,
+                })
+                .collect();
         }
-        let aws = self.aws.as_mut().expect("set above");
-        aws.push(target, data, &owner).map_err(|e| TargetError {
-            unreachable: e.is_unreachable(),
-            message: e.to_string(),
-        })
+        let clients: Vec<Result<Regional, TargetError>> =
+            jobs.iter().map(|job| self.regional(job.secret)).collect();
+        let unreachable = Unreachable::default();
+        let this = &*self;
+        let aws = self.aws.as_ref().expect("started above");
+        let pushes = jobs.iter().zip(&clients).map(|(job, client)| {
+            let unreachable = &unreachable;
+            async move {
+                let endpoint = this.endpoint(job.secret);
+                if unreachable.skips(&endpoint) {
+                    return PushResult::Skipped;
+                }
+                let pushed = match client {
+                    Ok(r) => this
+                        .push_to(r, job.secret, job.data)
+                        .await
+                        .map_err(TargetError::from),
+                    Err(e) => Err(e.clone()),
+                };
+                unreachable.outcome(&endpoint, pushed)
+            }
+        });
+        aws.runtime.block_on(
+            futures_util::stream::iter(pushes)
+                .buffered(IN_FLIGHT)
+                .collect(),
+        )
     }
 }

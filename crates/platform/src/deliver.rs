@@ -7,6 +7,7 @@
 use crate::plan::Plan;
 use crate::spec::{SecretSpec, Spec};
 use std::fmt::Write;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use tresor_kv::SecretMap;
 
 /// Recorded on a pushed secret (an AWS tag, Vault custom metadata) beside
@@ -67,7 +68,7 @@ impl Owner<'_> {
 
 /// Why one push failed. The message names the target and says what to do;
 /// it never holds a value.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct TargetError {
     pub message: String,
@@ -86,6 +87,59 @@ pub trait Destination {
     fn endpoint(&self, secret: &SecretSpec) -> String;
     /// Makes the target hold exactly `data`, writing only when it differs.
     fn push(&mut self, secret: &SecretSpec, data: &SecretMap) -> Result<Pushed, TargetError>;
+
+    /// Every push of one delivery, each result at its job's index. The
+    /// default pushes one after the other; a target that takes several at
+    /// once overrides it, skipping through [`Unreachable`] the pushes not
+    /// yet started when their endpoint proved unreachable.
+    fn push_all(&mut self, jobs: &[Job<'_>]) -> Vec<PushResult> {
+        let unreachable = Unreachable::default();
+        jobs.iter()
+            .map(|job| {
+                let endpoint = self.endpoint(job.secret);
+                if unreachable.skips(&endpoint) {
+                    return PushResult::Skipped;
+                }
+                unreachable.outcome(&endpoint, self.push(job.secret, job.data))
+            })
+            .collect()
+    }
+}
+
+/// One push of a delivery: a secret and the values its target gets.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub secret: &'a SecretSpec,
+    pub data: &'a SecretMap,
+}
+
+/// The endpoints found unreachable during one delivery, shared by
+/// concurrent pushes.
+#[derive(Debug, Default)]
+pub struct Unreachable(Mutex<Vec<String>>);
+
+impl Unreachable {
+    /// Whether a push to `endpoint` is not to be tried.
+    pub fn skips(&self, endpoint: &str) -> bool {
+        self.endpoints().iter().any(|e| e == endpoint)
+    }
+
+    /// A push's result, noting its endpoint when it proved unreachable.
+    pub fn outcome(&self, endpoint: &str, pushed: Result<Pushed, TargetError>) -> PushResult {
+        match pushed {
+            Ok(pushed) => PushResult::Done(pushed),
+            Err(e) => {
+                if e.unreachable && !self.skips(endpoint) {
+                    self.endpoints().push(endpoint.to_owned());
+                }
+                PushResult::Failed(e.message)
+            }
+        }
+    }
+
+    fn endpoints(&self) -> MutexGuard<'_, Vec<String>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The outcome of one secret on one target.
@@ -111,10 +165,11 @@ pub struct DeliveryReport {
     pub entries: Vec<Entry>,
 }
 
-/// Pushes each secret of `plan` to each destination it names, in the
-/// plan's order. A failure does not stop the other pushes: each push is
-/// one atomic write on its target, so every target ends either holding a
-/// secret's new values or its former ones, and the report says which.
+/// Pushes each secret of `plan` to each destination it names (several at
+/// once where the target allows), reported in the plan's order. A failure
+/// does not stop the other pushes: each push is one atomic write on its
+/// target, so every target ends either holding a secret's new values or
+/// its former ones, and the report says which.
 pub fn deliver(
     spec: &Spec,
     plan: &Plan,
@@ -137,7 +192,8 @@ pub fn deliver_values(
 ) -> DeliveryReport {
     let mut report = DeliveryReport::default();
     for destination in destinations.iter_mut() {
-        let mut unreachable: Vec<String> = Vec::new();
+        let mut jobs = Vec::new();
+        let mut places = Vec::new();
         for (name, data) in values {
             let Some(secret) = spec.secrets.iter().find(|s| s.name == *name) else {
                 continue;
@@ -145,23 +201,15 @@ pub fn deliver_values(
             let Some(place) = destination.place(secret) else {
                 continue;
             };
-            let endpoint = destination.endpoint(secret);
-            let result = if unreachable.contains(&endpoint) {
-                PushResult::Skipped
-            } else {
-                match destination.push(secret, data) {
-                    Ok(pushed) => PushResult::Done(pushed),
-                    Err(e) => {
-                        if e.unreachable {
-                            unreachable.push(endpoint);
-                        }
-                        PushResult::Failed(e.message)
-                    }
-                }
-            };
+            jobs.push(Job { secret, data });
+            places.push(place);
+        }
+        let results = destination.push_all(&jobs);
+        debug_assert_eq!(results.len(), jobs.len(), "one result per push");
+        for ((job, place), result) in jobs.iter().zip(places).zip(results) {
             report.entries.push(Entry {
                 kind: destination.kind(),
-                secret: secret.name.clone(),
+                secret: job.secret.name.clone(),
                 place,
                 result,
             });

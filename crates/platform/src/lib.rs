@@ -8,6 +8,7 @@
 
 mod deliver;
 pub mod generate;
+pub mod parallel;
 mod plan;
 mod spec;
 pub mod strength;
@@ -15,8 +16,8 @@ mod target;
 mod targets;
 
 pub use deliver::{
-    DeliveryReport, Destination, Entry, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult, Pushed,
-    TargetError, deliver, deliver_values,
+    DeliveryReport, Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult,
+    Pushed, TargetError, Unreachable, deliver, deliver_values,
 };
 pub use generate::{Generator, GeneratorError};
 pub use plan::{

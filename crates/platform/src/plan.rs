@@ -4,7 +4,8 @@
 //! Everything (validation, generation, reference resolution) happens while
 //! planning; applying only writes. Each secret is one KV version written
 //! with check-and-set, so a failure never leaves a half-written secret, and
-//! secrets are written after the secrets they refer to.
+//! secrets are written after the secrets they refer to (the others several
+//! at a time, so that the store's group commit shares one sync among them).
 
 use crate::PlatformError;
 use crate::spec::{SecretSpec, Source, Spec};
@@ -75,6 +76,8 @@ pub struct SecretPlan {
     pub rotate_due: bool,
     /// The secret's current version (0: none), for check-and-set.
     cas: u64,
+    /// Written after every secret of a lower wave: those it refers to.
+    wave: usize,
     data: SecretMap,
     metadata: BTreeMap<String, Option<String>>,
 }
@@ -84,7 +87,23 @@ impl SecretPlan {
     pub fn data(&self) -> &SecretMap {
         &self.data
     }
+
+    /// Writes the new version (unless unchanged) and the metadata that
+    /// differs; `Ok(false)` when the version is no longer the one planned
+    /// against.
+    fn write(&self, kv: &dyn SecretStore) -> Result<bool, PlatformError> {
+        if self.action != Action::Unchanged && !kv.write(&self.path, &self.data, self.cas)? {
+            return Ok(false);
+        }
+        if !self.metadata.is_empty() {
+            kv.merge_custom_metadata(&self.path, &self.metadata)?;
+        }
+        Ok(true)
+    }
 }
+
+/// How many secrets [`Plan::apply`] writes at once.
+pub const WRITERS: usize = 16;
 
 /// The whole plan, in write order.
 #[derive(Debug)]
@@ -178,8 +197,15 @@ pub fn plan(
     }
 
     let mut plans = Vec::new();
+    let mut waves: BTreeMap<&str, usize> = BTreeMap::new();
     for secret in order(spec) {
         let state = current.remove(secret.name.as_str()).expect("read above");
+        let wave = deps(secret)
+            .iter()
+            .filter_map(|d| waves.get(d))
+            .max()
+            .map_or(0, |w| w + 1);
+        waves.insert(&secret.name, wave);
         let mut data = SecretMap::new();
         let mut keys = Vec::new();
         let mut metadata = BTreeMap::new();
@@ -252,6 +278,7 @@ pub fn plan(
             keys,
             rotate_due,
             cas: state.version,
+            wave,
             data,
             metadata,
         });
@@ -318,19 +345,21 @@ fn resolve(
     }
 }
 
+/// The other secrets `s` refers to.
+fn deps(s: &SecretSpec) -> BTreeSet<&str> {
+    s.keys
+        .iter()
+        .filter_map(|k| match &k.source {
+            Source::Ref(r) if r.secret != s.name => Some(r.secret.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Secrets after the secrets they refer to, by name otherwise. A crash
 /// between two writes then leaves a referring secret unwritten rather than
 /// holding a value its source never got.
 fn order(spec: &Spec) -> Vec<&SecretSpec> {
-    fn deps(s: &SecretSpec) -> BTreeSet<&str> {
-        s.keys
-            .iter()
-            .filter_map(|k| match &k.source {
-                Source::Ref(r) if r.secret != s.name => Some(r.secret.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
     let mut done: BTreeSet<&str> = BTreeSet::new();
     let mut out = Vec::new();
     while out.len() < spec.secrets.len() {
@@ -367,29 +396,32 @@ impl Plan {
             .all(|s| s.action == Action::Unchanged && s.metadata.is_empty())
     }
 
-    /// Writes the plan. Each secret is one check-and-set write of the
-    /// version planned against: if anyone changed it since, this stops
-    /// with [`PlatformError::Changed`] and the secret keeps the other write.
+    /// Writes the plan, wave after wave (a secret after those it refers
+    /// to), the secrets of a wave [`WRITERS`] at a time. Each secret is one
+    /// check-and-set write of the version planned against: if anyone
+    /// changed it since, this ends with [`PlatformError::Changed`] before
+    /// the next wave, and the secret keeps the other write.
     pub fn apply(&self, kv: &dyn SecretStore) -> Result<Outcome, PlatformError> {
         let mut outcome = Outcome::default();
-        for secret in &self.secrets {
-            match secret.action {
-                Action::Unchanged => outcome.unchanged += 1,
-                Action::Create | Action::Update => {
-                    if !kv.write(&secret.path, &secret.data, secret.cas)? {
-                        return Err(PlatformError::Changed {
-                            secret: secret.name.clone(),
-                        });
-                    }
-                    if secret.action == Action::Create {
-                        outcome.created += 1;
-                    } else {
-                        outcome.updated += 1;
-                    }
+        let last = self.secrets.iter().map(|s| s.wave).max().unwrap_or(0);
+        for wave in 0..=last {
+            let secrets: Vec<&SecretPlan> =
+                self.secrets.iter().filter(|s| s.wave == wave).collect();
+            for (secret, written) in
+                secrets
+                    .iter()
+                    .zip(crate::parallel::map(&secrets, WRITERS, |s| s.write(kv)))
+            {
+                if !written? {
+                    return Err(PlatformError::Changed {
+                        secret: secret.name.clone(),
+                    });
                 }
-            }
-            if !secret.metadata.is_empty() {
-                kv.merge_custom_metadata(&secret.path, &secret.metadata)?;
+                match secret.action {
+                    Action::Create => outcome.created += 1,
+                    Action::Update => outcome.updated += 1,
+                    Action::Unchanged => outcome.unchanged += 1,
+                }
             }
         }
         Ok(outcome)

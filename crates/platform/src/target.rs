@@ -15,8 +15,9 @@ pub struct Stored {
     pub custom: BTreeMap<String, String>,
 }
 
-/// The operations plan and apply need from a store.
-pub trait SecretStore {
+/// The operations plan and apply need from a store; shared by the threads
+/// that write several secrets at once.
+pub trait SecretStore: Sync {
     fn read(&self, path: &str) -> Result<Stored, PlatformError>;
 
     /// Writes a new version if the current one is still `cas`; `Ok(false)`

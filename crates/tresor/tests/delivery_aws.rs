@@ -6,7 +6,7 @@
 
 mod delivery_support;
 
-use delivery_support::{Moto, REGION};
+use delivery_support::{EXTRA, Moto, REGION, assert_all_undelivered, with_extra_secrets};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -218,7 +218,9 @@ fn a_secret_owned_by_someone_else_is_not_overwritten() {
 #[test]
 fn an_unreachable_endpoint_is_named_and_a_rerun_completes() {
     let moto = Moto::start();
-    let dir = spec_dir(EXAMPLE);
+    let dir = spec_dir(&with_extra_secrets(EXAMPLE, |i| {
+        format!("{{aws: {{name: tresor-test/extra-{i:02}}}}}")
+    }));
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
@@ -232,16 +234,14 @@ fn an_unreachable_endpoint_is_named_and_a_rerun_completes() {
         shown.contains(&format!("cannot reach AWS Secrets Manager in {REGION}")),
         "{shown}"
     );
-    assert!(
-        shown.contains("NOT TRIED") && shown.contains("aws: 0 of 3 delivered"),
-        "{shown}"
-    );
+    assert_all_undelivered(&shown, "aws", NAMES.len() + EXTRA);
 
     let rerun = apply(dir.path(), &moto.env());
     assert!(rerun.status.success(), "{}", text(&rerun));
     for name in NAMES {
         assert_eq!(labels(&moto, name).2, 1);
     }
+    assert_eq!(labels(&moto, "tresor-test/extra-39").2, 1);
 }
 
 #[test]
@@ -258,6 +258,86 @@ fn refused_credentials_are_access_denied() {
     );
     assert!(shown.contains("aws: 0 of 3 delivered"), "{shown}");
     assert!(!shown.contains("testing"), "a credential was printed");
+}
+
+/// Everything in Secrets Manager, and in IAM to change a user's policy.
+const ADMIN: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+/// A deployer who may create secrets but not put new values into them.
+const NO_PUT: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"},{"Effect":"Deny","Action":"secretsmanager:PutSecretValue","Resource":"*"}]}"#;
+const DEPLOYER: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}]}"#;
+
+#[test]
+fn an_iam_deny_names_the_target_and_the_action_and_a_rerun_with_permission_completes() {
+    let moto = Moto::start();
+    let admin = moto.iam_user("admin", ADMIN);
+    let deployer = moto.iam_user("deployer", NO_PUT);
+    moto.enforce_iam(&admin);
+    let dir = spec_dir(EXAMPLE);
+    let first = apply(dir.path(), &moto.env_as(&deployer));
+    assert!(
+        first.status.success(),
+        "creating is allowed: {}",
+        text(&first)
+    );
+    let key = moto.value(NAMES[2], "AWSCURRENT")["api-key"].clone();
+
+    // A new value for the API key needs PutSecretValue; a new secret only CreateSecret.
+    let spec = format!(
+        "{}  reports-secrets:\n    keys: {{token: {{generate: hex:16}}}}\n    targets: {{aws: {{name: mlops-platform/reports/token}}}}\n",
+        EXAMPLE.replace("api-key: {generate: hex:32}", "api-key: {generate: hex:40}")
+    );
+    std::fs::write(dir.path().join("tresor.yaml"), &spec).unwrap();
+    let denied = apply(dir.path(), &moto.env_as(&deployer));
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+    let shown = text(&denied);
+    assert!(
+        shown.contains(&format!(
+            "aws: api-secrets -> {} ({REGION}): FAILED: AWS Secrets Manager in {REGION} denied PutSecretValue on `{}`",
+            NAMES[2], NAMES[2]
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "aws: reports-secrets -> mlops-platform/reports/token ({REGION}): created"
+        )) && shown.contains(&format!(
+            "aws: mlflow-secrets -> {} ({REGION}): unchanged",
+            NAMES[0]
+        )),
+        "the other targets are done and say so: {shown}"
+    );
+    assert!(shown.contains("aws: 3 of 4 delivered"), "{shown}");
+    assert!(
+        !shown.contains(&deployer.secret),
+        "a credential was printed"
+    );
+    assert_eq!(
+        moto.value(NAMES[2], "AWSCURRENT")["api-key"],
+        key,
+        "the former value stays"
+    );
+    assert_eq!(labels(&moto, NAMES[2]).2, 1);
+
+    moto.iam_policy("deployer", DEPLOYER);
+    let rerun = apply(dir.path(), &moto.env_as(&deployer));
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains(&format!(
+            "aws: api-secrets -> {} ({REGION}): updated",
+            NAMES[2]
+        )),
+        "{}",
+        text(&rerun)
+    );
+    assert_eq!(
+        moto.value(NAMES[2], "AWSCURRENT")["api-key"]
+            .as_str()
+            .unwrap()
+            .len(),
+        80
+    );
+    assert_eq!(moto.value(NAMES[2], "AWSPREVIOUS")["api-key"], key);
 }
 
 #[test]

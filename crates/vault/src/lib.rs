@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use tresor_client::{Client, Config};
 use tresor_kv::SecretMap;
 use tresor_platform::{
-    Destination, KeyRef, MANAGED_BY, OWNER_PLATFORM, Owner, Plan, PlatformError, Pushed,
-    RemoteStore, SecretSpec, SecretStore, TargetError, VaultAuth,
+    Destination, Job, KeyRef, MANAGED_BY, OWNER_PLATFORM, Owner, Plan, PlatformError, PushResult,
+    Pushed, RemoteStore, SecretSpec, SecretStore, TargetError, Unreachable, VaultAuth,
 };
 use zeroize::Zeroizing;
 
@@ -73,6 +73,19 @@ impl VaultError {
         matches!(self, VaultError::Unreachable { .. })
     }
 }
+
+impl From<VaultError> for TargetError {
+    fn from(e: VaultError) -> Self {
+        TargetError {
+            unreachable: e.is_unreachable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How many pushes `tresor apply` has in flight to Vault: each is a few
+/// small requests, so a handful of connections keeps a server busy.
+pub const IN_FLIGHT: usize = 8;
 
 /// A client of the Vault at `address` (else `VAULT_ADDR`) with `token`
 /// (else `VAULT_TOKEN`, else `~/.vault-token`). `TRESOR_*` variables are
@@ -300,7 +313,9 @@ impl<'a> VaultDestination<'a> {
         }
     }
 
-    fn kv(&mut self, secret: &SecretSpec) -> Result<&Kv, VaultError> {
+    /// The index in `mounts` of the connection `secret` is pushed
+    /// through, connecting on first use.
+    fn connect(&mut self, secret: &SecretSpec) -> Result<usize, VaultError> {
         let target = secret.targets.vault.as_ref().expect("only vault targets");
         let id = (
             target.address.clone(),
@@ -320,7 +335,27 @@ impl<'a> VaultDestination<'a> {
                 self.mounts.len() - 1
             }
         };
-        Ok(&self.mounts[index].1)
+        Ok(index)
+    }
+
+    /// Pushes `secret` through the connection at `mount`.
+    fn push_to(
+        &self,
+        mount: usize,
+        secret: &SecretSpec,
+        data: &SecretMap,
+    ) -> Result<Pushed, VaultError> {
+        let path = &secret
+            .targets
+            .vault
+            .as_ref()
+            .expect("only vault targets")
+            .path;
+        let owner = Owner {
+            platform: &self.platform,
+            secret: &secret.name,
+        };
+        self.mounts[mount].1.push(path, data, &owner)
     }
 
     fn token(&self, key: &KeyRef, what: &str) -> Result<Zeroizing<String>, VaultError> {
@@ -365,23 +400,31 @@ impl Destination for VaultDestination<'_> {
     }
 
     fn push(&mut self, secret: &SecretSpec, data: &SecretMap) -> Result<Pushed, TargetError> {
-        let path = secret
-            .targets
-            .vault
-            .as_ref()
-            .expect("only vault targets")
-            .path
-            .clone();
-        let platform = self.platform.clone();
-        let owner = Owner {
-            platform: &platform,
-            secret: &secret.name,
-        };
-        self.kv(secret)
-            .and_then(|kv| kv.push(&path, data, &owner))
-            .map_err(|e| TargetError {
-                unreachable: e.is_unreachable(),
-                message: e.to_string(),
-            })
+        let mount = self.connect(secret)?;
+        Ok(self.push_to(mount, secret, data)?)
+    }
+
+    /// [`IN_FLIGHT`] pushes at a time, after connecting one by one (a
+    /// connection may take its token from the plan).
+    fn push_all(&mut self, jobs: &[Job<'_>]) -> Vec<PushResult> {
+        let connected: Vec<(Job<'_>, Result<usize, TargetError>)> = jobs
+            .iter()
+            .map(|job| (*job, self.connect(job.secret).map_err(TargetError::from)))
+            .collect();
+        let unreachable = Unreachable::default();
+        let this = &*self;
+        tresor_platform::parallel::map(&connected, IN_FLIGHT, |(job, mount)| {
+            let endpoint = this.endpoint(job.secret);
+            if unreachable.skips(&endpoint) {
+                return PushResult::Skipped;
+            }
+            let pushed = match mount {
+                Ok(mount) => this
+                    .push_to(*mount, job.secret, job.data)
+                    .map_err(TargetError::from),
+                Err(e) => Err(e.clone()),
+            };
+            unreachable.outcome(&endpoint, pushed)
+        })
     }
 }

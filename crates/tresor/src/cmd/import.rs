@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use tresor_core::Access;
 use tresor_kv::SecretMap;
-use tresor_platform::{Generator, KubernetesSpec, Spec, StoreSpec, check_key_name};
+use tresor_platform::{Generator, KubernetesSpec, SecretStore, Spec, StoreSpec, check_key_name};
 
 #[derive(Args)]
 pub struct ImportArgs {
@@ -48,6 +48,8 @@ pub enum Origin {
 
 /// One secret read from its source.
 struct Found {
+    /// Where it was read (`NAMESPACE/NAME`, `MOUNT/PATH`, the AWS name).
+    origin: String,
     /// Its name in tresor.yaml (a valid Kubernetes name).
     name: String,
     data: SecretMap,
@@ -67,7 +69,28 @@ pub fn run(args: ImportArgs) -> CmdResult {
             "nothing to import: no secret matches"
         )));
     }
-    for f in &found {
+    check(&found, &spec)?;
+    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand)
+        .map_err(failure)?
+        .expect("created when missing");
+    store(opened.store(), &found)?;
+    print!("{}", proposal(&found));
+    Ok(())
+}
+
+/// Refuses, before anything is written, what cannot become tresor.yaml
+/// entries beside `spec`'s.
+fn check(found: &[Found], spec: &Spec) -> Result<(), Failure> {
+    for (i, f) in found.iter().enumerate() {
+        if let Some(first) = found[..i].iter().find(|g| g.name == f.name) {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "`{}` is named twice: `{}` and `{}` would both become tresor.yaml secret `{}`; nothing was imported. Import one of them",
+                f.name,
+                first.origin,
+                f.origin,
+                f.name
+            )));
+        }
         for key in f.data.keys() {
             check_key_name(key).map_err(|why| {
                 Failure::usage(anyhow::anyhow!(
@@ -83,30 +106,32 @@ pub fn run(args: ImportArgs) -> CmdResult {
             )));
         }
     }
-    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand)
-        .map_err(failure)?
-        .expect("created when missing");
-    let mut proposal = String::from(
-        "# Proposed tresor.yaml entries (the values are in the store; none is shown).\n# Imported values are kept as they are until rotated: `generate` says how a\n# fresh one will be made.\nsecrets:\n",
-    );
-    for f in &found {
-        let stored = opened.store().read(&f.name).map_err(failure)?;
-        match &stored.data {
-            Some(data) if *data == f.data => {
-                eprintln!("{}: already in the store with these values", f.name)
-            }
+    Ok(())
+}
+
+/// Writes every found secret into the store, after checking them all: bad
+/// input imports nothing.
+fn store(store: &dyn SecretStore, found: &[Found]) -> Result<(), Failure> {
+    // Per secret, the version to write against; `None`: it is there already.
+    let mut versions = Vec::new();
+    for f in found {
+        let stored = store.read(&f.name).map_err(failure)?;
+        versions.push(match &stored.data {
+            Some(data) if *data == f.data => None,
             Some(_) => {
                 return Err(Failure::usage(anyhow::anyhow!(
-                    "the store already holds a different `{}`; nothing was imported for it. Remove it from the store or import under another name",
+                    "the store already holds a different `{}`; nothing was imported. Remove it from the store or import under another name",
                     f.name
                 )));
             }
-            None => {
-                if !opened
-                    .store()
-                    .write(&f.name, &f.data, stored.version)
-                    .map_err(failure)?
-                {
+            None => Some(stored.version),
+        });
+    }
+    for (f, version) in found.iter().zip(versions) {
+        match version {
+            None => eprintln!("{}: already in the store with these values", f.name),
+            Some(version) => {
+                if !store.write(&f.name, &f.data, version).map_err(failure)? {
                     return Err(Failure::runtime(anyhow::anyhow!(
                         "`{}` changed in the store while importing; run the import again",
                         f.name
@@ -115,10 +140,19 @@ pub fn run(args: ImportArgs) -> CmdResult {
                 eprintln!("{}: imported {} keys", f.name, f.data.len());
             }
         }
-        proposal.push_str(&entry(f));
     }
-    print!("{proposal}");
     Ok(())
+}
+
+/// The tresor.yaml entries of the found secrets: never a value.
+fn proposal(found: &[Found]) -> String {
+    let mut out = String::from(
+        "# Proposed tresor.yaml entries (the values are in the store; none is shown).\n# Imported values are kept as they are until rotated: `generate` says how a\n# fresh one will be made.\nsecrets:\n",
+    );
+    for f in found {
+        out.push_str(&entry(f));
+    }
+    out
 }
 
 /// The spec at `file`, or, when there is none yet, one naming the default
@@ -223,6 +257,7 @@ fn from_aws(args: &ImportArgs, spec: &Spec) -> Result<Vec<Found>, Failure> {
                 ))
             })?;
         out.push(Found {
+            origin: name.clone(),
             name: name_from(&name, &spec.name),
             data,
             extra: format!("    targets:\n      aws: {{name: {name}, region: {resolved}}}\n"),
@@ -278,6 +313,7 @@ fn from_vault(args: &ImportArgs) -> Result<Vec<Found>, Failure> {
                 )));
             };
             out.push(Found {
+                origin: format!("{mount}/{p}"),
                 name: name_from(&p, ""),
                 data,
                 extra: format!("    targets:\n      vault: {{mount: {mount}, path: {p}}}\n"),
@@ -315,6 +351,7 @@ fn from_kubernetes(args: &ImportArgs) -> Result<Vec<Found>, Failure> {
             map.insert(key, Value::String(text));
         }
         out.push(Found {
+            origin: name.clone(),
             name: secret.to_owned(),
             data: map,
             extra: format!("    namespace: {ns}\n"),

@@ -10,6 +10,46 @@ use std::time::{Duration, Instant};
 
 pub const REGION: &str = "eu-west-1";
 
+/// More secrets than a target has pushes in flight, so that some are
+/// still waiting when an endpoint proves unreachable.
+pub const EXTRA: usize = 40;
+
+/// `spec` (whose `secrets:` section comes last) with [`EXTRA`] more
+/// secrets `extra-NN`, each delivered to `target(NN)` (a flow mapping).
+pub fn with_extra_secrets(spec: &str, target: impl Fn(usize) -> String) -> String {
+    let mut out = spec.to_owned();
+    for i in 0..EXTRA {
+        out.push_str(&format!(
+            "  extra-{i:02}:\n    keys: {{k: {{generate: hex:16}}}}\n    targets: {}\n",
+            target(i)
+        ));
+    }
+    out
+}
+
+/// Checks a report of pushes to an unreachable `kind` endpoint: every one
+/// failed or was not tried, and some were not tried at all.
+pub fn assert_all_undelivered(shown: &str, kind: &str, total: usize) {
+    let lines: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with(&format!("{kind}: ")))
+        .collect();
+    assert_eq!(lines.len(), total, "one line per push:\n{shown}");
+    assert!(
+        lines.iter().all(|l| l.contains(": FAILED: cannot reach")
+            || l.ends_with("NOT TRIED: its endpoint is unreachable")),
+        "{shown}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("NOT TRIED")),
+        "the pushes waiting behind the first failures are not tried:\n{shown}"
+    );
+    assert!(
+        shown.contains(&format!("{kind}: 0 of {total} delivered")),
+        "{shown}"
+    );
+}
+
 fn tool(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run `eval \"$(scripts/setup/aws.sh)\"` first, or ./scripts/test")
@@ -19,6 +59,16 @@ fn tool(var: &str) -> String {
 pub struct Moto {
     child: Child,
     pub url: String,
+    /// The access key the helpers sign with: anything until IAM is
+    /// enforced, then an administrator's.
+    keys: std::sync::Mutex<Keys>,
+}
+
+/// An access key id and its secret.
+#[derive(Clone)]
+pub struct Keys {
+    pub id: String,
+    pub secret: String,
 }
 
 impl Moto {
@@ -43,6 +93,10 @@ impl Moto {
         let moto = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            keys: std::sync::Mutex::new(Keys {
+                id: "testing".into(),
+                secret: "testing".into(),
+            }),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -54,19 +108,77 @@ impl Moto {
 
     /// The variables that point the AWS SDK (and CLI) at this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        let keys = self.keys.lock().unwrap().clone();
+        self.env_as(&keys)
+    }
+
+    /// [`Moto::env`] signing with `keys`.
+    pub fn env_as(&self, keys: &Keys) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_ACCESS_KEY_ID", keys.id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", keys.secret.clone()),
             ("AWS_REGION", REGION.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
 
+    /// An IAM user with the inline policy `policy` (a JSON document), and
+    /// an access key of it.
+    pub fn iam_user(&self, name: &str, policy: &str) -> Keys {
+        self.iam(&["create-user", "--user-name", name]);
+        self.iam_policy(name, policy);
+        let key = self.iam(&["create-access-key", "--user-name", name]);
+        Keys {
+            id: key["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
+            secret: key["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Replaces the inline policy of user `name`.
+    pub fn iam_policy(&self, name: &str, policy: &str) {
+        self.iam(&[
+            "put-user-policy",
+            "--user-name",
+            name,
+            "--policy-name",
+            "tresor-test",
+            "--policy-document",
+            policy,
+        ]);
+    }
+
+    /// From now on, moto checks every request's signature and IAM policies
+    /// (its `/moto-api/reset-auth` sets INITIAL_NO_AUTH_ACTION_COUNT to 0);
+    /// the helpers sign with `admin`.
+    pub fn enforce_iam(&self, admin: &Keys) {
+        use std::io::{Read, Write};
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "POST /moto-api/reset-auth HTTP/1.0\r\nHost: {address}\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\n0"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains(" 200 "), "moto reset-auth: {answer}");
+        *self.keys.lock().unwrap() = admin.clone();
+    }
+
+    /// `aws iam ARGS` that must succeed; its JSON answer.
+    pub fn iam(&self, args: &[&str]) -> Value {
+        self.run_ok("iam", args)
+    }
+
     /// `aws secretsmanager ARGS` against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.run("secretsmanager", args)
+    }
+
+    fn run(&self, service: &str, args: &[&str]) -> Output {
         Command::new(tool("TRESOR_TEST_AWS_CLI"))
-            .arg("secretsmanager")
+            .arg(service)
             .args(args)
             .args([
                 "--endpoint-url",
@@ -83,10 +195,14 @@ impl Moto {
 
     /// `aws secretsmanager ARGS` that must succeed; its JSON answer.
     pub fn cli_ok(&self, args: &[&str]) -> Value {
-        let out = self.cli(args);
+        self.run_ok("secretsmanager", args)
+    }
+
+    fn run_ok(&self, service: &str, args: &[&str]) -> Value {
+        let out = self.run(service, args);
         assert!(
             out.status.success(),
-            "aws secretsmanager {args:?}: {}",
+            "aws {service} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
