@@ -336,7 +336,8 @@ impl<'a> Engine<'a> {
         let mut names = changed.to_vec();
         let mut marked = Vec::new();
         for secret in self.spec.secrets.iter().filter(|s| s.rotation.is_some()) {
-            if !record::load(self.store, &secret.path)?.state.undelivered {
+            let state = record::load(self.store, &secret.path)?.state;
+            if !state.undelivered {
                 continue;
             }
             let group: Vec<String> = std::iter::once(secret)
@@ -348,22 +349,24 @@ impl<'a> Engine<'a> {
                     names.push(name.clone());
                 }
             }
-            marked.push((secret, group));
+            marked.push((secret, group, state.current));
         }
         let delivery = crate::deliver(self.spec, self.store, &names);
-        for (secret, group) in marked {
+        for (secret, group, version) in marked {
             if group.iter().all(|name| delivery.complete(name)) {
-                self.delivered(secret)?;
+                self.delivered(secret, version)?;
             }
         }
         Ok(delivery)
     }
 
-    /// Clears the "promoted but not delivered" mark once delivery worked.
-    fn delivered(&self, secret: &SecretSpec) -> Result<(), RotateError> {
+    /// Clears the "promoted but not delivered" mark once delivery worked,
+    /// unless a later rotation promoted another version meanwhile (what was
+    /// delivered may predate it; the next run delivers again).
+    fn delivered(&self, secret: &SecretSpec, version: u64) -> Result<(), RotateError> {
         for _ in 0..8 {
             let mut rec = record::load(self.store, &secret.path)?;
-            if !rec.state.undelivered {
+            if !rec.state.undelivered || rec.state.current != version {
                 return Ok(());
             }
             rec.state.undelivered = false;
