@@ -322,11 +322,57 @@ fn add_bulk_keys(store: &Path, keys: usize) {
     assert!(backend.commit(txn).unwrap().applied());
 }
 
-/// A migrate of a few thousand keys SIGKILLed mid-copy (held at 2000 keys
-/// by a trigger, so the kill lands mid-way every time): the same command
-/// finishes the copy, keeping the keys already there, and verifies it; a
-/// copied key changed in between is refused, writing nothing; a complete
-/// copy is refused. The way back resumes into an interrupted embedded copy.
+/// Starts `tresor operator migrate` into PostgreSQL with a trigger that
+/// holds every insert once the destination has `keys` keys, and returns
+/// the running process once it is held there: mid-copy, every time.
+fn migrate_held_at(cluster: &Cluster, store: &Store, keys: u64) -> std::process::Child {
+    cluster
+        .psql(
+            "tresor",
+            &format!(
+                "CREATE OR REPLACE FUNCTION hold_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF (SELECT count(*) FROM tresor_kv) >= {keys} THEN PERFORM pg_sleep(60); END IF; \
+                   RETURN NULL; END $$; \
+                 CREATE TRIGGER hold_copy BEFORE INSERT ON tresor_kv \
+                   FOR EACH STATEMENT EXECUTE FUNCTION hold_copy()"
+            ),
+        )
+        .unwrap();
+    let mut running = Command::new(env!("CARGO_BIN_EXE_tresor"))
+        .arg("--store")
+        .arg(&store.dir)
+        .args([
+            "operator", "migrate", "--from", "embedded", "--to", "postgres",
+        ])
+        .env("TRESOR_POSTGRES_URL", cluster.url("tresor"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(cluster, "true") < keys {
+        assert!(
+            Instant::now() < deadline,
+            "the copy did not reach {keys} keys"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(running.try_wait().unwrap().is_none(), "held, still running");
+    running
+}
+
+fn release(cluster: &Cluster) {
+    cluster
+        .psql("tresor", "DROP TRIGGER hold_copy ON tresor_kv")
+        .unwrap();
+}
+
+/// A migrate of a few thousand keys SIGKILLed mid-copy, then one whose
+/// connection is cut mid-copy (each held by a trigger, so the interruption
+/// lands mid-way every time): the same command finishes the copy, keeping
+/// the keys already there, and verifies it; a copied key changed in between
+/// is refused, writing nothing; a complete copy is refused. The way back
+/// resumes into an interrupted embedded copy.
 #[test]
 fn an_interrupted_migration_resumes_and_a_changed_copy_is_refused() {
     let cluster = Cluster::builder()
@@ -340,48 +386,35 @@ fn an_interrupted_migration_resumes_and_a_changed_copy_is_refused() {
     let store = key_file_store(tmp.path());
     add_bulk_keys(&store.dir, 4000);
     drop(tresor_storage_postgres::Postgres::connect(&url, &Default::default()).unwrap());
-    cluster
-        .psql(
-            "tresor",
-            "CREATE FUNCTION hold_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-               IF (SELECT count(*) FROM tresor_kv) >= 2000 THEN PERFORM pg_sleep(60); END IF; \
-               RETURN NULL; END $$; \
-             CREATE TRIGGER hold_copy BEFORE INSERT ON tresor_kv \
-               FOR EACH STATEMENT EXECUTE FUNCTION hold_copy()",
-        )
-        .unwrap();
 
-    let mut running = Command::new(env!("CARGO_BIN_EXE_tresor"))
-        .arg("--store")
-        .arg(&store.dir)
-        .args([
-            "operator", "migrate", "--from", "embedded", "--to", "postgres",
-        ])
-        .env("TRESOR_POSTGRES_URL", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&cluster, "true") < 2000 {
-        assert!(
-            Instant::now() < deadline,
-            "the copy did not reach 2000 keys"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(running.try_wait().unwrap().is_none(), "held, still running");
-    running.kill().unwrap();
-    running.wait().unwrap();
-    cluster
-        .psql("tresor", "DROP TRIGGER hold_copy ON tresor_kv")
-        .unwrap();
+    let mut killed = migrate_held_at(&cluster, &store, 2000);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    release(&cluster);
     assert_eq!(count(&cluster, "true"), 2000);
     assert_eq!(
         count(&cluster, "key = 'core/seal-config'"),
         0,
         "no seal record yet"
     );
+
+    let cut = migrate_held_at(&cluster, &store, 3000);
+    cluster
+        .psql(
+            "tresor",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = 'tresor' AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+    let cut = cut.wait_with_output().unwrap();
+    release(&cluster);
+    assert!(!cut.status.success());
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(
+        stderr.contains("run the same command to finish it"),
+        "{stderr}"
+    );
+    assert_eq!(count(&cluster, "true"), 3000);
 
     let changed = cluster
         .psql(
@@ -395,7 +428,7 @@ fn an_interrupted_migration_resumes_and_a_changed_copy_is_refused() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("not an interrupted copy"), "{stderr}");
     assert!(stderr.contains(&changed), "{stderr}");
-    assert_eq!(count(&cluster, "true"), 2000, "a refusal writes nothing");
+    assert_eq!(count(&cluster, "true"), 3000, "a refusal writes nothing");
     cluster
         .psql(
             "tresor",
@@ -409,7 +442,7 @@ fn an_interrupted_migration_resumes_and_a_changed_copy_is_refused() {
     let done = json(migrate(
         &store.dir, &store.key, &url, "embedded", "postgres",
     ));
-    assert_eq!(done["resumed"], 2000);
+    assert_eq!(done["resumed"], 3000);
     let keys = done["keys"].as_u64().unwrap();
     assert!(keys > 4000, "{done}");
     assert_eq!(count(&cluster, "true"), keys);

@@ -124,7 +124,13 @@ fn migrate(
         drop(destination);
         let _ = std::fs::remove_file(global.store.join(tresor_storage::STORE_FILE_NAME));
     }
-    let copied = copied?;
+    let copied = copied.map_err(|e| match e {
+        // Cut off mid-copy, not refused: what is there is kept for a re-run.
+        tresor_core::CoreError::Storage(_) => Failure::runtime(anyhow::Error::new(e).context(
+            "the copy stopped before its end; once the store answers again, run the same command to finish it",
+        )),
+        refused => Failure::from(refused),
+    })?;
     let summary = &copied.summary;
     if global.format == Format::Json {
         print_json(&json!({
