@@ -16,6 +16,6 @@ pub mod seal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use barrier::{Barrier, Entry, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
+pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
 pub use error::BarrierError;
 pub use seal::{SealConfig, SealKind, UnsealKey};

@@ -492,8 +492,7 @@ impl KvEngine {
 
     fn version_key(&self, path: &str, version: u64) -> String {
         let digest = Sha256::digest(path.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}versions/{hex}/{version}", self.root)
+        format!("{}versions/{}/{version}", self.root, hex::encode(digest))
     }
 }
 

@@ -4,9 +4,10 @@ use crate::secret::{Accessor, Token};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
-use tresor_barrier::{Barrier, Stamp, WriteSet};
+use tresor_barrier::{Barrier, Fresh, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 const SALT_KEY: &str = "sys/token/salt";
@@ -79,7 +80,15 @@ pub struct TokenStore {
     limits: Limits,
     clock: Arc<dyn Clock>,
     salt: OnceLock<Zeroizing<Vec<u8>>>,
+    /// Token records already parsed, by hash, with the stored bytes they
+    /// came from. Every load still reads the record, so a revocation or a
+    /// spent use on any server sharing the store is seen at once; only the
+    /// decryption and parsing of an unchanged record are skipped.
+    parsed: RwLock<HashMap<String, (Stamp, StoredToken)>>,
 }
+
+/// Parsed token records kept at most; past it the cache starts over.
+const PARSED_CAPACITY: usize = 4096;
 
 impl TokenStore {
     pub fn new(barrier: Arc<Barrier>, limits: Limits) -> Self {
@@ -88,6 +97,7 @@ impl TokenStore {
             limits,
             clock: Arc::new(SystemClock),
             salt: OnceLock::new(),
+            parsed: RwLock::new(HashMap::new()),
         }
     }
 
@@ -762,10 +772,30 @@ impl TokenStore {
 
     fn load(&self, hash: &str) -> Result<Option<Loaded>, TokenError> {
         let key = id_key(hash);
-        let Some(found) = self.barrier.get(&key)? else {
-            return Ok(None);
+        let cached = self
+            .parsed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned();
+        let found = match cached {
+            Some((stamp, stored)) => match self.barrier.get_unless(&key, &stamp)? {
+                Fresh::Missing => return Ok(None),
+                Fresh::Unchanged => return Ok(Some(Loaded { stored, stamp })),
+                Fresh::Changed(found) => found,
+            },
+            None => match self.barrier.get(&key)? {
+                Some(found) => found,
+                None => return Ok(None),
+            },
         };
-        let stored = serde_json::from_slice(&found.value).map_err(|_| TokenError::Corrupt(key))?;
+        let stored: StoredToken =
+            serde_json::from_slice(&found.value).map_err(|_| TokenError::Corrupt(key))?;
+        let mut parsed = self.parsed.write().unwrap_or_else(|p| p.into_inner());
+        if parsed.len() >= PARSED_CAPACITY {
+            parsed.clear();
+        }
+        parsed.insert(hash.to_owned(), (found.stamp.clone(), stored.clone()));
         Ok(Some(Loaded {
             stored,
             stamp: found.stamp,
@@ -820,7 +850,7 @@ impl TokenStore {
             Hmac::<Sha256>::new_from_slice(self.salt()?).expect("HMAC accepts keys of any length");
         mac.update(domain);
         mac.update(text.as_bytes());
-        Ok(hex(&mac.finalize().into_bytes()))
+        Ok(hex::encode(&mac.finalize().into_bytes()))
     }
 
     /// The store's salt, created on first use by whichever process or
@@ -916,10 +946,6 @@ fn min_nonzero(a: u64, b: u64) -> u64 {
 
 fn to_bytes<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(value).expect("token records serialize"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn id_key(hash: &str) -> String {
