@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod barrier;
+mod cache;
 mod crypto;
 mod error;
 mod keyring;
@@ -17,5 +18,6 @@ pub mod seal;
 pub mod testing;
 
 pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
+pub use cache::ParsedCache;
 pub use error::BarrierError;
 pub use seal::{SealConfig, SealKind, UnsealKey};

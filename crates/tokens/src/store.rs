@@ -4,10 +4,9 @@ use crate::secret::{Accessor, Token};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
-use tresor_barrier::{Barrier, Fresh, Stamp, WriteSet};
+use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 const SALT_KEY: &str = "sys/token/salt";
@@ -80,15 +79,11 @@ pub struct TokenStore {
     limits: Limits,
     clock: Arc<dyn Clock>,
     salt: OnceLock<Zeroizing<Vec<u8>>>,
-    /// Token records already parsed, by hash, with the stored bytes they
-    /// came from. Every load still reads the record, so a revocation or a
-    /// spent use on any server sharing the store is seen at once; only the
-    /// decryption and parsing of an unchanged record are skipped.
-    parsed: RwLock<HashMap<String, (Stamp, StoredToken)>>,
+    /// Token records already parsed. Every load still reads the record, so
+    /// a revocation or a spent use on any server sharing the store is seen
+    /// at once; only decrypting and parsing an unchanged record are skipped.
+    parsed: ParsedCache<StoredToken>,
 }
-
-/// Parsed token records kept at most; past it the cache starts over.
-const PARSED_CAPACITY: usize = 4096;
 
 impl TokenStore {
     pub fn new(barrier: Arc<Barrier>, limits: Limits) -> Self {
@@ -97,7 +92,7 @@ impl TokenStore {
             limits,
             clock: Arc::new(SystemClock),
             salt: OnceLock::new(),
-            parsed: RwLock::new(HashMap::new()),
+            parsed: ParsedCache::default(),
         }
     }
 
@@ -772,34 +767,10 @@ impl TokenStore {
 
     fn load(&self, hash: &str) -> Result<Option<Loaded>, TokenError> {
         let key = id_key(hash);
-        let cached = self
-            .parsed
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hash)
-            .cloned();
-        let found = match cached {
-            Some((stamp, stored)) => match self.barrier.get_unless(&key, &stamp)? {
-                Fresh::Missing => return Ok(None),
-                Fresh::Unchanged => return Ok(Some(Loaded { stored, stamp })),
-                Fresh::Changed(found) => found,
-            },
-            None => match self.barrier.get(&key)? {
-                Some(found) => found,
-                None => return Ok(None),
-            },
-        };
-        let stored: StoredToken =
-            serde_json::from_slice(&found.value).map_err(|_| TokenError::Corrupt(key))?;
-        let mut parsed = self.parsed.write().unwrap_or_else(|p| p.into_inner());
-        if parsed.len() >= PARSED_CAPACITY {
-            parsed.clear();
-        }
-        parsed.insert(hash.to_owned(), (found.stamp.clone(), stored.clone()));
-        Ok(Some(Loaded {
-            stored,
-            stamp: found.stamp,
-        }))
+        let loaded = self.parsed.get(&self.barrier, &key, |bytes| {
+            serde_json::from_slice(bytes).map_err(|_| TokenError::Corrupt(key.clone()))
+        })?;
+        Ok(loaded.map(|(stored, stamp)| Loaded { stored, stamp }))
     }
 
     /// The token, if it and every ancestor exist and are unexpired at `now`.
