@@ -59,6 +59,13 @@ impl FileDeviceConfig {
 /// Most entries written (and synced) together.
 const MAX_BATCH: usize = 256;
 
+/// How often an idle writer yields its core, looking for more work, before it
+/// sleeps. Under load the next entries arrive within microseconds, and a
+/// writer that is awake spares each caller the wake-up of a sleeping one
+/// (about a tenth of a read's CPU time); when the machine is idle the yields
+/// return at once and the writer soon sleeps.
+const IDLE_YIELDS: u32 = 32;
+
 type Ack<T> = SyncSender<Result<T, AuditError>>;
 
 enum Command {
@@ -158,11 +165,8 @@ impl FileDevice {
     /// Queues several entries, written consecutively, as one: a single
     /// [`Pending`] for all of them, and a single wake-up of the writer.
     pub fn log_pending_all(&self, entries: &[AuditEntry]) -> Result<Pending, AuditError> {
-        let now = OffsetDateTime::now_utc();
-        let line_bodies = entries
-            .iter()
-            .map(|entry| entry.to_redacted_json(&self.salt, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let line_bodies =
+            AuditEntry::to_redacted_json_all(entries, &self.salt, OffsetDateTime::now_utc())?;
         self.enqueue(|ack| Command::Write { line_bodies, ack })
     }
 
@@ -401,9 +405,9 @@ impl Writer {
         loop {
             let command = match pending.take() {
                 Some(command) => command,
-                None => match rx.recv() {
-                    Ok(command) => command,
-                    Err(_) => return,
+                None => match next_command(rx) {
+                    Some(command) => command,
+                    None => return,
                 },
             };
             match command {
@@ -528,6 +532,18 @@ impl Writer {
 
 /// Pipes and character devices (a log shipper's FIFO, /dev/stdout) have
 /// nothing to make durable and refuse fsync: they are written, not synced.
+/// The writer's next command, or `None` once every sender is gone.
+fn next_command(rx: &Receiver<Command>) -> Option<Command> {
+    for _ in 0..IDLE_YIELDS {
+        match rx.try_recv() {
+            Ok(command) => return Some(command),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => thread::yield_now(),
+        }
+    }
+    rx.recv().ok()
+}
+
 fn sync(file: &File, policy: FsyncPolicy) -> std::io::Result<()> {
     match policy {
         FsyncPolicy::Always if file.metadata()?.is_file() => file.sync_data(),

@@ -4,6 +4,7 @@
 //! into text, and it hashes every token, accessor and data string on the way, so no code path
 //! writes a raw secret.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -83,15 +84,41 @@ impl AuditEntry {
         salt: &Salt,
         time: OffsetDateTime,
     ) -> Result<String, AuditError> {
-        let redactor = Redactor { salt };
+        Self::to_redacted_json_all(std::slice::from_ref(self), salt, time)
+            .map(|mut lines| lines.remove(0))
+    }
+
+    /// Several entries stamped with the same time. A request's entries repeat
+    /// its token, accessor and data, so each distinct string is hashed once.
+    pub fn to_redacted_json_all(
+        entries: &[AuditEntry],
+        salt: &Salt,
+        time: OffsetDateTime,
+    ) -> Result<Vec<String>, AuditError> {
+        let time = time
+            .format(&Rfc3339)
+            .map_err(|e| AuditError::Encode(e.to_string()))?;
+        let redactor = Redactor {
+            salt,
+            memo: RefCell::new(Vec::new()),
+        };
+        entries
+            .iter()
+            .map(|entry| entry.redacted_line(&redactor, &time))
+            .collect()
+    }
+
+    fn redacted_line<'a>(
+        &'a self,
+        redactor: &Redactor<'_, 'a>,
+        time: &str,
+    ) -> Result<String, AuditError> {
         let line = Line {
             kind: match self.kind {
                 EntryKind::Request => "request",
                 EntryKind::Response => "response",
             },
-            time: time
-                .format(&Rfc3339)
-                .map_err(|e| AuditError::Encode(e.to_string()))?,
+            time,
             auth: self.auth.as_ref().map(|a| redactor.auth(a)),
             request: redactor.request(&self.request),
             response: match self.kind {
@@ -104,25 +131,38 @@ impl AuditEntry {
     }
 }
 
-struct Redactor<'s> {
+/// Hashes strings under a device's salt, remembering the hashes already made
+/// for the entries at hand (borrowed from them: no secret is copied).
+struct Redactor<'s, 'a> {
     salt: &'s Salt,
+    memo: RefCell<Vec<(&'a str, String)>>,
 }
 
-impl Redactor<'_> {
-    fn token(&self, token: Option<&str>) -> Option<String> {
+impl<'a> Redactor<'_, 'a> {
+    fn hash(&self, input: &'a str) -> String {
+        let mut memo = self.memo.borrow_mut();
+        if let Some((_, hash)) = memo.iter().find(|(seen, _)| *seen == input) {
+            return hash.clone();
+        }
+        let hash = self.salt.hash(input);
+        memo.push((input, hash.clone()));
+        hash
+    }
+
+    fn token(&self, token: Option<&'a str>) -> Option<String> {
         token.map(|t| {
             if t.is_empty() {
                 String::new()
             } else {
-                self.salt.hash(t)
+                self.hash(t)
             }
         })
     }
 
     /// Hashes every string, at any depth; keys and non-string scalars stay readable.
-    fn value(&self, value: &Value) -> Value {
+    fn value(&self, value: &'a Value) -> Value {
         match value {
-            Value::String(s) => Value::String(self.salt.hash(s)),
+            Value::String(s) => Value::String(self.hash(s)),
             Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
             Value::Object(map) => Value::Object(
                 map.iter()
@@ -133,7 +173,7 @@ impl Redactor<'_> {
         }
     }
 
-    fn auth<'a>(&self, auth: &'a AuthInfo) -> AuthLine<'a> {
+    fn auth(&self, auth: &'a AuthInfo) -> AuthLine<'a> {
         AuthLine {
             client_token: self.token(auth.client_token.as_deref()),
             accessor: self.token(auth.accessor.as_deref()),
@@ -146,7 +186,7 @@ impl Redactor<'_> {
         }
     }
 
-    fn request<'a>(&self, request: &'a RequestInfo) -> RequestLine<'a> {
+    fn request(&self, request: &'a RequestInfo) -> RequestLine<'a> {
         RequestLine {
             id: &request.id,
             operation: &request.operation,
@@ -160,7 +200,7 @@ impl Redactor<'_> {
         }
     }
 
-    fn response<'a>(&self, response: &'a ResponseInfo) -> ResponseLine<'a> {
+    fn response(&self, response: &'a ResponseInfo) -> ResponseLine<'a> {
         ResponseLine {
             mount_type: response.mount_type.as_deref(),
             auth: response.auth.as_ref().map(|a| self.auth(a)),
@@ -173,7 +213,7 @@ impl Redactor<'_> {
 struct Line<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    time: String,
+    time: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthLine<'a>>,
     request: RequestLine<'a>,

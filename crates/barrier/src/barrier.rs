@@ -37,6 +37,16 @@ pub struct Entry {
     pub stamp: Stamp,
 }
 
+/// What [`Barrier::get_unless`] found.
+pub enum Fresh {
+    /// Nothing is stored under the key.
+    Missing,
+    /// The stored bytes are those the caller's stamp saw: nothing decrypted.
+    Unchanged,
+    /// The stored bytes changed: decrypted.
+    Changed(Entry),
+}
+
 /// Plaintext writes, applied together if every expectation holds.
 #[derive(Default)]
 pub struct WriteSet {
@@ -212,6 +222,28 @@ impl Barrier {
         };
         let value = self.decrypt(key, &stored)?;
         Ok(Some(Entry {
+            value,
+            stamp: Stamp(stored),
+        }))
+    }
+
+    /// Reads `key`, decrypting it only if the stored bytes differ from what
+    /// `known` saw: a caller that keeps parsed records can check that one is
+    /// still current (written by no one, on any server sharing the store)
+    /// for the price of a storage read.
+    pub fn get_unless(&self, key: &str, known: &Stamp) -> Result<Fresh, BarrierError> {
+        check_key(key)?;
+        if self.is_sealed() {
+            return Err(BarrierError::Sealed);
+        }
+        let Some(stored) = self.storage.get(key)? else {
+            return Ok(Fresh::Missing);
+        };
+        if known.matches(&stored) {
+            return Ok(Fresh::Unchanged);
+        }
+        let value = self.decrypt(key, &stored)?;
+        Ok(Fresh::Changed(Entry {
             value,
             stamp: Stamp(stored),
         }))
@@ -439,6 +471,35 @@ mod tests {
             b"hunter2-very-secret"
         );
         assert_eq!(read(&barrier, "logical/x/none").unwrap(), None);
+    }
+
+    #[test]
+    fn get_unless_decrypts_only_what_changed_and_never_while_sealed() {
+        let (_, barrier, _) = fresh();
+        put(&barrier, "t", b"one");
+        let seen = barrier.get("t").unwrap().unwrap().stamp;
+        assert!(matches!(
+            barrier.get_unless("t", &seen).unwrap(),
+            Fresh::Unchanged
+        ));
+        // The same plaintext written again is fresh ciphertext: a change.
+        put(&barrier, "t", b"one");
+        let Fresh::Changed(entry) = barrier.get_unless("t", &seen).unwrap() else {
+            panic!("a rewritten record must read as changed");
+        };
+        assert_eq!(entry.value.as_slice(), b"one");
+        let mut delete = WriteSet::new();
+        delete.delete("t");
+        barrier.commit(delete).unwrap();
+        assert!(matches!(
+            barrier.get_unless("t", &entry.stamp).unwrap(),
+            Fresh::Missing
+        ));
+        barrier.seal();
+        assert!(matches!(
+            barrier.get_unless("t", &entry.stamp),
+            Err(BarrierError::Sealed)
+        ));
     }
 
     #[test]

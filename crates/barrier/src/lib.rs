@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod barrier;
+mod cache;
 mod crypto;
 mod error;
 mod keyring;
@@ -16,6 +17,7 @@ pub mod seal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use barrier::{Barrier, Entry, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
+pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
+pub use cache::ParsedCache;
 pub use error::BarrierError;
 pub use seal::{SealConfig, SealKind, UnsealKey};

@@ -2,7 +2,7 @@ use crate::CoreError;
 use crate::mounts::{MountEntry, MountTable, MountType, normalize};
 use std::sync::{Arc, RwLock};
 use tresor_barrier::{Barrier, Stamp, WriteSet};
-use tresor_kv::KvEngine;
+use tresor_kv::{KvEngine, MetadataCache};
 use zeroize::Zeroizing;
 
 pub(crate) const MOUNTS_KEY: &str = "core/mounts";
@@ -16,6 +16,7 @@ pub struct Store {
     /// The last mount table read, with its stamp: reused while the stored
     /// bytes are the same, so routing a request costs no decryption.
     cache: RwLock<Option<(Stamp, MountTable)>>,
+    metadata: Arc<MetadataCache>,
 }
 
 impl Store {
@@ -24,6 +25,7 @@ impl Store {
         Self {
             barrier,
             cache: RwLock::new(None),
+            metadata: Arc::default(),
         }
     }
 
@@ -59,7 +61,8 @@ impl Store {
     /// The KV engine of a mount.
     pub fn kv(&self, mount: &MountEntry) -> KvEngine {
         match mount.kind {
-            MountType::KvV2 => KvEngine::new(Arc::clone(&self.barrier), mount.storage_prefix()),
+            MountType::KvV2 => KvEngine::new(Arc::clone(&self.barrier), mount.storage_prefix())
+                .with_metadata_cache(Arc::clone(&self.metadata)),
         }
     }
 

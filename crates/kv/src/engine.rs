@@ -11,7 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tresor_barrier::{Barrier, Stamp, WriteSet};
+use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 /// Where the engine gets the time; tests substitute their own.
@@ -40,7 +40,15 @@ pub struct KvEngine {
     barrier: Arc<Barrier>,
     root: String,
     clock: Arc<dyn Clock>,
+    metadata: Arc<MetadataCache>,
 }
+
+/// Secrets' metadata records already parsed (see [`ParsedCache`]): a read
+/// then decrypts only the version it returns. Metadata holds no secret
+/// values. One per store, shared by the engines of all its mounts (keys
+/// include the mount's prefix).
+#[derive(Default)]
+pub struct MetadataCache(ParsedCache<StoredMetadata>);
 
 /// What one attempt of a read-modify-write decided to write.
 struct Change<T> {
@@ -62,7 +70,14 @@ impl KvEngine {
             barrier,
             root: root.into(),
             clock: Arc::new(SystemClock),
+            metadata: Arc::default(),
         }
+    }
+
+    /// Shares `cache` with the other engines of the same store.
+    pub fn with_metadata_cache(mut self, cache: Arc<MetadataCache>) -> Self {
+        self.metadata = cache;
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -466,11 +481,9 @@ impl KvEngine {
 
     fn load_metadata(&self, path: &str) -> Result<Option<(StoredMetadata, Stamp)>, KvError> {
         let key = self.meta_key(path);
-        let Some(entry) = self.barrier.get(&key)? else {
-            return Ok(None);
-        };
-        let meta = serde_json::from_slice(&entry.value).map_err(|_| KvError::Corrupt(key))?;
-        Ok(Some((meta, entry.stamp)))
+        self.metadata.0.get(&self.barrier, &key, |bytes| {
+            serde_json::from_slice(bytes).map_err(|_| KvError::Corrupt(key.clone()))
+        })
     }
 
     fn load_data(&self, path: &str, version: u64) -> Result<SecretMap, KvError> {
@@ -492,8 +505,7 @@ impl KvEngine {
 
     fn version_key(&self, path: &str, version: u64) -> String {
         let digest = Sha256::digest(path.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}versions/{hex}/{version}", self.root)
+        format!("{}versions/{}/{version}", self.root, hex::encode(digest))
     }
 }
 

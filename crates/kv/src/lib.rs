@@ -21,7 +21,7 @@ mod time;
 mod tests;
 
 pub use duration::{format_duration, parse_duration};
-pub use engine::{Clock, KvEngine, SystemClock};
+pub use engine::{Clock, KvEngine, MetadataCache, SystemClock};
 pub use error::KvError;
 pub use model::{
     Config, ConfigUpdate, MetadataUpdate, MetadataView, SubkeysRead, VersionInfo, VersionRead,

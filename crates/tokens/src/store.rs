@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
-use tresor_barrier::{Barrier, Stamp, WriteSet};
+use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 const SALT_KEY: &str = "sys/token/salt";
@@ -79,6 +79,10 @@ pub struct TokenStore {
     limits: Limits,
     clock: Arc<dyn Clock>,
     salt: OnceLock<Zeroizing<Vec<u8>>>,
+    /// Token records already parsed. Every load still reads the record, so
+    /// a revocation or a spent use on any server sharing the store is seen
+    /// at once; only decrypting and parsing an unchanged record are skipped.
+    parsed: ParsedCache<StoredToken>,
 }
 
 impl TokenStore {
@@ -88,6 +92,7 @@ impl TokenStore {
             limits,
             clock: Arc::new(SystemClock),
             salt: OnceLock::new(),
+            parsed: ParsedCache::default(),
         }
     }
 
@@ -762,14 +767,10 @@ impl TokenStore {
 
     fn load(&self, hash: &str) -> Result<Option<Loaded>, TokenError> {
         let key = id_key(hash);
-        let Some(found) = self.barrier.get(&key)? else {
-            return Ok(None);
-        };
-        let stored = serde_json::from_slice(&found.value).map_err(|_| TokenError::Corrupt(key))?;
-        Ok(Some(Loaded {
-            stored,
-            stamp: found.stamp,
-        }))
+        let loaded = self.parsed.get(&self.barrier, &key, |bytes| {
+            serde_json::from_slice(bytes).map_err(|_| TokenError::Corrupt(key.clone()))
+        })?;
+        Ok(loaded.map(|(stored, stamp)| Loaded { stored, stamp }))
     }
 
     /// The token, if it and every ancestor exist and are unexpired at `now`.
@@ -820,7 +821,7 @@ impl TokenStore {
             Hmac::<Sha256>::new_from_slice(self.salt()?).expect("HMAC accepts keys of any length");
         mac.update(domain);
         mac.update(text.as_bytes());
-        Ok(hex(&mac.finalize().into_bytes()))
+        Ok(hex::encode(&mac.finalize().into_bytes()))
     }
 
     /// The store's salt, created on first use by whichever process or
@@ -916,10 +917,6 @@ fn min_nonzero(a: u64, b: u64) -> u64 {
 
 fn to_bytes<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(value).expect("token records serialize"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn id_key(hash: &str) -> String {

@@ -961,3 +961,21 @@ mod model {
         }
     }
 }
+
+#[test]
+fn another_servers_revocation_and_spent_uses_are_seen_through_the_parsed_cache() {
+    let f = Fixture::new();
+    let other = f.other_store();
+    let (_, root) = f.root();
+    let mut limited = request(&["app"]);
+    limited.num_uses = 3;
+    let (token, _) = f.store.create(Some(&root), limited).unwrap();
+    // Both servers have parsed the record once.
+    assert_eq!(f.store.lookup(&token).unwrap().unwrap().num_uses(), 3);
+    assert_eq!(other.lookup(&token).unwrap().unwrap().num_uses(), 3);
+    other.use_token(&token).unwrap().unwrap();
+    assert_eq!(f.store.lookup(&token).unwrap().unwrap().num_uses(), 2);
+    other.revoke(&token).unwrap();
+    assert!(f.store.lookup(&token).unwrap().is_none());
+    assert!(f.store.use_token(&token).unwrap().is_none());
+}
