@@ -821,7 +821,7 @@ impl TokenStore {
             Hmac::<Sha256>::new_from_slice(self.salt()?).expect("HMAC accepts keys of any length");
         mac.update(domain);
         mac.update(text.as_bytes());
-        Ok(hex::encode(&mac.finalize().into_bytes()))
+        Ok(hex::encode(mac.finalize().into_bytes()))
     }
 
     /// The store's salt, created on first use by whichever process or
