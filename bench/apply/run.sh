@@ -9,8 +9,12 @@
 #   Kubernetes (kube-apiserver + etcd from scripts/setup/kube.sh): tresor's
 #     server-side apply vs. `kubectl apply --server-side` of the same
 #     manifests (`tresor k8s render -o DIR`).
-# Each tresor row is a first apply (store + create everywhere) and a second
-# (nothing to do: every target compared, nothing written).
+# Each tresor row is a first apply (store + create everywhere), a second
+# (nothing to do: every target compared, nothing written) and a push only
+# (the spec moved to a fresh mount, prefix or namespace: the store is
+# unchanged, N creations on the target, as the peer does); the `store` rows
+# are the same apply with no target: the store's share of a first apply
+# (fsync-bound, so it varies with the disk's other load).
 # Usage: bench/apply/run.sh [N]   (PROFILE=debug for a debug build, TRESOR_BIN=path to use a built one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,8 +62,10 @@ wait_port "$vault_port"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$moto_port" AWS_ACCESS_KEY_ID=bench \
     AWS_SECRET_ACCESS_KEY=bench AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west-1 AWS_EC2_METADATA_DISABLED=true \
     VAULT_ADDR="http://127.0.0.1:$vault_port" VAULT_TOKEN=bench-root HOME="$work" XDG_CONFIG_HOME="$work/config"
-curl -sf -H "X-Vault-Token: bench-root" -X POST -d '{"type":"kv","options":{"version":"2"}}' \
-    "$VAULT_ADDR/v1/sys/mounts/bench" >/dev/null
+for mount in bench moved; do
+    curl -sf -H "X-Vault-Token: bench-root" -X POST -d '{"type":"kv","options":{"version":"2"}}' \
+        "$VAULT_ADDR/v1/sys/mounts/$mount" >/dev/null
+done
 
 # --- the specs: N secrets, one target each ----------------------------------
 spec() { # $1: dir, $2: the target line of secret $i ({i} replaced)
@@ -71,6 +77,7 @@ spec() { # $1: dir, $2: the target line of secret $i ({i} replaced)
           echo "    targets: ${2//\{i\}/$i}"
       done; } >"$1/tresor.yaml"
 }
+spec "$work/store" "{kubernetes: false}"
 spec "$work/aws" "{kubernetes: false, aws: {name: bench/s-{i}}}"
 spec "$work/vault" "{kubernetes: false, vault: {mount: bench, path: s-{i}}}"
 spec "$work/kube" "{}"
@@ -82,12 +89,29 @@ timed_apply() { # $1: dir, extra args...; prints the seconds
     elapsed "$t0" "$(now)"
 }
 
+# The same secrets to a fresh place: only the target is written.
+moved_apply() { # $1: dir, $2: sed expression moving the targets, extra args...
+    local dir=$1 move=$2; shift 2
+    sed -i "$move" "$dir/tresor.yaml"
+    timed_apply "$dir" "$@"
+    local created; created=$(grep -c 'created$' "$dir/apply.log" || true)
+    [[ $created -eq $N ]] || { echo "push only created $created of $N:" >&2; cat "$dir/apply.log" >&2; exit 1; }
+}
+
 rows=()
 row() { rows+=("$(printf '%-12s %-52s %10s %12s' "$1" "$2" "$3" "$4")"); }
+rate() { python3 -c "print(f'{$N/$1:.0f}')"; }
+
+# --- the store alone -----------------------------------------------------------
+first=$(timed_apply "$work/store")
+second=$(timed_apply "$work/store")
+row store "tresor apply, first (store $N, no target)" "$first" "$(python3 -c "print(f'{$N/$first:.0f}')")"
+row store "tresor apply, second (compare $N)" "$second" "$(python3 -c "print(f'{$N/$second:.0f}')")"
 
 # --- AWS ----------------------------------------------------------------------
 first=$(timed_apply "$work/aws")
 second=$(timed_apply "$work/aws")
+moved=$(moved_apply "$work/aws" 's#name: bench/#name: moved/#')
 t0=$(now)
 for i in $(seq -w 1 "$SAMPLE"); do
     "$TRESOR_TEST_AWS_CLI" secretsmanager create-secret --name "peer/s-$i" \
@@ -98,11 +122,13 @@ sample=$(elapsed "$t0" "$(now)")
 peer=$(python3 -c "print(f'{$sample * $N / $SAMPLE:.2f}')")
 row aws "tresor apply, first (create $N)" "$first" "$(python3 -c "print(f'{$N/$first:.0f}')")"
 row aws "tresor apply, second (compare $N, write none)" "$second" "$(python3 -c "print(f'{$N/$second:.0f}')")"
+row aws "tresor apply, push only (create $N, store unchanged)" "$moved" "$(rate "$moved")"
 row aws "aws CLI create-secret loop ($SAMPLE timed, x$((N / SAMPLE)))" "$peer" "$(python3 -c "print(f'{$N/$peer:.0f}')")"
 
 # --- Vault --------------------------------------------------------------------
 first=$(timed_apply "$work/vault")
 second=$(timed_apply "$work/vault")
+moved=$(moved_apply "$work/vault" 's#mount: bench,#mount: moved,#')
 t0=$(now)
 "$TRESOR_TEST_PYTHON" - "$N" <<'PY'
 import base64, os, sys, hvac
@@ -114,6 +140,7 @@ PY
 peer=$(elapsed "$t0" "$(now)")
 row vault "tresor apply, first (create $N)" "$first" "$(python3 -c "print(f'{$N/$first:.0f}')")"
 row vault "tresor apply, second (compare $N, write none)" "$second" "$(python3 -c "print(f'{$N/$second:.0f}')")"
+row vault "tresor apply, push only (create $N, store unchanged)" "$moved" "$(rate "$moved")"
 row vault "hvac create_or_update_secret loop" "$peer" "$(python3 -c "print(f'{$N/$peer:.0f}')")"
 
 # --- Kubernetes ---------------------------------------------------------------
@@ -160,8 +187,12 @@ export KUBECONFIG="$kube/kubeconfig"
 for _ in $(seq 900); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 0.2; done
 kubectl create namespace bench >/dev/null
 kubectl create namespace peer >/dev/null
+kubectl create namespace moved >/dev/null
 first=$(timed_apply "$work/kube" --context bench)
 second=$(timed_apply "$work/kube" --context bench)
+cp "$work/kube/tresor.yaml" "$work/kube/rendered.yaml"
+moved=$(moved_apply "$work/kube" 's#kubernetes: {namespace: bench}#kubernetes: {namespace: moved}#' --context bench)
+cp "$work/kube/rendered.yaml" "$work/kube/tresor.yaml"
 "$bin" k8s render -f "$work/kube/tresor.yaml" -o "$work/manifests" >/dev/null
 sed -i 's/^  namespace: bench$/  namespace: peer/' "$work"/manifests/*.yaml
 t0=$(now)
@@ -169,6 +200,7 @@ kubectl apply --server-side --field-manager=peer -f "$work/manifests" >/dev/null
 peer=$(elapsed "$t0" "$(now)")
 row kubernetes "tresor apply, first (create $N)" "$first" "$(python3 -c "print(f'{$N/$first:.0f}')")"
 row kubernetes "tresor apply, second (compare $N, write none)" "$second" "$(python3 -c "print(f'{$N/$second:.0f}')")"
+row kubernetes "tresor apply, push only (create $N, store unchanged)" "$moved" "$(rate "$moved")"
 row kubernetes "kubectl apply --server-side (same manifests)" "$peer" "$(python3 -c "print(f'{$N/$peer:.0f}')")"
 
 printf '%-12s %-52s %10s %12s\n' TARGET "WHAT ($N secrets, $PROFILE build)" SECONDS SECRETS/S

@@ -102,8 +102,10 @@ impl SecretPlan {
     }
 }
 
-/// How many secrets [`Plan::apply`] writes at once.
-pub const WRITERS: usize = 16;
+/// How many secrets [`Plan::apply`] writes at once: each is two commits
+/// (values, then metadata), and every commit waiting when the store syncs
+/// shares that fsync.
+pub const WRITERS: usize = 64;
 
 /// The whole plan, in write order.
 #[derive(Debug)]
