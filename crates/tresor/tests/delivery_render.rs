@@ -164,6 +164,20 @@ fn cluster_with_crd() -> Cluster {
         "--timeout=60s",
         "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
     ]);
+    // kubectl validates against the apiserver's OpenAPI document, which
+    // takes the CRD's schema in a few seconds after it is established.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cluster
+        .kubectl(&["explain", "secretproviderclasses.spec.secretObjects.data"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CRD's schema never reached the OpenAPI document"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
     cluster.kubectl_apply(WORKLOADS);
     cluster
 }
