@@ -209,16 +209,22 @@ def score(found_paths, labels, root: Path):
             "other": other, "missed": missed, "decoys_flagged": flagged}
 
 
-def tools(tresor: str, work: Path):
+def tresor_modes(tresor: str, out: Path, tag: str):
+    return {
+        "tree": (lambda root: [tresor, "scan", "-q", "--format", "json", "-o", str(out / f"{tag}-tree.json"), str(root)],
+                 None, lambda: paths_tresor(out / f"{tag}-tree.json")),
+        "history": (lambda repo: [tresor, "scan", "-q", "--git", "--all", "--format", "json", "-o", str(out / f"{tag}-hist.json")],
+                    "repo", lambda: paths_tresor(out / f"{tag}-hist.json")),
+    }
+
+
+def tools(tresor: str, work: Path, baseline: str = None):
     t = work / "out"
     t.mkdir(exist_ok=True)
+    baseline_row = {"tresor (baseline)": tresor_modes(baseline, t, "tresor-baseline")} if baseline else {}
     return {
-        "tresor": {
-            "tree": (lambda root: [tresor, "scan", "-q", "--format", "json", "-o", str(t / "tresor-tree.json"), str(root)],
-                     None, lambda: paths_tresor(t / "tresor-tree.json")),
-            "history": (lambda repo: [tresor, "scan", "-q", "--git", "--all", "--format", "json", "-o", str(t / "tresor-hist.json")],
-                        "repo", lambda: paths_tresor(t / "tresor-hist.json")),
-        },
+        "tresor": tresor_modes(tresor, t, "tresor"),
+        **baseline_row,
         "gitleaks": {
             "tree": (lambda root: ["gitleaks", "dir", str(root), "--no-banner", "--exit-code", "0", "-f", "json", "-r", str(t / "gl-tree.json")],
                      None, lambda: paths_gitleaks(t / "gl-tree.json")),
@@ -253,18 +259,40 @@ def staged_repo(work: Path, seed: int) -> Path:
     return repo
 
 
-def precommit_latency(tresor: str, repo: Path, runs: int = 5):
+def precommit_latency(tresor: str, repo: Path, skip, runs: int = 5):
     commands = {
         "tresor": [tresor, "scan", "-q", "--staged"],
         "gitleaks": ["gitleaks", "git", "--pre-commit", "--staged", "--no-banner", "--exit-code", "0", "."],
         "kingfisher": ["kingfisher", "scan", ".", "--staged", "--no-validate", "--no-update-check", "-q"],
     }
-    return {name: best_of(runs, cmd, cwd=str(repo))[0] for name, cmd in commands.items()}
+    return {name: best_of(runs, cmd, cwd=str(repo))[0] for name, cmd in commands.items() if name not in skip}
+
+
+def print_times(results):
+    """Wall and CPU seconds of the best run, cores used in it (CPU / wall),
+    and tresor's speed-up over Kingfisher in both."""
+    print("| tool | tree wall s | tree CPU s | tree cores | history wall s | history CPU s | history cores |")
+    print("|---|---|---|---|---|---|---|")
+    for name, modes in results.items():
+        cells = [name]
+        for mode in ("tree", "history"):
+            r = modes.get(mode)
+            cells += [f"{r['secs']:.2f}", f"{r['cpu']:.2f}", f"{r['cores']:.2f}"] if r else ["", "", ""]
+        print("| " + " | ".join(cells) + " |")
+    peer = results.get("kingfisher", {})
+    for name in (n for n in results if n.startswith("tresor")):
+        ratios = [f"{mode} {peer[mode]['secs'] / r['secs']:.1f}x wall, {peer[mode]['cpu'] / r['cpu']:.1f}x CPU"
+                  for mode, r in results[name].items() if mode in peer]
+        if ratios:
+            print(f"\n{name} against kingfisher: " + "; ".join(ratios))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tresor", required=True, help="path to a release build of tresor")
+    ap.add_argument("--baseline-tresor", help="another tresor build to measure beside it (before/after a change)")
+    ap.add_argument("--skip", action="append", default=[], choices=["gitleaks", "kingfisher"],
+                    help="leave a peer out (gitleaks takes most of the run time)")
     ap.add_argument("--work", default="/tmp/tresor-scan-bench")
     ap.add_argument("--max-mb", type=int, default=300)
     ap.add_argument("--seed", type=int, default=20261128)
@@ -287,7 +315,9 @@ def main():
     # Round-robin repetitions, so every tool sees the same mix of machine load;
     # the best wall time, the least CPU time and the largest peak RSS count.
     jobs = [("rg (trivial pattern)", "tree", lambda root: ["rg", "-c", "--no-messages", "zqxjkvtresorbench", str(root)], None, None)]
-    for name, modes in tools(args.tresor, work).items():
+    for name, modes in tools(args.tresor, work, args.baseline_tresor).items():
+        if name in args.skip:
+            continue
         for mode, (cmd, cwd, parse) in modes.items():
             jobs.append((name, mode, cmd, cwd, parse))
     runs = {}
@@ -302,7 +332,9 @@ def main():
         target, size = (tree, tree_bytes) if mode == "tree" else (repo, hist_bytes)
         measured = runs[(name, mode)]
         wall, cpu, rss = min(m[0] for m in measured), min(m[1] for m in measured), max(m[2] for m in measured)
-        r = {"mbps": size / 1e6 / wall, "mb_per_cpu_s": size / 1e6 / cpu, "rss": rss, "secs": wall, "cpu": cpu}
+        fastest = min(measured, key=lambda m: m[0])
+        r = {"mbps": size / 1e6 / wall, "mb_per_cpu_s": size / 1e6 / cpu, "rss": rss, "secs": wall, "cpu": cpu,
+             "cores": fastest[1] / fastest[0]}
         if parse:
             try:
                 r.update(score(parse(), labels, target))
@@ -311,7 +343,7 @@ def main():
                 r.update(score([], labels, target))
         results.setdefault(name, {})[mode] = r
 
-    latency = precommit_latency(args.tresor, staged_repo(work, args.seed))
+    latency = precommit_latency(args.tresor, staged_repo(work, args.seed), args.skip)
     print()
     print("| tool | tree MB/s | tree MB per CPU-s | tree peak RSS | tree recall | tree precision | history MB/s | history MB per CPU-s | history peak RSS | history recall | history precision | unlabeled findings (tree) | pre-commit, 1 staged file |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -323,6 +355,8 @@ def main():
         cells += [str(t.get("other", ""))]
         cells += [f"{latency[name]:.3f} s" if name in latency else ""]
         print("| " + " | ".join(cells) + " |")
+    print()
+    print_times(results)
     print()
     for name, modes in results.items():
         for mode, r in modes.items():

@@ -1,17 +1,18 @@
 //! Git sources: `git rev-list` and `git diff --cached` say which blobs to
-//! scan, workers read each unique blob once in-process (gix), and `git log`
-//! finds provenance only for blobs that hold findings.
+//! scan, workers read each unique blob once in-process (gix), and one
+//! `git log` walk, beside the scan, finds where the blobs with findings
+//! entered the history.
 use crate::error::ScanError;
 use crate::finding::{Commit, Finding};
 use crate::scanner::{History, Refs, Report, Scanner, count, lock, threads};
 use crate::stream::Outcome;
 use gix::odb::pack;
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
 /// A blob to scan and the path it was reached by.
 struct Blob {
@@ -66,8 +67,11 @@ fn rev_args(history: &History) -> Vec<String> {
     args
 }
 
-/// Findings tagged with the blob they were found in.
-type Tagged = Vec<(String, Finding)>;
+/// Findings tagged with the index of the blob they were found in.
+type Tagged = Vec<(usize, Finding)>;
+
+/// Called by the scan when a blob holds findings.
+type OnFinding<'a> = &'a (dyn Fn() + Sync);
 
 /// Workers claim blobs in batches of this size, which keeps them balanced.
 const BATCH: usize = 64;
@@ -78,19 +82,59 @@ pub fn history(scanner: &Scanner, repo: &Path, history: &History) -> Result<Repo
         .into_iter()
         .filter(|b| !scanner.path_allowed(&b.path))
         .collect();
-    let store = open(repo)?;
-    let (mut found, mut report, scanned) = scan_packs(scanner, &store, &blobs)?;
-    let rest: Vec<Blob> = blobs
-        .into_iter()
-        .zip(scanned)
-        .filter(|(_, done)| !done)
-        .map(|(blob, _)| blob)
+    let ids: HashMap<gix::ObjectId, usize> = blobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((gix::ObjectId::from_hex(b.oid.as_bytes()).ok()?, i)))
         .collect();
-    let (more, part) = scan_in_parallel(scanner, &store, &rest)?;
+    let store = open(repo)?;
+    // The commit walk that attributes findings needs nothing from the scan,
+    // so it runs beside it (its own thread and git process), starting at the
+    // first finding: a clean history is never walked.
+    let (start_walk, walk_started) = mpsc::sync_channel(1);
+    let (scanned, walked) = std::thread::scope(|s| {
+        let (revs, ids, blobs) = (&revs, &ids, &blobs);
+        let walk = s.spawn(move || {
+            walk_started
+                .recv()
+                .ok()
+                .map(|()| walk_log(repo, revs, ids, blobs))
+                .transpose()
+        });
+        let on_finding = move || {
+            let _ = start_walk.try_send(());
+        };
+        let scanned = scan_history(scanner, &store, blobs, ids, &on_finding);
+        drop(on_finding);
+        let walked = walk
+            .join()
+            .unwrap_or_else(|_| Err(git_error("log", "the log reader stopped".into())));
+        (scanned, walked)
+    });
+    let (found, mut report) = scanned?;
+    report.findings = match walked? {
+        Some(sightings) => attribute(repo, &blobs, &sightings, found)?,
+        // Nothing was found, so nothing started the walk.
+        None => Vec::new(),
+    };
+    Ok(report)
+}
+
+/// Scans every blob once: those in packs that hold many of them by walking
+/// the packs, the rest one by one.
+fn scan_history(
+    scanner: &Scanner,
+    store: &gix::ThreadSafeRepository,
+    blobs: &[Blob],
+    ids: &HashMap<gix::ObjectId, usize>,
+    on_finding: OnFinding<'_>,
+) -> Result<(Tagged, Report), ScanError> {
+    let (mut found, mut report, scanned) = scan_packs(scanner, store, blobs, ids, on_finding)?;
+    let rest: Vec<usize> = (0..blobs.len()).filter(|&i| !scanned[i]).collect();
+    let (more, part) = scan_in_parallel(scanner, store, blobs, &rest, on_finding)?;
     found.extend(more);
     merge(&mut report, part);
-    report.findings = attribute(repo, &revs, found)?;
-    Ok(report)
+    Ok((found, report))
 }
 
 fn merge(report: &mut Report, part: Report) {
@@ -113,12 +157,9 @@ fn scan_packs(
     scanner: &Scanner,
     repo: &gix::ThreadSafeRepository,
     blobs: &[Blob],
+    wanted: &HashMap<gix::ObjectId, usize>,
+    on_finding: OnFinding<'_>,
 ) -> Result<(Tagged, Report, Vec<bool>), ScanError> {
-    let wanted: HashMap<gix::ObjectId, usize> = blobs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| Some((gix::ObjectId::from_hex(b.oid.as_bytes()).ok()?, i)))
-        .collect();
     let done: Vec<AtomicBool> = blobs.iter().map(|_| AtomicBool::new(false)).collect();
     let found = Mutex::new((Tagged::new(), Report::default()));
     let hash = repo.to_thread_local().object_hash();
@@ -146,11 +187,12 @@ fn scan_packs(
             }
             let mut findings = Vec::new();
             let outcome = scanner.scan_bytes(bytes, &blobs[i].path, &mut findings);
+            if !findings.is_empty() {
+                on_finding();
+            }
             let mut found = lock(&found);
             count(&mut found.1, outcome);
-            found
-                .0
-                .extend(findings.into_iter().map(|f| (blobs[i].oid.clone(), f)));
+            found.0.extend(findings.into_iter().map(|f| (i, f)));
         };
         index
             .traverse_with_index(
@@ -199,21 +241,24 @@ fn open(repo: &Path) -> Result<gix::ThreadSafeRepository, ScanError> {
         .map_err(|e| git_error("open", e.to_string()))
 }
 
-/// One worker per core; each claims batches of blobs from a shared counter,
-/// so large and small blobs spread evenly.
+/// Scans the blobs at `todo` (indices into `blobs`): one worker per core,
+/// each claiming batches from a shared counter, so large and small blobs
+/// spread evenly.
 fn scan_in_parallel(
     scanner: &Scanner,
     repo: &gix::ThreadSafeRepository,
     blobs: &[Blob],
+    todo: &[usize],
+    on_finding: OnFinding<'_>,
 ) -> Result<(Tagged, Report), ScanError> {
-    if blobs.is_empty() {
+    if todo.is_empty() {
         return Ok((Tagged::new(), Report::default()));
     }
     let next = AtomicUsize::new(0);
-    let workers = threads().min(blobs.len().div_ceil(BATCH)).max(1);
+    let workers = threads().min(todo.len().div_ceil(BATCH)).max(1);
     let results: Vec<Result<(Tagged, Report), ScanError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
-            .map(|_| s.spawn(|| scan_blobs(scanner, repo, blobs, &next)))
+            .map(|_| s.spawn(|| scan_blobs(scanner, repo, blobs, todo, &next, on_finding)))
             .collect();
         handles
             .into_iter()
@@ -237,7 +282,9 @@ fn scan_blobs(
     scanner: &Scanner,
     repo: &gix::ThreadSafeRepository,
     blobs: &[Blob],
+    todo: &[usize],
     next: &AtomicUsize,
+    on_finding: OnFinding<'_>,
 ) -> Result<(Tagged, Report), ScanError> {
     let mut repo = repo.to_thread_local();
     // Every blob is read once: caching decoded objects would only cost memory.
@@ -246,10 +293,11 @@ fn scan_blobs(
     let mut found = Vec::new();
     loop {
         let start = next.fetch_add(BATCH, Ordering::Relaxed);
-        if start >= blobs.len() {
+        if start >= todo.len() {
             return Ok((found, report));
         }
-        for blob in &blobs[start..(start + BATCH).min(blobs.len())] {
+        for &i in &todo[start..(start + BATCH).min(todo.len())] {
+            let blob = &blobs[i];
             let mut findings = Vec::new();
             match scan_blob(scanner, &repo, blob, &mut findings)? {
                 Some(outcome) => count(&mut report, outcome),
@@ -258,7 +306,10 @@ fn scan_blobs(
                     blob.path, blob.oid
                 )),
             }
-            found.extend(findings.into_iter().map(|f| (blob.oid.clone(), f)));
+            if !findings.is_empty() {
+                on_finding();
+            }
+            found.extend(findings.into_iter().map(|f| (i, f)));
         }
     }
 }
@@ -313,23 +364,30 @@ fn list_blobs(repo: &Path, revs: &[String]) -> Result<Vec<Blob>, ScanError> {
     Ok(blobs)
 }
 
-/// Finds, for each blob with findings, the oldest commit that added it, then
-/// keeps one finding per secret and path: its first appearance.
-fn attribute(
+/// Where each blob first entered the history, from one walk of `git log`.
+struct Sightings {
+    /// Every commit of the log, newest first: its id and author time.
+    commits: Vec<(gix::ObjectId, i64)>,
+    /// Per blob, the index in `commits` of the oldest commit that added it.
+    added_in: Vec<Option<usize>>,
+    /// Per blob, the path it was added at, where that is not the path it
+    /// was listed with.
+    paths: HashMap<usize, String>,
+}
+
+/// Walks `git log --raw` newest first, so the last sighting of a blob is the
+/// commit that introduced it.
+fn walk_log(
     repo: &Path,
     revs: &[String],
-    found: Vec<(String, Finding)>,
-) -> Result<Vec<Finding>, ScanError> {
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut origins: HashMap<String, Option<Origin>> =
-        found.iter().map(|(oid, _)| (oid.clone(), None)).collect();
+    ids: &HashMap<gix::ObjectId, usize>,
+    blobs: &[Blob],
+) -> Result<Sightings, ScanError> {
     let mut command = git(repo);
     command
         .args([
             "log",
-            "--format=%x00%H%x00%an <%ae>%x00%aI%x00%at",
+            "--format=%x00%H %at",
             "--raw",
             "--no-abbrev",
             "--no-renames",
@@ -337,78 +395,157 @@ fn attribute(
         .args(revs)
         .arg("--");
     let mut child = spawn(command, "log")?;
+    let mut sightings = Sightings {
+        commits: Vec::new(),
+        added_in: vec![None; blobs.len()],
+        paths: HashMap::new(),
+    };
     if let Some(out) = child.stdout.take() {
-        scan_log(out, &mut origins).map_err(|e| git_error("log", e.to_string()))?;
+        read_log(out, ids, blobs, &mut sightings).map_err(|e| git_error("log", e.to_string()))?;
     }
     finish(child, "log")?;
-    // Earliest author time first; commits of the same second by their place
-    // in the log (a larger age is older), so the order of the scan never matters.
-    let mut first: HashMap<(String, String), (Finding, usize)> = HashMap::new();
-    for (oid, mut finding) in found {
-        let mut age = 0;
-        if let Some(Some(origin)) = origins.get(oid.as_str()) {
-            finding.commit = Some(origin.commit.clone());
-            finding.path = origin.path.clone();
-            age = origin.age;
-        }
-        let key = (finding.fingerprint.clone(), finding.path.clone());
-        let time = |f: &Finding| f.commit.as_ref().map_or(i64::MAX, |c| c.timestamp);
-        let rank = (time(&finding), std::cmp::Reverse(age));
-        match first.get(&key) {
-            Some((existing, existing_age))
-                if (time(existing), std::cmp::Reverse(*existing_age)) <= rank => {}
-            _ => {
-                first.insert(key, (finding, age));
-            }
-        }
-    }
-    Ok(first.into_values().map(|(finding, _)| finding).collect())
+    Ok(sightings)
 }
 
-/// The commit that introduced a blob, the path it had there, and how many
-/// commits came before it in the log (newest first).
-struct Origin {
-    commit: Commit,
-    path: String,
-    age: usize,
-}
-
-/// Walks `git log --raw` newest first, so the last sighting of a blob is the
-/// commit that introduced it.
-fn scan_log(out: ChildStdout, origins: &mut HashMap<String, Option<Origin>>) -> io::Result<()> {
-    let mut commit: Option<Commit> = None;
-    let mut age = 0;
+fn read_log(
+    out: ChildStdout,
+    ids: &HashMap<gix::ObjectId, usize>,
+    blobs: &[Blob],
+    sightings: &mut Sightings,
+) -> io::Result<()> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     for line in BufReader::with_capacity(1 << 20, out).split(b'\n') {
         let line = line?;
         if let Some(rest) = line.strip_prefix(b"\0") {
-            age += 1;
             let text = String::from_utf8_lossy(rest);
-            let mut parts = text.split('\0');
-            let (id, author, date, time) = (parts.next(), parts.next(), parts.next(), parts.next());
-            commit = Some(Commit {
-                id: id.unwrap_or_default().to_string(),
-                author: author.unwrap_or_default().to_string(),
-                date: date.unwrap_or_default().to_string(),
-                timestamp: time.and_then(|t| t.trim().parse().ok()).unwrap_or(0),
-            });
+            let (id, time) = text.split_once(' ').unwrap_or((&text, ""));
+            let id = gix::ObjectId::from_hex(id.as_bytes()).map_err(|_| invalid("commit id"))?;
+            sightings
+                .commits
+                .push((id, time.trim().parse().unwrap_or(0)));
         } else if line.starts_with(b":") {
-            let text = String::from_utf8_lossy(&line);
-            let Some((meta, path)) = text.split_once('\t') else {
+            let Some(tab) = memchr::memchr(b'\t', &line) else {
                 continue;
             };
-            let Some(new_oid) = meta.split(' ').nth(3) else {
+            let Some(new_oid) = line[..tab].split(|&b| b == b' ').nth(3) else {
                 continue;
             };
-            if let (Some(slot), Some(c)) = (origins.get_mut(new_oid), &commit) {
-                *slot = Some(Origin {
-                    commit: c.clone(),
-                    path: path.to_string(),
-                    age,
-                });
+            let blob = gix::ObjectId::from_hex(new_oid)
+                .ok()
+                .and_then(|id| ids.get(&id));
+            let (Some(&blob), Some(commit)) = (blob, sightings.commits.len().checked_sub(1)) else {
+                continue;
+            };
+            sightings.added_in[blob] = Some(commit);
+            let path = String::from_utf8_lossy(&line[tab + 1..]);
+            if path == blobs[blob].path {
+                sightings.paths.remove(&blob);
+            } else {
+                sightings.paths.insert(blob, path.into_owned());
             }
         }
     }
     Ok(())
+}
+
+/// Keeps one finding per secret and path: its first appearance, with the
+/// commit that introduced its blob.
+fn attribute(
+    repo: &Path,
+    blobs: &[Blob],
+    sightings: &Sightings,
+    found: Tagged,
+) -> Result<Vec<Finding>, ScanError> {
+    // Earliest author time first; commits of the same second by their place
+    // in the log (a larger age is older), so the order of the scan never matters.
+    let mut first: HashMap<(String, String), (Finding, Option<usize>)> = HashMap::new();
+    let rank = |commit: Option<usize>| {
+        let time = commit.map_or(i64::MAX, |c| sightings.commits[c].1);
+        (time, std::cmp::Reverse(commit.map_or(0, |c| c + 1)))
+    };
+    for (blob, mut finding) in found {
+        let commit = sightings.added_in[blob];
+        if commit.is_some() {
+            finding.path = sightings
+                .paths
+                .get(&blob)
+                .unwrap_or(&blobs[blob].path)
+                .clone();
+        }
+        let key = (finding.fingerprint.clone(), finding.path.clone());
+        match first.get(&key) {
+            Some((_, existing)) if rank(*existing) <= rank(commit) => {}
+            _ => {
+                first.insert(key, (finding, commit));
+            }
+        }
+    }
+    let ids: Vec<gix::ObjectId> = first
+        .values()
+        .filter_map(|(_, commit)| Some(sightings.commits[(*commit)?].0))
+        .collect();
+    let described = describe(repo, &ids)?;
+    first
+        .into_values()
+        .map(|(mut finding, commit)| {
+            if let Some(c) = commit {
+                let (id, timestamp) = sightings.commits[c];
+                let (author, date) = described
+                    .get(&id)
+                    .ok_or_else(|| git_error("log", format!("{id}: commit not found")))?;
+                finding.commit = Some(Commit {
+                    id: id.to_string(),
+                    author: author.clone(),
+                    date: date.clone(),
+                    timestamp,
+                });
+            }
+            Ok(finding)
+        })
+        .collect()
+}
+
+/// Author and date of a few commits, formatted by git.
+fn describe(
+    repo: &Path,
+    ids: &[gix::ObjectId],
+) -> Result<HashMap<gix::ObjectId, (String, String)>, ScanError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut command = git(repo);
+    command
+        .args([
+            "log",
+            "--no-walk=unsorted",
+            "--stdin",
+            "--format=%H%x00%an <%ae>%x00%aI",
+        ])
+        .stdin(Stdio::piped());
+    let mut child = spawn(command, "log")?;
+    // git reads every revision from stdin before it writes.
+    if let Some(mut stdin) = child.stdin.take() {
+        let list: String = ids.iter().map(|id| format!("{id}\n")).collect();
+        stdin
+            .write_all(list.as_bytes())
+            .map_err(|e| git_error("log", e.to_string()))?;
+    }
+    let mut described = HashMap::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(|e| git_error("log", e.to_string()))?;
+            let mut parts = line.split('\0');
+            let (Some(id), Some(author), Some(date)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Ok(id) = gix::ObjectId::from_hex(id.as_bytes()) {
+                described.insert(id, (author.to_string(), date.to_string()));
+            }
+        }
+    }
+    finish(child, "log")?;
+    Ok(described)
 }
 
 /// Scans the staged version of every added, copied, modified or renamed file.
@@ -437,7 +574,8 @@ pub fn staged(scanner: &Scanner, repo: &Path) -> Result<Report, ScanError> {
     if blobs.is_empty() {
         return Ok(Report::default());
     }
-    let (found, mut report) = scan_in_parallel(scanner, &open(repo)?, &blobs)?;
+    let todo: Vec<usize> = (0..blobs.len()).collect();
+    let (found, mut report) = scan_in_parallel(scanner, &open(repo)?, &blobs, &todo, &|| {})?;
     report.findings = found.into_iter().map(|(_, f)| f).collect();
     Ok(report)
 }

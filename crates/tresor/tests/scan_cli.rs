@@ -304,6 +304,35 @@ fn history_scan_reports_first_commit_of_a_removed_secret() {
 }
 
 #[test]
+fn history_scan_reports_where_a_moved_secret_was_first_added() {
+    let repo = git_repo();
+    let token = github_token(11);
+    let date = "--date=2026-01-01T00:00:00Z";
+    repo.write("old/app.cfg", &format!("token = {token}\n"));
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", date, "-m", "add"]);
+    let added = String::from_utf8(git(repo.path(), &["rev-parse", "HEAD"]).stdout).unwrap();
+    // A new blob with the same secret at the same path, in the same second:
+    // the older commit is the first appearance.
+    repo.write("old/app.cfg", &format!("# moving soon\ntoken = {token}\n"));
+    git(repo.path(), &["commit", "-q", date, "-am", "edit"]);
+    git(repo.path(), &["mv", "old", "new"]);
+    git(repo.path(), &["commit", "-q", date, "-m", "move"]);
+
+    let out = tresor(repo.path(), &["--git", "--format", "json"]);
+    assert_eq!(code(&out), 1);
+    let report = stdout(&out);
+    assert_eq!(report.matches(r#""rule_id""#).count(), 1, "{report}");
+    assert!(report.contains(r#""path": "old/app.cfg""#), "{report}");
+    assert!(report.contains(r#""line": 1,"#), "{report}");
+    assert!(report.contains(&format!(r#""id": "{}""#, added.trim())));
+    assert!(
+        report.contains(r#""date": "2026-01-01T00:00:00"#),
+        "{report}"
+    );
+}
+
+#[test]
 fn history_scan_finds_the_same_in_packed_and_loose_objects() {
     let repo = git_repo();
     let mut settings = String::new();
