@@ -102,17 +102,18 @@ impl Response {
 }
 
 pub fn envelope(request_id: &str, data: Option<Value>, auth: Option<Value>) -> Value {
-    json!({
-        "request_id": request_id,
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": auth,
-        "mount_type": "",
-    })
+    // Built field by field: `json!` would deep-copy `data` and `auth`.
+    let mut body = Map::with_capacity(9);
+    body.insert("request_id".into(), Value::String(request_id.to_owned()));
+    body.insert("lease_id".into(), Value::String(String::new()));
+    body.insert("renewable".into(), Value::Bool(false));
+    body.insert("lease_duration".into(), Value::from(0));
+    body.insert("data".into(), data.unwrap_or(Value::Null));
+    body.insert("wrap_info".into(), Value::Null);
+    body.insert("warnings".into(), Value::Null);
+    body.insert("auth".into(), auth.unwrap_or(Value::Null));
+    body.insert("mount_type".into(), Value::String(String::new()));
+    Value::Object(body)
 }
 
 /// An error as Vault reports it: a status and `{"errors": [...]}`.
@@ -239,5 +240,29 @@ pub fn strings_param(
         Some(_) => Err(ApiError::bad_request(format!(
             "`{name}` must be a list of strings"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_has_vaults_fields() {
+        let body = envelope("id-1", Some(json!({"k": "v"})), None);
+        assert_eq!(
+            body,
+            json!({
+                "request_id": "id-1",
+                "lease_id": "",
+                "renewable": false,
+                "lease_duration": 0,
+                "data": {"k": "v"},
+                "wrap_info": null,
+                "warnings": null,
+                "auth": null,
+                "mount_type": "",
+            })
+        );
     }
 }

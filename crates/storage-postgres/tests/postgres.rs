@@ -129,7 +129,9 @@ fn open_starts_without_the_database_and_creates_the_schema_once_it_answers() {
     assert_eq!(backend.get("k").unwrap(), None);
     backend.put("k", b"v").unwrap();
     assert_eq!(
-        cluster.psql("later", "SELECT version FROM tresor_schema").unwrap(),
+        cluster
+            .psql("later", "SELECT version FROM tresor_schema")
+            .unwrap(),
         SCHEMA_VERSION.to_string()
     );
 }
