@@ -157,6 +157,7 @@ fn import_reads_secrets_proposes_entries_and_apply_adopts_them() {
         "      db-password: {generate: 'password:26', allow_weak:",
         "  reports:\n    namespace: reporting\n    keys:\n",
         "      api-key: {generate: 'hex:32'}\n",
+        "      config.json: {generate: 'password:62'}  # text, not a random string: a rotation would replace it with one\n",
     ] {
         assert!(proposal.contains(line), "`{line}` missing:\n{proposal}");
     }

@@ -206,7 +206,15 @@ fn entry(f: &Found) -> String {
         if generator.weakness().is_some() {
             out.push_str(", allow_weak: imported as it was; rotate it to a stronger value");
         }
-        out.push_str("}\n");
+        out.push('}');
+        if value
+            .as_str()
+            .is_some_and(|v| v.chars().any(char::is_whitespace))
+        {
+            // Spaces or lines: a document (a config file), not a random string.
+            out.push_str("  # text, not a random string: a rotation would replace it with one");
+        }
+        out.push('\n');
     }
     out
 }
