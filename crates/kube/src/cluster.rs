@@ -268,6 +268,16 @@ pub async fn apply(
             .as_ref()
             .and_then(|m| m.metadata.labels.as_ref())
             .is_some_and(|l| l.get(PLATFORM_LABEL) == Some(&spec.name));
+        // A Secret made before tresor (kubectl, an import) has no hash to
+        // compare: adopting it restarts its consumers only if the values differ.
+        let adopted_as_is = match (&existing, &old_hash) {
+            (Some(_), None) => api
+                .get_opt(&delivery.name)
+                .await
+                .map_err(|e| ctx.error(e, "get", resource.clone(), &ns))?
+                .is_some_and(|found| holds_exactly(found, &delivery.data)),
+            _ => false,
+        };
         let mut secret = Secret {
             metadata: ObjectMeta {
                 name: Some(delivery.name.clone()),
@@ -304,6 +314,7 @@ pub async fn apply(
             (None, _) => "created",
             (Some(_), Some(old)) if *old == hash && labelled => "unchanged",
             (Some(_), Some(old)) if *old == hash => "configured",
+            (Some(_), None) if adopted_as_is => "configured",
             _ => {
                 changed.insert((ns.clone(), delivery.name.clone()));
                 "configured"
@@ -653,4 +664,16 @@ pub async fn fix(
         lines.push(restart(&ctx, ns, consumer, &stamp).await?);
     }
     Ok(lines)
+}
+/// Whether `secret` holds exactly `data`; its values are wiped once compared.
+fn holds_exactly(mut secret: Secret, data: &[(String, Zeroizing<Vec<u8>>)]) -> bool {
+    let found = secret.data.take().unwrap_or_default();
+    let same = found.len() == data.len()
+        && data
+            .iter()
+            .all(|(key, value)| found.get(key).is_some_and(|v| v.0 == value.as_slice()));
+    for mut value in found.into_values() {
+        value.0.zeroize();
+    }
+    same
 }

@@ -109,6 +109,39 @@ fn in_cluster(cluster: &Cluster, ns: &str, name: &str, key: &str) -> String {
     cluster.kubectl_ok(&["get", "secret", name, "-n", ns, "-o", &template])
 }
 
+/// A Deployment consuming each imported Secret.
+const CONSUMERS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mlflow-server, namespace: mlops}
+spec:
+  selector: {matchLabels: {app: mlflow}}
+  template:
+    metadata: {labels: {app: mlflow}}
+    spec: {containers: [{name: mlflow, image: mlflow}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reports-api, namespace: reporting}
+spec:
+  selector: {matchLabels: {app: reports}}
+  template:
+    metadata: {labels: {app: reports}}
+    spec: {containers: [{name: reports, image: reports}]}
+";
+
+/// When a Deployment was last restarted (empty: never).
+fn restarted_at(cluster: &Cluster, ns: &str, name: &str) -> String {
+    cluster.kubectl_ok(&[
+        "get",
+        "deployment",
+        name,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ])
+}
+
 /// `kubectl create secret generic NAME -n NS SOURCES...`
 fn create_secret(cluster: &Cluster, ns: &str, name: &str, sources: &[&str]) {
     let mut args = vec!["create", "secret", "generic", name, "-n", ns];
@@ -174,14 +207,39 @@ fn import_reads_secrets_proposes_entries_and_apply_adopts_them() {
         "a multi-line value, kept as it is"
     );
 
-    // The proposal as the spec: apply keeps every value and takes the Secrets over.
+    // The proposal as the spec, each Secret with a consumer: apply keeps every
+    // value and takes the Secrets over. `reports` is adopted exactly as it is,
+    // so its consumer is not restarted; `mlflow-secrets` was edited in the
+    // cluster since the import, so it gets the stored value back and its
+    // consumer restarts.
+    cluster.kubectl_apply(CONSUMERS);
+    cluster.kubectl_ok(&[
+        "patch",
+        "secret",
+        "mlflow-secrets",
+        "-n",
+        "mlops",
+        "-p",
+        "{\"stringData\":{\"db-username\":\"edited\"}}",
+    ]);
+    let spec = proposal
+        .replace(
+            "    namespace: mlops\n",
+            "    namespace: mlops\n    consumers: [deployment/mlflow-server]\n",
+        )
+        .replace(
+            "    namespace: reporting\n",
+            "    namespace: reporting\n    consumers: [deployment/reports-api]\n",
+        );
     std::fs::write(
         p.file(),
-        format!("version: 1\nname: mlops-platform\nkubernetes:\n  context: admin\n{proposal}"),
+        format!("version: 1\nname: mlops-platform\nkubernetes:\n  context: admin\n{spec}"),
     )
     .unwrap();
     let file = p.file();
-    let applied = p.run(&["apply", "-f", file.to_str().unwrap()]);
+    // The edit made kubectl a field manager of the value: taking it back is
+    // a conflict that only --force-conflicts resolves, as with kubectl.
+    let applied = p.run(&["apply", "-f", file.to_str().unwrap(), "--force-conflicts"]);
     assert!(applied.status.success(), "{}", text(&applied));
     assert_no_value(&applied);
     assert!(
@@ -197,6 +255,12 @@ fn import_reads_secrets_proposes_entries_and_apply_adopts_them() {
         in_cluster(&cluster, "reporting", "reports", "config.json"),
         CONFIG
     );
+    assert_eq!(
+        in_cluster(&cluster, "mlops", "mlflow-secrets", "db-username"),
+        "mlflow"
+    );
+    assert_eq!(restarted_at(&cluster, "reporting", "reports-api"), "");
+    assert_ne!(restarted_at(&cluster, "mlops", "mlflow-server"), "");
     let managed = cluster.kubectl_ok(&[
         "get",
         "secret",

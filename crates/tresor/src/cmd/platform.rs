@@ -38,6 +38,11 @@ pub struct ApplyArgs {
     #[cfg(feature = "kubernetes")]
     #[arg(long)]
     pub context: Option<String>,
+    /// Take over Secret fields that another field manager owns (a value
+    /// edited with kubectl since), as `kubectl apply --server-side --force-conflicts`.
+    #[cfg(feature = "kubernetes")]
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 #[derive(Args)]
@@ -154,7 +159,7 @@ fn deliver(args: &ApplyArgs, spec: &Spec, plan: &tresor_platform::Plan) -> CmdRe
         .clone()
         .or_else(|| spec.kubernetes.context.clone())
     {
-        Some(context) => k8s::deliver(spec, plan, Some(context)),
+        Some(context) => k8s::deliver(spec, plan, Some(context), args.force_conflicts),
         None => {
             not_delivered(&args.file);
             Ok(())

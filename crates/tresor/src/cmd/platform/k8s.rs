@@ -151,7 +151,12 @@ fn doctor(args: DoctorArgs) -> CmdResult {
 }
 
 /// `tresor apply`'s delivery step: the values just stored, to the cluster.
-pub fn deliver(spec: &Spec, plan: &Plan, context: Option<String>) -> CmdResult {
+pub fn deliver(
+    spec: &Spec,
+    plan: &Plan,
+    context: Option<String>,
+    force_conflicts: bool,
+) -> CmdResult {
     let deliveries: Vec<Delivery> = plan
         .secrets
         .iter()
@@ -171,7 +176,11 @@ pub fn deliver(spec: &Spec, plan: &Plan, context: Option<String>) -> CmdResult {
                 .collect(),
         })
         .collect();
-    send(spec, &deliveries, context, ApplyOptions::default())
+    let options = ApplyOptions {
+        force_conflicts,
+        ..ApplyOptions::default()
+    };
+    send(spec, &deliveries, context, options)
 }
 
 fn send(
