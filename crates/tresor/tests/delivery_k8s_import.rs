@@ -7,7 +7,7 @@
 
 mod platform_support;
 
-use platform_support::Cluster;
+use platform_support::{Cluster, WORKLOADS};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -109,39 +109,6 @@ fn in_cluster(cluster: &Cluster, ns: &str, name: &str, key: &str) -> String {
     cluster.kubectl_ok(&["get", "secret", name, "-n", ns, "-o", &template])
 }
 
-/// A Deployment consuming each imported Secret.
-const CONSUMERS: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata: {name: mlflow-server, namespace: mlops}
-spec:
-  selector: {matchLabels: {app: mlflow}}
-  template:
-    metadata: {labels: {app: mlflow}}
-    spec: {containers: [{name: mlflow, image: mlflow}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: reports-api, namespace: reporting}
-spec:
-  selector: {matchLabels: {app: reports}}
-  template:
-    metadata: {labels: {app: reports}}
-    spec: {containers: [{name: reports, image: reports}]}
-";
-
-/// When a Deployment was last restarted (empty: never).
-fn restarted_at(cluster: &Cluster, ns: &str, name: &str) -> String {
-    cluster.kubectl_ok(&[
-        "get",
-        "deployment",
-        name,
-        "-n",
-        ns,
-        "-o",
-        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
-    ])
-}
-
 /// `kubectl create secret generic NAME -n NS SOURCES...`
 fn create_secret(cluster: &Cluster, ns: &str, name: &str, sources: &[&str]) {
     let mut args = vec!["create", "secret", "generic", name, "-n", ns];
@@ -212,7 +179,16 @@ fn import_reads_secrets_proposes_entries_and_apply_adopts_them() {
     // so its consumer is not restarted; `mlflow-secrets` was edited in the
     // cluster since the import, so it gets the stored value back and its
     // consumer restarts.
-    cluster.kubectl_apply(CONSUMERS);
+    // mlflow-server (in WORKLOADS) consumes mlflow-secrets; reports-api, reports.
+    cluster.kubectl_apply(WORKLOADS);
+    cluster.kubectl_apply(
+        &WORKLOADS
+            .split("---")
+            .nth(1)
+            .unwrap()
+            .replace("mlops", "reporting")
+            .replace("mlflow-server", "reports-api"),
+    );
     cluster.kubectl_ok(&[
         "patch",
         "secret",
@@ -259,8 +235,14 @@ fn import_reads_secrets_proposes_entries_and_apply_adopts_them() {
         in_cluster(&cluster, "mlops", "mlflow-secrets", "db-username"),
         "mlflow"
     );
-    assert_eq!(restarted_at(&cluster, "reporting", "reports-api"), "");
-    assert_ne!(restarted_at(&cluster, "mlops", "mlflow-server"), "");
+    assert_eq!(
+        cluster.restarted_at("reporting", "deployment/reports-api"),
+        ""
+    );
+    assert_ne!(
+        cluster.restarted_at("mlops", "deployment/mlflow-server"),
+        ""
+    );
     let managed = cluster.kubectl_ok(&[
         "get",
         "secret",

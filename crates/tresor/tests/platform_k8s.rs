@@ -77,15 +77,8 @@ fn with_context(spec: &str, context: &str) -> String {
     )
 }
 
-fn restarted_at(cluster: &Cluster, kind_name: &str) -> String {
-    cluster.kubectl_ok(&[
-        "get",
-        kind_name,
-        "-n",
-        "mlops",
-        "-o",
-        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
-    ])
+fn restarted_at(cluster: &Cluster, workload: &str) -> String {
+    cluster.restarted_at("mlops", workload)
 }
 
 fn secret_field(cluster: &Cluster, name: &str, path: &str) -> String {

@@ -42,14 +42,7 @@ fn cluster_bytes(cluster: &Cluster, name: &str, key: &str) -> Vec<u8> {
 }
 
 fn restarted_at(cluster: &Cluster, workload: &str) -> String {
-    cluster.kubectl_ok(&[
-        "get",
-        workload,
-        "-n",
-        "mlops",
-        "-o",
-        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
-    ])
+    cluster.restarted_at("mlops", workload)
 }
 
 /// The kube-apiserver this test process started: its pid and command line

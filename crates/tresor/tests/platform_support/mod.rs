@@ -294,6 +294,20 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// When a workload (`deployment/NAME`) was last restarted as `kubectl
+    /// rollout restart` does; empty if never.
+    #[allow(dead_code)]
+    pub fn restarted_at(&self, namespace: &str, workload: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            workload,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+        ])
+    }
+
     /// Feeds a manifest to `kubectl apply -f -`.
     pub fn kubectl_apply(&self, manifest: &str) {
         use std::io::Write;
