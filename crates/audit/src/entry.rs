@@ -138,7 +138,7 @@ struct Redactor<'s, 'a> {
     memo: RefCell<Vec<(&'a str, String)>>,
 }
 
-impl<'a> Redactor<'_, 'a> {
+impl<'s, 'a> Redactor<'s, 'a> {
     fn hash(&self, input: &'a str) -> String {
         let mut memo = self.memo.borrow_mut();
         if let Some((_, hash)) = memo.iter().find(|(seen, _)| *seen == input) {
@@ -159,17 +159,12 @@ impl<'a> Redactor<'_, 'a> {
         })
     }
 
-    /// Hashes every string, at any depth; keys and non-string scalars stay readable.
-    fn value(&self, value: &'a Value) -> Value {
-        match value {
-            Value::String(s) => Value::String(self.hash(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), self.value(v)))
-                    .collect(),
-            ),
-            scalar => scalar.clone(),
+    /// `value` with every string, at any depth, hashed when it is written;
+    /// keys and non-string scalars stay readable.
+    fn value<'r>(&'r self, value: &'a Value) -> Redacted<'r, 's, 'a> {
+        Redacted {
+            value,
+            redactor: self,
         }
     }
 
@@ -186,7 +181,7 @@ impl<'a> Redactor<'_, 'a> {
         }
     }
 
-    fn request(&self, request: &'a RequestInfo) -> RequestLine<'a> {
+    fn request<'r>(&'r self, request: &'a RequestInfo) -> RequestLine<'r, 's, 'a> {
         RequestLine {
             id: &request.id,
             operation: &request.operation,
@@ -200,7 +195,7 @@ impl<'a> Redactor<'_, 'a> {
         }
     }
 
-    fn response(&self, response: &'a ResponseInfo) -> ResponseLine<'a> {
+    fn response<'r>(&'r self, response: &'a ResponseInfo) -> ResponseLine<'r, 's, 'a> {
         ResponseLine {
             mount_type: response.mount_type.as_deref(),
             auth: response.auth.as_ref().map(|a| self.auth(a)),
@@ -209,16 +204,46 @@ impl<'a> Redactor<'_, 'a> {
     }
 }
 
+/// A JSON value written with its strings hashed, without building a copy.
+struct Redacted<'r, 's, 'a> {
+    value: &'a Value,
+    redactor: &'r Redactor<'s, 'a>,
+}
+
+impl Serialize for Redacted<'_, '_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.value {
+            Value::String(s) => serializer.serialize_str(&self.redactor.hash(s)),
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&self.redactor.value(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, item) in entries {
+                    map.serialize_entry(key, &self.redactor.value(item))?;
+                }
+                map.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
 #[derive(Serialize)]
-struct Line<'a> {
+struct Line<'r, 's, 'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    time: &'a str,
+    time: &'r str,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthLine<'a>>,
-    request: RequestLine<'a>,
+    request: RequestLine<'r, 's, 'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    response: Option<ResponseLine<'a>>,
+    response: Option<ResponseLine<'r, 's, 'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -236,7 +261,7 @@ struct AuthLine<'a> {
 }
 
 #[derive(Serialize)]
-struct RequestLine<'a> {
+struct RequestLine<'r, 's, 'a> {
     id: &'a str,
     operation: &'a str,
     mount_type: Option<&'a str>,
@@ -244,7 +269,7 @@ struct RequestLine<'a> {
     client_token_accessor: Option<String>,
     namespace: Option<NamespaceLine<'a>>,
     path: &'a str,
-    data: Option<Value>,
+    data: Option<Redacted<'r, 's, 'a>>,
     remote_address: Option<&'a str>,
 }
 
@@ -254,11 +279,11 @@ struct NamespaceLine<'a> {
 }
 
 #[derive(Serialize)]
-struct ResponseLine<'a> {
+struct ResponseLine<'r, 's, 'a> {
     mount_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthLine<'a>>,
-    data: Option<Value>,
+    data: Option<Redacted<'r, 's, 'a>>,
 }
 
 // Entries carry raw tokens and secret data: Debug shows only what the log shows in clear.

@@ -118,6 +118,10 @@ fn no_raw_secret_reaches_the_file_or_debug_output() {
     assert_eq!(response["request"]["path"], "secret/data/app");
     assert_eq!(response["request"]["namespace"]["id"], "root");
     assert_eq!(response["request"]["data"]["options"]["cas"], 3);
+    assert_eq!(
+        response["request"]["data"]["data"]["list"],
+        json!([salt.hash(secrets[4]), 7, true])
+    );
     assert_eq!(response["request"]["data"]["data"]["list"][1], 7);
     assert_eq!(response["auth"]["policies"], json!(["default", "app"]));
     assert!(response["time"].as_str().unwrap().ends_with('Z'));

@@ -214,6 +214,11 @@ impl Barrier {
         self.read_state().is_none()
     }
 
+    /// The storage's generation (see [`tresor_storage::Backend::generation`]).
+    pub fn generation(&self) -> Option<u64> {
+        self.storage.generation()
+    }
+
     /// Reads and decrypts `key`.
     pub fn get(&self, key: &str) -> Result<Option<Entry>, BarrierError> {
         check_key(key)?;

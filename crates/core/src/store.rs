@@ -1,7 +1,7 @@
 use crate::CoreError;
 use crate::mounts::{MountEntry, MountTable, MountType, normalize};
-use std::sync::{Arc, RwLock};
-use tresor_barrier::{Barrier, Stamp, WriteSet};
+use std::sync::Arc;
+use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use tresor_kv::{KvEngine, MetadataCache};
 use zeroize::Zeroizing;
 
@@ -13,9 +13,9 @@ const DELETE_BATCH: usize = 1000;
 /// An unsealed store: the barrier and the engines mounted on it.
 pub struct Store {
     barrier: Arc<Barrier>,
-    /// The last mount table read, with its stamp: reused while the stored
-    /// bytes are the same, so routing a request costs no decryption.
-    cache: RwLock<Option<(Stamp, MountTable)>>,
+    /// The mount table as last read: routing a request decrypts and parses
+    /// it only when it changed.
+    cache: ParsedCache<Arc<MountTable>>,
     metadata: Arc<MetadataCache>,
 }
 
@@ -24,7 +24,7 @@ impl Store {
     pub fn new(barrier: Arc<Barrier>) -> Self {
         Self {
             barrier,
-            cache: RwLock::new(None),
+            cache: ParsedCache::new(1),
             metadata: Arc::default(),
         }
     }
@@ -35,7 +35,7 @@ impl Store {
 
     /// Every mount, ordered by path.
     pub fn mounts(&self) -> Result<Vec<MountEntry>, CoreError> {
-        Ok(self.table()?.0.mounts.into_values().collect())
+        Ok(self.table()?.0.mounts.values().cloned().collect())
     }
 
     /// The mount serving `path` and the rest of the path inside it.
@@ -74,7 +74,8 @@ impl Store {
         description: &str,
     ) -> Result<MountEntry, CoreError> {
         let path = normalize(path).map_err(CoreError::InvalidMount)?;
-        let (mut table, stamp) = self.table()?;
+        let (table, stamp) = self.table()?;
+        let mut table = MountTable::clone(&table);
         if let Some(existing) = table
             .mounts
             .keys()
@@ -94,7 +95,8 @@ impl Store {
     /// whether there was such a mount.
     pub fn disable(&self, path: &str) -> Result<bool, CoreError> {
         let path = normalize(path).map_err(CoreError::InvalidMount)?;
-        let (mut table, stamp) = self.table()?;
+        let (table, stamp) = self.table()?;
+        let mut table = MountTable::clone(&table);
         let Some(entry) = table.mounts.remove(&path) else {
             return Ok(false);
         };
@@ -130,31 +132,16 @@ impl Store {
         Ok(())
     }
 
-    fn table(&self) -> Result<(MountTable, Option<Stamp>), CoreError> {
-        if self.barrier.is_sealed() {
-            return Err(tresor_barrier::BarrierError::Sealed.into());
-        }
-        let stored = self.barrier.storage().get(MOUNTS_KEY)?;
-        if let (Some(stored), Some((stamp, table))) = (
-            &stored,
-            self.cache
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref(),
-        ) && stamp.matches(stored)
-        {
-            return Ok((table.clone(), Some(stamp.clone())));
-        }
-        match self.barrier.get(MOUNTS_KEY)? {
-            Some(entry) => {
-                let table: MountTable =
-                    serde_json::from_slice(&entry.value).map_err(|_| CoreError::CorruptMounts)?;
-                *self.cache.write().unwrap_or_else(|p| p.into_inner()) =
-                    Some((entry.stamp.clone(), table.clone()));
-                Ok((table, Some(entry.stamp)))
-            }
-            None => Ok((MountTable::default(), None)),
-        }
+    fn table(&self) -> Result<(Arc<MountTable>, Option<Stamp>), CoreError> {
+        let found = self.cache.get(&self.barrier, MOUNTS_KEY, |bytes| {
+            serde_json::from_slice(bytes)
+                .map(Arc::new)
+                .map_err(|_| CoreError::CorruptMounts)
+        })?;
+        Ok(match found {
+            Some((table, stamp)) => (table, Some(stamp)),
+            None => (Arc::default(), None),
+        })
     }
 
     fn save_table(&self, table: &MountTable, stamp: Option<&Stamp>) -> Result<(), CoreError> {

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, FsyncPolicy, Pending, Salt};
 use tresor_barrier::{Barrier, Stamp, WriteSet};
@@ -34,6 +34,23 @@ struct Device {
     file: FileDevice,
 }
 
+/// The stored device table the open devices reflect.
+struct Synced {
+    stamp: Option<Stamp>,
+    /// The storage generation at which `stamp` was last seen stored.
+    checked: Option<u64>,
+}
+
+impl Synced {
+    fn matches(&self, stored: Option<&[u8]>) -> bool {
+        match (stored, &self.stamp) {
+            (Some(stored), Some(stamp)) => stamp.matches(stored),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
 /// The enabled audit devices.
 pub struct AuditBroker {
     barrier: Arc<Barrier>,
@@ -41,7 +58,7 @@ pub struct AuditBroker {
     /// The stored device table the open devices reflect: another server on
     /// the same store may enable or disable a device, and every request
     /// compares this with the stored bytes first (see [`AuditBroker::sync`]).
-    synced: RwLock<Option<Stamp>>,
+    synced: RwLock<Synced>,
     write_timeout: Duration,
     fsync: bool,
 }
@@ -62,7 +79,10 @@ impl AuditBroker {
         Ok(Self {
             barrier,
             devices: RwLock::new(devices),
-            synced: RwLock::new(stamp),
+            synced: RwLock::new(Synced {
+                stamp,
+                checked: None,
+            }),
             write_timeout,
             fsync,
         })
@@ -72,6 +92,10 @@ impl AuditBroker {
     /// disabled, when the stored table changed since the last look. A failed
     /// look keeps the devices open now, which still record the request.
     fn sync(&self) {
+        let generation = self.barrier.generation();
+        if generation.is_some() && self.synced().checked == generation {
+            return;
+        }
         let stored = match self.barrier.storage().get(TABLE_KEY) {
             Ok(stored) => stored,
             Err(e) => {
@@ -79,23 +103,25 @@ impl AuditBroker {
                 return;
             }
         };
-        let current = {
-            let synced = self.synced.read().unwrap_or_else(|p| p.into_inner());
-            match (&stored, synced.as_ref()) {
-                (Some(stored), Some(stamp)) => stamp.matches(stored),
-                (None, None) => true,
-                _ => false,
+        if !self.synced().matches(stored.as_deref()) {
+            if let Err(e) = self.reload(generation) {
+                tracing::warn!(error = %e.errors.join("; "), "cannot reload the audit device table; keeping the open devices");
             }
-        };
-        if current {
             return;
         }
-        if let Err(e) = self.reload() {
-            tracing::warn!(error = %e.errors.join("; "), "cannot reload the audit device table; keeping the open devices");
+        if generation.is_some() {
+            let mut synced = self.synced.write().unwrap_or_else(|p| p.into_inner());
+            if synced.matches(stored.as_deref()) {
+                synced.checked = generation;
+            }
         }
     }
 
-    fn reload(&self) -> Result<(), ApiError> {
+    fn synced(&self) -> RwLockReadGuard<'_, Synced> {
+        self.synced.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reload(&self, generation: Option<u64>) -> Result<(), ApiError> {
         let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
         let (table, stamp) = load(&self.barrier)?;
         let disabled: Vec<String> = devices
@@ -116,7 +142,10 @@ impl AuditBroker {
                 slot.insert(Device { record, file });
             }
         }
-        *self.synced.write().unwrap_or_else(|p| p.into_inner()) = stamp;
+        *self.synced.write().unwrap_or_else(|p| p.into_inner()) = Synced {
+            stamp,
+            checked: generation,
+        };
         Ok(())
     }
 

@@ -25,7 +25,8 @@ struct StoredPolicy {
 /// that are cached per set of policy names until a policy changes, on this
 /// server or any other on the same store: each lookup first reads the
 /// stored epoch (one small read, never decrypted) and drops the cache when
-/// it moved.
+/// it moved. A store only this server writes is not even read while its
+/// generation stands still.
 pub struct PolicyStore {
     barrier: Arc<Barrier>,
     acls: RwLock<Compiled>,
@@ -36,6 +37,8 @@ pub struct PolicyStore {
 struct Compiled {
     epoch: Option<Vec<u8>>,
     acls: HashMap<Vec<String>, Arc<Acl>>,
+    /// The storage generation at which `epoch` was last seen stored.
+    checked: Option<u64>,
 }
 
 impl PolicyStore {
@@ -103,8 +106,18 @@ impl PolicyStore {
         let mut key: Vec<String> = names.to_vec();
         key.sort();
         key.dedup();
-        // Read before the policies: an ACL compiled from policies newer than
-        // this epoch is at worst dropped early, never kept too long.
+        // Both read before the policies: an ACL compiled from policies newer
+        // than this epoch is at worst dropped early, never kept too long.
+        let generation = self.barrier.generation();
+        {
+            let compiled = self.acls.read().unwrap_or_else(|p| p.into_inner());
+            if generation.is_some()
+                && compiled.checked == generation
+                && let Some(acl) = compiled.acls.get(&key)
+            {
+                return Ok(Arc::clone(acl));
+            }
+        }
         let epoch = self
             .barrier
             .storage()
@@ -115,7 +128,15 @@ impl PolicyStore {
             if compiled.epoch == epoch
                 && let Some(acl) = compiled.acls.get(&key)
             {
-                return Ok(Arc::clone(acl));
+                let acl = Arc::clone(acl);
+                drop(compiled);
+                if generation.is_some() {
+                    let mut compiled = self.acls.write().unwrap_or_else(|p| p.into_inner());
+                    if compiled.epoch == epoch {
+                        compiled.checked = generation;
+                    }
+                }
+                return Ok(acl);
             }
         }
         let acl = if key.iter().any(|n| n == ROOT_POLICY_NAME) {
@@ -138,9 +159,11 @@ impl PolicyStore {
             *compiled = Compiled {
                 epoch,
                 acls: HashMap::new(),
+                checked: None,
             };
         }
         compiled.acls.insert(key, Arc::clone(&acl));
+        compiled.checked = generation;
         Ok(acl)
     }
 

@@ -21,6 +21,10 @@ pub fn run_all(fresh: Factory<'_>) {
         ("list_prefix_is_exact", list_prefix_is_exact),
         ("conditions_guard_all_ops", conditions_guard_all_ops),
         ("compare_and_swap_counter", compare_and_swap_counter),
+        (
+            "generation_moves_with_commits",
+            generation_moves_with_commits,
+        ),
     ];
     for (name, check) in checks {
         let backend = fresh();
@@ -31,6 +35,22 @@ pub fn run_all(fresh: Factory<'_>) {
         }
     }
     concurrent_increments(fresh().into());
+}
+
+/// A backend that offers a generation must move it with every change, and
+/// only then: a cache keyed on it would otherwise serve stale records.
+fn generation_moves_with_commits(b: &dyn Backend) {
+    let Some(start) = b.generation() else {
+        return;
+    };
+    b.get("g").unwrap();
+    b.list("", None, None).unwrap();
+    assert_eq!(b.generation(), Some(start), "reads must not move it");
+    b.put("g", b"1").unwrap();
+    let after_put = b.generation().unwrap();
+    assert_ne!(after_put, start);
+    b.delete("g").unwrap();
+    assert_ne!(b.generation().unwrap(), after_put);
 }
 
 fn get_put_delete(b: &dyn Backend) {

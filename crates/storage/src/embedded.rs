@@ -13,6 +13,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
@@ -38,6 +39,8 @@ pub struct Embedded {
     path: PathBuf,
     committer: Option<Sender<(Transaction, Reply)>>,
     thread: Option<JoinHandle<()>>,
+    /// Moved by the committer after every commit, before it answers.
+    generation: Arc<AtomicU64>,
 }
 
 impl Embedded {
@@ -102,6 +105,7 @@ impl Embedded {
             path,
             committer: None,
             thread: None,
+            generation: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -117,13 +121,15 @@ impl Embedded {
 
     fn start(db: Database, path: PathBuf) -> Result<Self, StorageError> {
         let db = Arc::new(db);
+        let generation = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("tresor-committer".into())
             .spawn({
                 let db = Arc::clone(&db);
                 let path = path.clone();
-                move || committer(&db, &path, receiver)
+                let generation = Arc::clone(&generation);
+                move || committer(&db, &path, &generation, receiver)
             })
             .map_err(|source| io(&path, source))?;
         Ok(Self {
@@ -131,6 +137,7 @@ impl Embedded {
             path,
             committer: Some(sender),
             thread: Some(thread),
+            generation,
         })
     }
 }
@@ -162,6 +169,15 @@ impl Backend for Embedded {
 
     fn reads_are_local(&self) -> bool {
         true
+    }
+
+    /// Only for a handle that writes: the file's exclusive lock keeps every
+    /// other process out, so this process's committer sees every change.
+    fn generation(&self) -> Option<u64> {
+        match self.db {
+            Db::ReadWrite(_) => Some(self.generation.load(Ordering::Acquire)),
+            Db::ReadOnly(_) => None,
+        }
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -216,7 +232,12 @@ impl Backend for Embedded {
 }
 
 /// Commits waiting transactions in groups until the channel closes.
-fn committer(db: &Database, path: &Path, receiver: Receiver<(Transaction, Reply)>) {
+fn committer(
+    db: &Database,
+    path: &Path,
+    generation: &AtomicU64,
+    receiver: Receiver<(Transaction, Reply)>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -225,7 +246,10 @@ fn committer(db: &Database, path: &Path, receiver: Receiver<(Transaction, Reply)
                 Err(_) => break,
             }
         }
-        match commit_group(db, path, &group) {
+        let committed = commit_group(db, path, &group);
+        // A failed commit may still have reached the file: move either way.
+        generation.fetch_add(1, Ordering::Release);
+        match committed {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));

@@ -37,6 +37,16 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// A number that moves with every commit, from a backend no other
+    /// process can write (the embedded file, held under an exclusive lock;
+    /// memory). While it stands still nothing stored has changed, so what a
+    /// caller checked against the store at that number is still current
+    /// without reading it again. `None` (PostgreSQL, where other servers
+    /// write too): every check must read.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
+
     /// The value under `key`, if any.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
 

@@ -1,12 +1,15 @@
 use crate::{Backend, Op, Outcome, StorageError, Transaction};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Keeps everything in process memory; gone when the process ends. For
 /// `--dev` servers and tests only.
 #[derive(Default)]
 pub struct Memory {
     map: RwLock<BTreeMap<String, Vec<u8>>>,
+    /// Moved under the write lock by every applied commit.
+    generation: AtomicU64,
 }
 
 impl Memory {
@@ -28,6 +31,10 @@ impl Backend for Memory {
 
     fn reads_are_local(&self) -> bool {
         true
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::Acquire))
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -65,6 +72,7 @@ impl Backend for Memory {
                 }
             }
         }
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(Outcome::Applied)
     }
 }
