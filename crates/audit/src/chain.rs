@@ -11,8 +11,8 @@ use crate::salt::hex;
 /// `type` of the first line of every chain.
 pub(crate) const START_TYPE: &str = "chain_start";
 
-/// The `chain` member that starts every line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The `chain` member that starts every line, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct ChainLink {
     /// Random id of the chain, the same on every line of a file.
     pub id: String,
@@ -51,16 +51,40 @@ pub(crate) fn new_chain_id() -> Result<String, AuditError> {
     Ok(hex(&id))
 }
 
-/// Prefixes an entry's JSON object with its chain header, keeping one JSON object per line.
-pub(crate) fn chained_line(link: &ChainLink, entry_json: &str) -> Result<String, AuditError> {
-    let header = serde_json::to_string(link).map_err(|e| AuditError::Encode(e.to_string()))?;
+/// The `chain` header as written: the fields of [`ChainLink`], borrowed.
+#[derive(Serialize)]
+pub(crate) struct LinkOut<'a> {
+    pub id: &'a str,
+    pub seq: u64,
+    pub prev: Option<&'a str>,
+}
+
+/// Appends an entry's JSON object to `out`, prefixed with its chain header,
+/// keeping one JSON object per line (no newline is added).
+pub(crate) fn push_chained(
+    out: &mut Vec<u8>,
+    link: &LinkOut<'_>,
+    entry_json: &str,
+) -> Result<(), AuditError> {
     let rest = entry_json
         .strip_prefix('{')
         .filter(|rest| *rest != "}")
         .ok_or_else(|| {
             AuditError::Encode("an audit entry must be a non-empty JSON object".into())
         })?;
-    Ok(format!("{{\"chain\":{header},{rest}"))
+    out.reserve(entry_json.len() + 128);
+    out.extend_from_slice(b"{\"chain\":");
+    serde_json::to_writer(&mut *out, link).map_err(|e| AuditError::Encode(e.to_string()))?;
+    out.push(b',');
+    out.extend_from_slice(rest.as_bytes());
+    Ok(())
+}
+
+/// An entry's JSON object prefixed with its chain header, as one line.
+pub(crate) fn chained_line(link: &LinkOut<'_>, entry_json: &str) -> Result<String, AuditError> {
+    let mut line = Vec::new();
+    push_chained(&mut line, link, entry_json)?;
+    String::from_utf8(line).map_err(|e| AuditError::Encode(e.to_string()))
 }
 
 /// The first line of a chain; `continues` links it to the chain of the previous file.
@@ -80,8 +104,8 @@ pub(crate) fn start_line(id: &str, continues: Option<&Checkpoint>) -> Result<Str
         continues,
     };
     let body = serde_json::to_string(&start).map_err(|e| AuditError::Encode(e.to_string()))?;
-    let link = ChainLink {
-        id: id.to_owned(),
+    let link = LinkOut {
+        id,
         seq: 0,
         prev: None,
     };
@@ -103,10 +127,10 @@ mod tests {
 
     #[test]
     fn chained_line_keeps_one_object() {
-        let link = ChainLink {
-            id: "c".into(),
+        let link = LinkOut {
+            id: "c",
             seq: 3,
-            prev: Some("ab".into()),
+            prev: Some("ab"),
         };
         let line = chained_line(&link, r#"{"type":"request"}"#).unwrap();
         assert_eq!(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use crate::chain::{
-    ChainLink, Checkpoint, LineHead, chained_line, new_chain_id, sha256_hex, start_line,
+    Checkpoint, LineHead, LinkOut, new_chain_id, push_chained, sha256_hex, start_line,
 };
 use crate::entry::AuditEntry;
 use crate::error::AuditError;
@@ -234,6 +234,9 @@ struct Slot {
 struct SlotState {
     result: Option<Result<(), AuditError>>,
     waker: Option<Waker>,
+    /// Whether a thread blocks on `ready` (notifying a condition variable
+    /// costs a system call even when no one waits).
+    blocked: bool,
 }
 
 impl Slot {
@@ -263,12 +266,14 @@ impl Drop for Completer {
 }
 
 fn complete(slot: &Slot, result: Result<(), AuditError>) {
-    let waker = {
+    let (waker, blocked) = {
         let mut state = slot.lock();
         state.result = Some(result);
-        state.waker.take()
+        (state.waker.take(), state.blocked)
     };
-    slot.ready.notify_all();
+    if blocked {
+        slot.ready.notify_all();
+    }
     if let Some(waker) = waker {
         waker.wake();
     }
@@ -297,6 +302,7 @@ impl Pending {
             if left.is_zero() {
                 return Err(self.timed_out());
             }
+            state.blocked = true;
             state = self
                 .slot
                 .ready
@@ -458,22 +464,22 @@ impl Writer {
         if self.poisoned {
             return Err(AuditError::Poisoned(self.config.path.clone()));
         }
-        let mut buffer = String::new();
+        let mut buffer = Vec::new();
         let (mut seq, mut prev) = (self.chain.seq, self.chain.hash.clone());
         for body in bodies {
             seq += 1;
-            let link = ChainLink {
-                id: self.chain.id.clone(),
+            let link = LinkOut {
+                id: &self.chain.id,
                 seq,
-                prev: Some(prev),
+                prev: Some(&prev),
             };
-            let line = chained_line(&link, body)?;
-            prev = sha256_hex(line.as_bytes());
-            buffer.push_str(&line);
-            buffer.push('\n');
+            let start = buffer.len();
+            push_chained(&mut buffer, &link, body)?;
+            prev = sha256_hex(&buffer[start..]);
+            buffer.push(b'\n');
         }
         self.busy.start();
-        let written = self.write_durably(buffer.as_bytes());
+        let written = self.write_durably(&buffer);
         self.busy.stop();
         written?;
         self.chain.seq = seq;
@@ -530,8 +536,6 @@ impl Writer {
     }
 }
 
-/// Pipes and character devices (a log shipper's FIFO, /dev/stdout) have
-/// nothing to make durable and refuse fsync: they are written, not synced.
 /// The writer's next command, or `None` once every sender is gone.
 fn next_command(rx: &Receiver<Command>) -> Option<Command> {
     for _ in 0..IDLE_YIELDS {
@@ -544,6 +548,8 @@ fn next_command(rx: &Receiver<Command>) -> Option<Command> {
     rx.recv().ok()
 }
 
+/// Pipes and character devices (a log shipper's FIFO, /dev/stdout) have
+/// nothing to make durable and refuse fsync: they are written, not synced.
 fn sync(file: &File, policy: FsyncPolicy) -> std::io::Result<()> {
     match policy {
         FsyncPolicy::Always if file.metadata()?.is_file() => file.sync_data(),
