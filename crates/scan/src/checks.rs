@@ -38,7 +38,7 @@ pub fn base64_credential(v: &[u8]) -> bool {
     let password = &decoded[colon + 1..];
     password.len() >= 6
         && !filter::is_placeholder(password)
-        && !filter::is_generic_noise(password)
+        && !filter::is_generic_noise(password, false)
         && std::str::from_utf8(&decoded).is_ok()
 }
 
@@ -142,7 +142,7 @@ fn is_real_value(value: &[u8], encoded: bool) -> bool {
     };
     plain.len() >= 8
         && !filter::is_placeholder(&plain)
-        && !filter::is_generic_noise(&plain)
+        && !filter::is_generic_noise(&plain, false)
         && filter::entropy(&plain) >= 2.5
 }
 

@@ -95,7 +95,7 @@ impl Engine {
         if rule.spec.check == Some(Check::KubernetesSecret) {
             for pos in positions {
                 for value in checks::kubernetes_secret(data, pos) {
-                    if self.accept(rule, &data[value.start..value.end]) {
+                    if self.accept(rule, &data[value.start..value.end], false) {
                         found.push(RawMatch {
                             rule: index,
                             secret: value.start..value.end,
@@ -112,7 +112,7 @@ impl Engine {
             for caps in regex.captures_iter(&data[window.clone()]) {
                 let secret = secret_range(&caps);
                 let secret = window.start + secret.start..window.start + secret.end;
-                if self.accept(rule, &data[secret.clone()]) {
+                if self.accept(rule, &data[secret.clone()], quoted(data, &secret)) {
                     found.push(RawMatch {
                         rule: index,
                         secret,
@@ -122,11 +122,11 @@ impl Engine {
         }
     }
 
-    fn accept(&self, rule: &Rule, secret: &[u8]) -> bool {
+    fn accept(&self, rule: &Rule, secret: &[u8], quoted: bool) -> bool {
         let spec = &rule.spec;
         let noise = secret.is_empty()
             || filter::is_placeholder(secret)
-            || spec.generic && filter::is_generic_noise(secret)
+            || spec.generic && filter::is_generic_noise(secret, quoted)
             || spec
                 .entropy
                 .is_some_and(|min| filter::entropy(secret) < min);
@@ -163,6 +163,13 @@ fn secret_range(caps: &Captures<'_>) -> Range<usize> {
         .or_else(|| (1..caps.len()).find_map(|i| caps.get(i)))
         .or_else(|| caps.get(0))
         .map_or(0..0, |m| m.range())
+}
+
+/// Whether the bytes at `range` stand between a pair of matching quotes.
+fn quoted(data: &[u8], range: &std::ops::Range<usize>) -> bool {
+    range.start > 0
+        && matches!(data[range.start - 1], b'"' | b'\'' | b'`')
+        && data.get(range.end) == Some(&data[range.start - 1])
 }
 
 /// Windows around keyword hits, merged where they overlap. A single-line

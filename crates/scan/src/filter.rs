@@ -95,7 +95,9 @@ pub fn is_placeholder(value: &[u8]) -> bool {
 }
 
 /// The stricter filter for values found only by their name (`password = ...`).
-pub fn is_generic_noise(value: &[u8]) -> bool {
+/// `quoted`: the value stood between matching quotes, so it is a string
+/// literal, not code (`'(k9#...'` is a key, `(a, b)` a tuple).
+pub fn is_generic_noise(value: &[u8], quoted: bool) -> bool {
     let lower = value.to_ascii_lowercase();
     let stripped: &[u8] = lower
         .iter()
@@ -103,7 +105,7 @@ pub fn is_generic_noise(value: &[u8]) -> bool {
         .map_or(&[], |start| &lower[start..]);
     value.len() < 6
         || WEAK_WORDS.iter().any(|w| stripped == w.as_bytes())
-        || is_reference(value)
+        || is_reference(value, quoted)
         || is_hash_or_uuid(value)
         || is_integrity(&lower)
         || is_path_or_url(value)
@@ -149,13 +151,13 @@ fn decodes_to_noise(v: &[u8]) -> bool {
     }
     crate::checks::decode_base64(v).is_some_and(|plain| {
         plain.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
-            && (is_placeholder(&plain) || is_generic_noise(&plain))
+            && (is_placeholder(&plain) || is_generic_noise(&plain, false))
     })
 }
 
 /// Variable, attribute and call syntax: `os.environ["X"]`, `self.password`,
 /// `$VAR`, `%(name)s`, `&str`, `!Ref`, `{name}`, `getPass()`.
-fn is_reference(v: &[u8]) -> bool {
+fn is_reference(v: &[u8], quoted: bool) -> bool {
     let (first, rest) = (v[0], &v[1..]);
     let identifier = |s: &[u8]| {
         !s.is_empty()
@@ -167,8 +169,10 @@ fn is_reference(v: &[u8]) -> bool {
         b'%' => rest.starts_with(b"(") || rest.starts_with(b"{") || v.ends_with(b"%"),
         b'@' | b'&' | b'*' | b'!' => identifier(rest),
         b'\\' => true,
-        // Flow mappings and sequences (`{length: 40}`), paths (`::x`), tuples.
-        b'{' | b'[' | b':' | b'(' => true,
+        // Flow mappings and sequences (`{length: 40}`) and tuples, unless quoted.
+        b'{' | b'[' | b'(' => !quoted,
+        // Paths (`::x`) and symbols (`:CYPHER_BLOCK`).
+        b':' => true,
         _ => false,
     };
     let call_or_index = v
@@ -362,7 +366,7 @@ mod tests {
             "$(openssl rand -base64 32)",
         ] {
             assert!(
-                is_placeholder(p.as_bytes()) || is_generic_noise(p.as_bytes()),
+                is_placeholder(p.as_bytes()) || is_generic_noise(p.as_bytes(), false),
                 "{p}"
             );
         }
@@ -376,7 +380,7 @@ mod tests {
             "123e4567-e89b-12d3-a456-426614174000",
             "sha512-Zm9vYmFyYmF6cXV4cXV1eHF1dXo=",
         ] {
-            assert!(is_generic_noise(v.as_bytes()), "{v}");
+            assert!(is_generic_noise(v.as_bytes(), false), "{v}");
         }
     }
 
@@ -406,7 +410,7 @@ mod tests {
             "s3cr3t-value-xyz",
             "probe-value-81723",
         ] {
-            assert!(is_generic_noise(v.as_bytes()), "{v}");
+            assert!(is_generic_noise(v.as_bytes(), false), "{v}");
         }
         for v in [
             "k#9Lq!vR2x",
@@ -418,10 +422,14 @@ mod tests {
             "rcmPCnPAnpcYblRUCootpDPxGJOIJUTk",
         ] {
             assert!(
-                !is_generic_noise(v.as_bytes()) && !is_placeholder(v.as_bytes()),
+                !is_generic_noise(v.as_bytes(), false) && !is_placeholder(v.as_bytes()),
                 "{v}"
             );
         }
+        // A Django key may start with `(`: a tuple in code, a key in quotes.
+        let key = b"(k9#Lq!vR2x-8Zq=v4l+u7e^2024*mNp";
+        assert!(is_generic_noise(key, false));
+        assert!(!is_generic_noise(key, true));
     }
 
     #[test]
