@@ -6,14 +6,21 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
-use tresor_audit::{AuditEntry, FileDevice, FileDeviceConfig, FsyncPolicy, Pending, Salt};
+use tresor_audit::{
+    AuditEntry, Checkpoint, FileDevice, FileDeviceConfig, FsyncPolicy, Pending, Salt,
+};
 use tresor_barrier::{Barrier, Stamp, WriteSet};
 use zeroize::Zeroizing;
 
 const TABLE_KEY: &str = "core/audit";
+
+/// Where each chain's last saved position is kept, under its chain id: in
+/// the barrier, out of reach of whoever can edit the log files, so lines cut
+/// from the end of a log are detected (`tresor audit verify --checkpoint`).
+const CHECKPOINT_PREFIX: &str = "core/audit-checkpoint/";
 
 #[derive(Clone, Serialize, Deserialize)]
 struct DeviceRecord {
@@ -61,6 +68,8 @@ pub struct AuditBroker {
     synced: RwLock<Synced>,
     write_timeout: Duration,
     fsync: bool,
+    /// The sequence number saved last for each chain id.
+    saved: Mutex<HashMap<String, u64>>,
 }
 
 impl AuditBroker {
@@ -85,6 +94,7 @@ impl AuditBroker {
             }),
             write_timeout,
             fsync,
+            saved: Mutex::new(HashMap::new()),
         })
     }
 
@@ -247,6 +257,53 @@ impl AuditBroker {
         Ok(device.file.hash(input))
     }
 
+    /// Saves the position of every open device's chain that moved since the
+    /// last save, in one commit. A device that cannot answer within its
+    /// bound is skipped (and logged); its next save catches up.
+    pub fn save_checkpoints(&self) -> Result<(), ApiError> {
+        let checkpoints: Vec<Checkpoint> = {
+            let devices = self.devices.read().unwrap_or_else(|p| p.into_inner());
+            devices
+                .iter()
+                .filter_map(|(path, device)| match device.file.checkpoint() {
+                    Ok(checkpoint) => Some(checkpoint),
+                    Err(e) => {
+                        tracing::warn!(device = %path, error = %e, "cannot take the audit checkpoint");
+                        None
+                    }
+                })
+                .collect()
+        };
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        let moved: Vec<Checkpoint> = checkpoints
+            .into_iter()
+            .filter(|c| saved.get(&c.chain_id) != Some(&c.seq))
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let mut writes = WriteSet::new();
+        for checkpoint in &moved {
+            let bytes = serde_json::to_vec(checkpoint).expect("a checkpoint serializes");
+            writes.put(
+                &format!("{CHECKPOINT_PREFIX}{}", checkpoint.chain_id),
+                Zeroizing::new(bytes),
+            );
+        }
+        self.barrier
+            .commit(writes)
+            .map_err(crate::errors::barrier)?;
+        for checkpoint in moved {
+            saved.insert(checkpoint.chain_id, checkpoint.seq);
+        }
+        Ok(())
+    }
+
+    /// The last saved position of the chain `chain_id`, if any.
+    pub fn checkpoint(&self, chain_id: &str) -> Result<Option<Checkpoint>, ApiError> {
+        load_checkpoint(&self.barrier, chain_id)
+    }
+
     /// Reopens every file, after a log rotation.
     pub fn reopen(&self) {
         for (path, device) in self
@@ -320,6 +377,25 @@ fn judge(outcomes: Vec<(String, Result<(), tresor_audit::AuditError>)>) -> Resul
             "internal error: no audit device could record the request, so it was refused; check the audit log's disk",
         ))
     }
+}
+
+/// The last saved position of the audit chain `chain_id`, if any, as
+/// [`AuditBroker::save_checkpoints`] stored it.
+pub fn load_checkpoint(barrier: &Barrier, chain_id: &str) -> Result<Option<Checkpoint>, ApiError> {
+    if chain_id.is_empty() || !chain_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "a chain id is the hex string in the `chain.id` field of every audit line",
+        ));
+    }
+    let Some(entry) = barrier
+        .get(&format!("{CHECKPOINT_PREFIX}{chain_id}"))
+        .map_err(crate::errors::barrier)?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&entry.value)
+        .map(Some)
+        .map_err(|_| ApiError::internal("a stored audit checkpoint is unreadable"))
 }
 
 fn open_device(

@@ -221,6 +221,10 @@ pub struct AuditConfig {
     /// a machine crash can lose the last ones.
     #[serde(default)]
     pub fsync: bool,
+    /// How often the position of each audit chain is saved in the store,
+    /// where `tresor audit verify --checkpoint` finds it.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde_like")]
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -228,8 +232,13 @@ impl Default for AuditConfig {
         Self {
             write_timeout: default_audit_timeout(),
             fsync: false,
+            checkpoint_interval: default_checkpoint_interval(),
         }
     }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    crate::serve::AUDIT_CHECKPOINT_INTERVAL
 }
 
 fn default_audit_timeout() -> Duration {
@@ -274,6 +283,8 @@ pub enum ConfigError {
     PlainHttpOffLoopback(SocketAddr),
     #[error("[storage]: {0}")]
     Storage(&'static str),
+    #[error("[audit] checkpoint_interval must be longer than zero (for example \"5s\")")]
+    CheckpointInterval,
     #[error(
         "[storage] url_env names {0}, which is not set (or not UTF-8); export it with the PostgreSQL URL"
     )]
@@ -305,6 +316,9 @@ impl Config {
             }
         } else if l.tls_cert_file.is_none() || l.tls_key_file.is_none() {
             return Err(ConfigError::NoTls);
+        }
+        if self.audit.checkpoint_interval.is_zero() {
+            return Err(ConfigError::CheckpointInterval);
         }
         Ok(())
     }
@@ -342,6 +356,22 @@ mod tests {
             parse(limits).unwrap().limits.failed_auth_window,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn audit_checkpoints_are_saved_every_few_seconds_never_every_zero() {
+        let base = "[storage]\npath='/s'\n[listener]\ntls_disable=true\n";
+        assert_eq!(
+            parse(base).unwrap().audit.checkpoint_interval,
+            Duration::from_secs(5)
+        );
+        let every = format!("{base}[audit]\ncheckpoint_interval='1s'\n");
+        assert_eq!(
+            parse(&every).unwrap().audit.checkpoint_interval,
+            Duration::from_secs(1)
+        );
+        let zero = format!("{base}[audit]\ncheckpoint_interval='0s'\n");
+        assert!(matches!(parse(&zero), Err(ConfigError::CheckpointInterval)));
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod serve;
 mod state;
 mod tls;
 
+pub use audit::load_checkpoint;
+pub use request::ApiError;
 pub use serve::{
     Dev, Listener, PendingUnseal, ServeError, Server, Started, dev_core, embedded_core, store_core,
 };

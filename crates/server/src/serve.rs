@@ -261,7 +261,11 @@ pub struct Server {
     cert: Option<Arc<ReloadableCert>>,
     rotation: Option<crate::rotation::RotationConfig>,
     pending: Option<PendingUnseal>,
+    audit_checkpoint_interval: Duration,
 }
+
+/// How often audit chains' positions are saved, unless configured.
+pub const AUDIT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Server {
     /// Binds the listener and loads the certificate.
@@ -295,12 +299,19 @@ impl Server {
             cert,
             rotation: None,
             pending: None,
+            audit_checkpoint_interval: AUDIT_CHECKPOINT_INTERVAL,
         })
     }
 
     /// Runs the due rotations of a platform spec on a schedule while serving.
     pub fn schedule_rotation(&mut self, config: crate::rotation::RotationConfig) {
         self.rotation = Some(config);
+    }
+
+    /// Saves the audit chains' positions this often (and once more when the
+    /// server stops): lines cut from a log's end after a save are detected.
+    pub fn save_audit_checkpoints_every(&mut self, interval: Duration) {
+        self.audit_checkpoint_interval = interval;
     }
 
     /// Unseals in the background, once the store answers, a store that did
@@ -339,6 +350,10 @@ impl Server {
             .map(|cert| tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config())));
         let graceful = GracefulShutdown::new();
         let tidy = tokio::spawn(tidy_tokens(Arc::clone(&self.app.core)));
+        let checkpoints = tokio::spawn(save_audit_checkpoints(
+            Arc::clone(&self.app.core),
+            self.audit_checkpoint_interval,
+        ));
         let unseal = self.pending.map(|pending| {
             tokio::spawn(unseal_when_reachable(Arc::clone(&self.app.core), pending))
         });
@@ -397,10 +412,33 @@ impl Server {
         }
         drop(self.listener);
         tidy.abort();
+        checkpoints.abort();
         for task in [rotation, unseal].into_iter().flatten() {
             task.abort();
         }
         graceful.shutdown().await;
+        // The requests that finished last are on record: save where the chains stand.
+        save_audit_checkpoints_once(Arc::clone(&self.app.core)).await;
+    }
+}
+
+async fn save_audit_checkpoints(core: Arc<Core>, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        save_audit_checkpoints_once(Arc::clone(&core)).await;
+    }
+}
+
+async fn save_audit_checkpoints_once(core: Arc<Core>) {
+    let saved = tokio::task::spawn_blocking(move || match core.unsealed() {
+        Ok(unsealed) => unsealed.audit.save_checkpoints(),
+        Err(_) => Ok(()),
+    })
+    .await;
+    if let Ok(Err(e)) = saved {
+        tracing::warn!(error = %e.errors.join("; "), "cannot save the audit checkpoints");
     }
 }
 

@@ -82,7 +82,9 @@ fn main() -> ExitCode {
         Command::Token(g) => cmd::token::run(&cli.store.with_format(g.format), g.command),
         Command::Policy(g) => cmd::policy::run(&cli.store.with_format(g.format), g.command),
         Command::Login(args) => cmd::login::run(&cli.store.with_format(args.format), args.token),
-        Command::Audit(command) => cmd::audit::run(command),
+        Command::Audit(command) => {
+            cmd::audit::run(&cli.store.with_format(store::Format::Table), command)
+        }
         #[cfg(feature = "scan")]
         Command::Scan(args) => return cmd::scan::run(args),
     };

@@ -16,11 +16,7 @@ use tresor_testpg::Cluster;
 use tresor_testpg::certs::Authority;
 
 fn tresor(store: &Path, key: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tresor"))
-        .arg("--store")
-        .arg(store)
-        .arg("--key-file")
-        .arg(key)
+    support::offline(store, key)
         .args(args)
         .env("TRESOR_POSTGRES_URL", url)
         .output()

@@ -492,6 +492,114 @@ fn tls_certificates_reload_on_sighup() {
     assert!(health(&first).is_err());
 }
 
+fn tresor_offline(store: &Path, key: &Path, args: &[&str]) -> std::process::Output {
+    support::offline(store, key).args(args).output().unwrap()
+}
+
+#[test]
+fn lines_cut_from_the_end_of_an_audit_log_are_caught_by_the_saved_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, key) = (tmp.path().join("store"), tmp.path().join("unseal.key"));
+    let log = tmp.path().join("audit.log");
+    assert!(
+        tresor_offline(&store, &key, &["operator", "init"])
+            .status
+            .success()
+    );
+    let root = tresor_offline(&store, &key, &["operator", "generate-root", "-format=json"]);
+    let root: Value = serde_json::from_slice(&root.stdout).unwrap();
+    let root = root["root_token"].as_str().unwrap().to_string();
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "\n[seal]\nkey_file = \"{}\"\n[audit]\ncheckpoint_interval = \"1s\"\n",
+            key.display()
+        ),
+    );
+    let mut server = TestServer::with_config(&cfg);
+    let api = server.client(&root);
+    let enable = json!({"type": "file", "options": {"file_path": log}});
+    assert_eq!(api.call("PUT", "sys/audit/file", Some(&enable)).0, 204);
+    for i in 0..5 {
+        api.post("secret/data/app", json!({"data": {"n": i}}));
+        api.get("secret/data/app");
+    }
+
+    // Against the running server: its saver stores the position within a second.
+    let online = |file: &Path, token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tresor"))
+            .args(["audit", "verify", "--checkpoint"])
+            .arg(file)
+            .env("TRESOR_ADDR", &server.addr)
+            .env("TRESOR_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = online(&log, &root);
+        if out.status.success() {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("saved checkpoint"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint was saved: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, child) = api.post("auth/token/create", json!({"policies": ["default"]}));
+    let child = child["auth"]["client_token"].as_str().unwrap().to_string();
+    assert!(
+        !online(&log, &child).status.success(),
+        "reading checkpoints takes sudo"
+    );
+
+    // After a clean stop, the last line the server wrote is the checkpoint.
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let out = tresor_offline(
+        &store,
+        &key,
+        &["audit", "verify", "--checkpoint", log.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("line {} of chain", last["chain"]["seq"])),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // The chain alone cannot see lines cut from the end; the checkpoint does.
+    let cut = tmp.path().join("cut.log");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 2].join("\n") + "\n").unwrap();
+    assert!(
+        tresor_offline(&store, &key, &["audit", "verify", cut.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = tresor_offline(
+        &store,
+        &key,
+        &["audit", "verify", "--checkpoint", cut.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("removed from the end"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn sigterm_finishes_requests_in_flight() {
     let mut server = TestServer::dev();

@@ -144,6 +144,7 @@ pub fn needs_sudo(path: &str) -> bool {
         || path == "sys/rotate"
         || path == "sys/audit"
         || path.starts_with("sys/audit/")
+        || path.starts_with("sys/audit-checkpoint/")
 }
 
 pub fn handle(core: &Core, u: &Unsealed, req: &Request) -> ApiResult {
@@ -190,6 +191,13 @@ pub fn handle(core: &Core, u: &Unsealed, req: &Request) -> ApiResult {
         }
         _ if path == "sys/audit" || path.starts_with("sys/audit/") => {
             audit(u, req, &rest("sys/audit").unwrap_or_default())
+        }
+        Method::Get if path.starts_with("sys/audit-checkpoint/") => {
+            let chain_id = rest("sys/audit-checkpoint").unwrap_or_default();
+            match u.audit.checkpoint(&chain_id)? {
+                Some(checkpoint) => Ok(Response::data(&req.id, json!(checkpoint))),
+                None => Err(ApiError::not_found()),
+            }
         }
         Method::Write if path.starts_with("sys/audit-hash/") => {
             let device = rest("sys/audit-hash").unwrap_or_default();

@@ -43,6 +43,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
 async fn serve(args: ServerArgs) -> CmdResult {
     let mut rotation = None;
     let mut pending = None;
+    let mut checkpoint_interval = None;
     let (core, listener, banner) = if args.dev {
         let settings = CoreSettings {
             audit_write_timeout: Duration::from_secs(2),
@@ -91,6 +92,7 @@ async fn serve(args: ServerArgs) -> CmdResult {
             failed_auth_window: config.limits.failed_auth_window,
         };
         rotation = config.rotation;
+        checkpoint_interval = Some(config.audit.checkpoint_interval);
         (core, listener, None)
     };
     let scheme = if listener.tls.is_some() {
@@ -106,6 +108,9 @@ async fn serve(args: ServerArgs) -> CmdResult {
     }
     if let Some(pending) = pending {
         server.unseal_once_reachable(pending);
+    }
+    if let Some(interval) = checkpoint_interval {
+        server.save_audit_checkpoints_every(interval);
     }
     let address = server.address();
     if let Some(dev) = banner {

@@ -70,6 +70,9 @@ pub trait Target {
     /// number of `terms` when known).
     fn key_status(&self) -> Result<Value, Failure>;
     fn rotate(&self) -> Result<Value, Failure>;
+    /// The position last saved for the audit chain `chain_id`
+    /// (`{chain_id, seq, hash}`), if any.
+    fn audit_checkpoint(&self, chain_id: &str) -> Result<Option<Value>, Failure>;
 }
 
 /// The server when one is named (`--address`, `TRESOR_ADDR`, `VAULT_ADDR`),
@@ -245,6 +248,12 @@ impl Target for Local {
 
     fn rotate(&self) -> Result<Value, Failure> {
         Ok(key_status_json(&self.store.barrier().rotate()?))
+    }
+
+    fn audit_checkpoint(&self, chain_id: &str) -> Result<Option<Value>, Failure> {
+        let checkpoint = tresor_server::load_checkpoint(self.store.barrier(), chain_id)
+            .map_err(|e| Failure::runtime(anyhow!(e.errors.join("; "))))?;
+        Ok(checkpoint.map(|c| to_json!(c)))
     }
 }
 
@@ -478,5 +487,12 @@ impl Target for Remote {
     fn rotate(&self) -> Result<Value, Failure> {
         self.client.call(Method::Put, "sys/rotate", None)?;
         self.key_status()
+    }
+
+    fn audit_checkpoint(&self, chain_id: &str) -> Result<Option<Value>, Failure> {
+        let found = self
+            .client
+            .read(&format!("sys/audit-checkpoint/{chain_id}"))?;
+        Ok(found.map(|body| data(Some(body))))
     }
 }

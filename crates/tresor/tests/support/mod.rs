@@ -21,6 +21,20 @@ pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// `tresor --store STORE --key-file KEY`, ready for its arguments: a CLI
+/// run against the embedded store, never a server.
+pub fn offline(store: &Path, key: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tresor"));
+    command
+        .arg("--store")
+        .arg(store)
+        .arg("--key-file")
+        .arg(key)
+        .env_remove("TRESOR_ADDR")
+        .env_remove("VAULT_ADDR");
+    command
+}
+
 pub struct TestServer {
     pub child: Child,
     pub addr: String,
