@@ -2,7 +2,7 @@
 # on PostgreSQL (a throwaway local cluster with fsync and synchronous_commit
 # on, so every acknowledged write is durable), the bench store moved there
 # with `tresor operator migrate`; then both backends side by side. Uses
-# run.sh's variables and its run function.
+# run.sh's variables and its measure function.
 
 pg_bin=$(bash scripts/setup/postgres.sh | sed -n "s/^export TRESOR_PG_BIN='\(.*\)'$/\1/p")
 as_pg=()
@@ -44,11 +44,7 @@ for k in "${!rps[@]}"; do
     embedded_rps[$k]=${rps[$k]}
     embedded_p99[$k]=${p99[$k]}
 done
-for c in 1 16 64; do
-    run health "$c" read.lua /v1/sys/health
-    run read "$c" read.lua /v1/secret/data/bench/read
-    run write "$c" write.lua /v1/secret/data/bench/
-done
+measure
 pg_checked=0
 for c in 1 16 64; do
     for key in $(api -X LIST "$addr/v1/secret/metadata/bench/?after=write-c$c-&limit=5" | grep -o "\"write-c$c-[^\"]*\"" | tr -d '"'); do
