@@ -300,6 +300,10 @@ def main():
     ap.add_argument("--runs", type=int, default=2, help="best of N")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
+    # The history runs inside the repository: a relative path would not resolve there.
+    args.tresor = str(Path(args.tresor).resolve())
+    if args.baseline_tresor:
+        args.baseline_tresor = str(Path(args.baseline_tresor).resolve())
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
 
