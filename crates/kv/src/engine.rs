@@ -148,7 +148,25 @@ impl KvEngine {
     ) -> Result<VersionInfo, KvError> {
         check_path(path)?;
         let bytes = to_bytes(data);
-        self.new_version(path, cas, |_| Ok(bytes.clone()))
+        self.new_version(path, cas, None, |_| Ok(bytes.clone()))
+    }
+
+    /// [`KvEngine::write`] and [`KvEngine::write_metadata`] of `update` as
+    /// one commit: the new version and the metadata change land together
+    /// (one sync instead of two, and no moment with one but not the other).
+    pub fn write_with_metadata(
+        &self,
+        path: &str,
+        data: &SecretMap,
+        cas: Option<u64>,
+        update: &MetadataUpdate,
+    ) -> Result<VersionInfo, KvError> {
+        check_path(path)?;
+        if let Some(custom) = &update.custom_metadata {
+            check_custom_metadata(custom)?;
+        }
+        let bytes = to_bytes(data);
+        self.new_version(path, cas, Some(update), |_| Ok(bytes.clone()))
     }
 
     /// Merges `patch` (RFC 7386) into the current version and writes the
@@ -163,7 +181,7 @@ impl KvEngine {
         if !patch.is_object() {
             return Err(KvError::Invalid("a patch must be a JSON object".into()));
         }
-        self.new_version(path, cas, |meta| {
+        self.new_version(path, cas, None, |meta| {
             let current = self.live_version(path, meta)?;
             let mut merged = Value::Object(current.as_map().clone());
             merge_patch(&mut merged, patch);
@@ -192,7 +210,7 @@ impl KvEngine {
             )));
         };
         let bytes = to_bytes(&data);
-        self.new_version(path, None, |_| Ok(bytes.clone()))
+        self.new_version(path, None, None, |_| Ok(bytes.clone()))
     }
 
     /// Soft-deletes the current version.
@@ -365,6 +383,7 @@ impl KvEngine {
         &self,
         path: &str,
         cas: Option<u64>,
+        update: Option<&MetadataUpdate>,
         mut content: impl FnMut(&StoredMetadata) -> Result<Zeroizing<Vec<u8>>, KvError>,
     ) -> Result<VersionInfo, KvError> {
         self.update(path, |meta, config, now| {
@@ -393,6 +412,16 @@ impl KvEngine {
             meta.current_version = number;
             if meta.oldest_version == 0 {
                 meta.oldest_version = number;
+            }
+            if let Some(update) = update {
+                if let Some(expected) = update.cas.filter(|e| *e != meta.metadata_version) {
+                    return Err(KvError::MetadataCasMismatch {
+                        expected,
+                        current: meta.metadata_version,
+                    });
+                }
+                apply_metadata_update(&mut meta, update);
+                check_custom_metadata_size(&meta)?;
             }
             let max = effective_max(&meta, config);
             let pruned = prune(&mut meta, max);

@@ -424,3 +424,38 @@ fn values_never_reach_storage_or_debug_output() {
     let read = f.kv.read("leak", None).unwrap().unwrap();
     assert!(!format!("{read:?}").contains("s3cr3t"));
 }
+
+#[test]
+fn a_version_and_its_metadata_change_are_one_commit() {
+    let f = fixture();
+    let owner = |v: Option<&str>| MetadataUpdate {
+        custom_metadata: Some([("owner".to_string(), v.map(String::from))].into()),
+        merge: true,
+        ..Default::default()
+    };
+    f.kv.write_metadata("app", &owner(Some("old"))).unwrap();
+    let before = f.storage.generation().unwrap();
+    let info =
+        f.kv.write_with_metadata(
+            "app",
+            &data(json!({"k": "v1"})),
+            Some(0),
+            &owner(Some("tresor")),
+        )
+        .unwrap();
+    assert_eq!(info.version, 1);
+    assert_eq!(f.storage.generation().unwrap(), before + 1, "one commit");
+    let meta = f.kv.metadata("app").unwrap().unwrap();
+    assert_eq!(meta.current_version, 1);
+    assert_eq!(meta.custom_metadata.unwrap()["owner"], "tresor");
+    assert_eq!(value(&f.kv, "app", None), Some(json!({"k": "v1"})));
+
+    // A failed check changes neither.
+    let stale =
+        f.kv.write_with_metadata("app", &data(json!({"k": "v2"})), Some(0), &owner(None))
+            .unwrap_err();
+    assert!(matches!(stale, KvError::CasMismatch { .. }));
+    let meta = f.kv.metadata("app").unwrap().unwrap();
+    assert_eq!(meta.current_version, 1);
+    assert_eq!(meta.custom_metadata.unwrap()["owner"], "tresor");
+}

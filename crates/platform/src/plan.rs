@@ -92,8 +92,8 @@ impl SecretPlan {
     /// differs; `Ok(false)` when the version is no longer the one planned
     /// against.
     fn write(&self, kv: &dyn SecretStore) -> Result<bool, PlatformError> {
-        if self.action != Action::Unchanged && !kv.write(&self.path, &self.data, self.cas)? {
-            return Ok(false);
+        if self.action != Action::Unchanged {
+            return kv.write_with_custom_metadata(&self.path, &self.data, self.cas, &self.metadata);
         }
         if !self.metadata.is_empty() {
             kv.merge_custom_metadata(&self.path, &self.metadata)?;
@@ -102,9 +102,9 @@ impl SecretPlan {
     }
 }
 
-/// How many secrets [`Plan::apply`] writes at once: each is two commits
-/// (values, then metadata), and every commit waiting when the store syncs
-/// shares that fsync.
+/// How many secrets [`Plan::apply`] writes at once: each is one commit on
+/// the embedded store (values and metadata together), and every commit
+/// waiting when the store syncs shares that fsync.
 pub const WRITERS: usize = 64;
 
 /// The whole plan, in write order.

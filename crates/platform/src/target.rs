@@ -30,6 +30,24 @@ pub trait SecretStore: Sync {
         path: &str,
         custom: &BTreeMap<String, Option<String>>,
     ) -> Result<(), PlatformError>;
+
+    /// [`SecretStore::write`], then [`SecretStore::merge_custom_metadata`]
+    /// unless `custom` is empty; a store that can does both in one commit.
+    fn write_with_custom_metadata(
+        &self,
+        path: &str,
+        data: &SecretMap,
+        cas: u64,
+        custom: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool, PlatformError> {
+        if !self.write(path, data, cas)? {
+            return Ok(false);
+        }
+        if !custom.is_empty() {
+            self.merge_custom_metadata(path, custom)?;
+        }
+        Ok(true)
+    }
 }
 
 impl SecretStore for KvEngine {
@@ -50,11 +68,7 @@ impl SecretStore for KvEngine {
     }
 
     fn write(&self, path: &str, data: &SecretMap, cas: u64) -> Result<bool, PlatformError> {
-        match KvEngine::write(self, path, data, Some(cas)) {
-            Ok(_) => Ok(true),
-            Err(tresor_kv::KvError::CasMismatch { .. }) => Ok(false),
-            Err(other) => Err(other.into()),
-        }
+        written(KvEngine::write(self, path, data, Some(cas)))
     }
 
     fn merge_custom_metadata(
@@ -62,15 +76,43 @@ impl SecretStore for KvEngine {
         path: &str,
         custom: &BTreeMap<String, Option<String>>,
     ) -> Result<(), PlatformError> {
-        self.write_metadata(
-            path,
-            &MetadataUpdate {
-                custom_metadata: Some(custom.clone()),
-                merge: true,
-                ..MetadataUpdate::default()
-            },
-        )?;
+        self.write_metadata(path, &merge(custom))?;
         Ok(())
+    }
+
+    /// One commit: the embedded store syncs once per secret.
+    fn write_with_custom_metadata(
+        &self,
+        path: &str,
+        data: &SecretMap,
+        cas: u64,
+        custom: &BTreeMap<String, Option<String>>,
+    ) -> Result<bool, PlatformError> {
+        written(KvEngine::write_with_metadata(
+            self,
+            path,
+            data,
+            Some(cas),
+            &merge(custom),
+        ))
+    }
+}
+
+/// `Ok(false)` when the check-and-set found another version.
+fn written<T>(result: Result<T, tresor_kv::KvError>) -> Result<bool, PlatformError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(tresor_kv::KvError::CasMismatch { .. }) => Ok(false),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A merge of `custom` into a secret's custom metadata (`None` removes a key).
+fn merge(custom: &BTreeMap<String, Option<String>>) -> MetadataUpdate {
+    MetadataUpdate {
+        custom_metadata: Some(custom.clone()),
+        merge: true,
+        ..MetadataUpdate::default()
     }
 }
 

@@ -351,6 +351,27 @@ fn changes_update_only_what_changed() {
 }
 
 #[test]
+fn apply_writes_each_secret_with_its_metadata_in_one_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = example_in(tmp.path());
+    let storage: std::sync::Arc<dyn tresor_storage::Backend> =
+        std::sync::Arc::new(tresor_storage::Memory::new());
+    let barrier = tresor_barrier::testing::unsealed(std::sync::Arc::clone(&storage));
+    let kv = tresor_kv::KvEngine::new(barrier, "logical/t/");
+    let p = plan(&spec, Some(&kv), SystemTime::now()).unwrap();
+    let before = storage.generation().unwrap();
+    assert_eq!(p.apply(&kv).unwrap().created, 3);
+    assert_eq!(
+        storage.generation().unwrap() - before,
+        3,
+        "one commit per secret"
+    );
+    let meta = kv.metadata("api-secrets").unwrap().unwrap();
+    assert_eq!(meta.current_version, 1);
+    assert_eq!(meta.custom_metadata.unwrap()["managed-by"], "tresor");
+}
+
+#[test]
 fn a_concurrent_change_stops_apply_without_overwriting() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
