@@ -17,7 +17,7 @@ pub enum AuditCommand {
         /// Also check the log against the position the server saved for its
         /// chain (every few seconds and when it stops), which detects lines
         /// cut from the end. Read from the server (--address, TRESOR_ADDR,
-        /// VAULT_ADDR; needs a root token), else from the embedded store.
+        /// VAULT_ADDR; the token needs sudo there), else from the embedded store.
         #[arg(long)]
         checkpoint: bool,
     },
