@@ -4,7 +4,7 @@ use crate::request::ApiError;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use tresor_barrier::{Barrier, WriteSet};
+use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use tresor_policy::{Acl, DEFAULT_POLICY, DEFAULT_POLICY_NAME, Policy, ROOT_POLICY_NAME};
 use zeroize::Zeroizing;
 
@@ -23,22 +23,21 @@ struct StoredPolicy {
 
 /// Policies kept under `sys/policy/`, parsed once and compiled into ACLs
 /// that are cached per set of policy names until a policy changes, on this
-/// server or any other on the same store: each lookup first reads the
-/// stored epoch (one small read, never decrypted) and drops the cache when
-/// it moved. A store only this server writes is not even read while its
-/// generation stands still.
+/// server or any other on the same store: each lookup first checks the
+/// stored epoch (a [`ParsedCache`]: one small read, none at all on a store
+/// only this server writes while nothing changed) and drops the cache when
+/// it moved.
 pub struct PolicyStore {
     barrier: Arc<Barrier>,
+    epoch: ParsedCache<()>,
     acls: RwLock<Compiled>,
 }
 
 /// Compiled ACLs and the stored epoch they were compiled under.
 #[derive(Default)]
 struct Compiled {
-    epoch: Option<Vec<u8>>,
+    epoch: Option<Stamp>,
     acls: HashMap<Vec<String>, Arc<Acl>>,
-    /// The storage generation at which `epoch` was last seen stored.
-    checked: Option<u64>,
 }
 
 impl PolicyStore {
@@ -46,6 +45,7 @@ impl PolicyStore {
     pub fn open(barrier: Arc<Barrier>) -> Result<Self, ApiError> {
         let store = Self {
             barrier,
+            epoch: ParsedCache::new(1),
             acls: RwLock::new(Compiled::default()),
         };
         if store.read(DEFAULT_POLICY_NAME)?.is_none() {
@@ -106,37 +106,21 @@ impl PolicyStore {
         let mut key: Vec<String> = names.to_vec();
         key.sort();
         key.dedup();
-        // Both read before the policies: an ACL compiled from policies newer
-        // than this epoch is at worst dropped early, never kept too long.
-        let generation = self.barrier.generation();
-        {
-            let compiled = self.acls.read().unwrap_or_else(|p| p.into_inner());
-            if generation.is_some()
-                && compiled.checked == generation
-                && let Some(acl) = compiled.acls.get(&key)
-            {
-                return Ok(Arc::clone(acl));
-            }
-        }
+        // Read before the policies: an ACL compiled from policies newer than
+        // this epoch is at worst dropped early, never kept too long.
         let epoch = self
-            .barrier
-            .storage()
-            .get(EPOCH)
-            .map_err(|e| crate::errors::barrier(e.into()))?;
+            .epoch
+            .get(&self.barrier, EPOCH, |_| {
+                Ok::<_, tresor_barrier::BarrierError>(())
+            })
+            .map_err(crate::errors::barrier)?
+            .map(|((), stamp)| stamp);
         {
             let compiled = self.acls.read().unwrap_or_else(|p| p.into_inner());
             if compiled.epoch == epoch
                 && let Some(acl) = compiled.acls.get(&key)
             {
-                let acl = Arc::clone(acl);
-                drop(compiled);
-                if generation.is_some() {
-                    let mut compiled = self.acls.write().unwrap_or_else(|p| p.into_inner());
-                    if compiled.epoch == epoch {
-                        compiled.checked = generation;
-                    }
-                }
-                return Ok(acl);
+                return Ok(Arc::clone(acl));
             }
         }
         let acl = if key.iter().any(|n| n == ROOT_POLICY_NAME) {
@@ -159,11 +143,9 @@ impl PolicyStore {
             *compiled = Compiled {
                 epoch,
                 acls: HashMap::new(),
-                checked: None,
             };
         }
         compiled.acls.insert(key, Arc::clone(&acl));
-        compiled.checked = generation;
         Ok(acl)
     }
 
