@@ -18,7 +18,7 @@ mod tests;
 
 pub use error::CoreError;
 pub use migrate::{Copied, Summary, copy_store, summarize};
-pub use mounts::{MountEntry, MountType};
+pub use mounts::{ListingVisibility, MountConfig, MountEntry, MountType, Tune};
 pub use open::{
     Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
 };

@@ -48,9 +48,15 @@ pub struct TestServer {
 impl TestServer {
     /// `tresor server -dev` with a random root token.
     pub fn dev() -> Self {
+        Self::dev_with(&[])
+    }
+
+    /// `tresor server -dev` with more arguments.
+    pub fn dev_with(args: &[&str]) -> Self {
         let token = format!("root-{}", std::process::id());
         let child = Command::new(env!("CARGO_BIN_EXE_tresor"))
             .args(["server", "-dev", "-listen=127.0.0.1:0"])
+            .args(args)
             .env("TRESOR_DEV_ROOT_TOKEN", &token)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

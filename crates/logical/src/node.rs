@@ -1,14 +1,13 @@
-//! The server's core: the barrier over the configured storage, its seal
+//! One server's hold on a store: the barrier over its storage, its seal
 //! state, and once unsealed, the engines that serve requests.
 
-use crate::audit::AuditBroker;
-use crate::policies::PolicyStore;
-use crate::request::ApiError;
+use crate::{Error, Result};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use tresor_audit::{AuditBroker, BrokerConfig};
 use tresor_barrier::seal::Share;
 use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
 use tresor_core::Store;
+use tresor_policy::PolicyStore;
 use tresor_storage::Backend;
 use tresor_tokens::{Limits, TokenStore};
 
@@ -20,22 +19,21 @@ pub struct Unsealed {
     pub audit: AuditBroker,
 }
 
-/// Settings the core needs from the server configuration.
+/// Settings a node needs from the server configuration.
 #[derive(Clone)]
-pub struct CoreSettings {
-    pub audit_write_timeout: Duration,
-    /// Whether audit devices fsync each batch of entries.
-    pub audit_fsync: bool,
+pub struct NodeSettings {
+    pub audit: BrokerConfig,
     pub token_limits: Limits,
 }
 
-pub struct Core {
+/// A server's view of one store.
+pub struct Node {
     storage: Arc<dyn Backend>,
     barrier: Arc<Barrier>,
     unsealed: RwLock<Option<Arc<Unsealed>>>,
     /// Shares submitted through sys/unseal so far.
     progress: Mutex<Vec<Share>>,
-    settings: CoreSettings,
+    settings: NodeSettings,
 }
 
 /// What sys/init returns: the shares and the root token, shown once.
@@ -44,8 +42,8 @@ pub struct Initialized {
     pub root_token: zeroize::Zeroizing<String>,
 }
 
-impl Core {
-    pub fn new(storage: Arc<dyn Backend>, settings: CoreSettings) -> Self {
+impl Node {
+    pub fn new(storage: Arc<dyn Backend>, settings: NodeSettings) -> Self {
         let barrier = Arc::new(Barrier::new(Arc::clone(&storage)));
         Self {
             storage,
@@ -66,12 +64,12 @@ impl Core {
         self.storage.reads_are_local()
     }
 
-    pub fn seal_config(&self) -> Result<Option<SealConfig>, ApiError> {
-        self.barrier.seal_config().map_err(crate::errors::barrier)
+    pub fn seal_config(&self) -> Result<Option<SealConfig>> {
+        Ok(self.barrier.seal_config()?)
     }
 
-    /// The engines, or 503 while sealed.
-    pub fn unsealed(&self) -> Result<Arc<Unsealed>, ApiError> {
+    /// The engines, or an error while sealed.
+    pub fn unsealed(&self) -> Result<Arc<Unsealed>> {
         self.unsealed
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -79,12 +77,12 @@ impl Core {
             .ok_or_else(|| self.sealed_error())
     }
 
-    /// 503 while sealed, naming the storage when it cannot be reached
-    /// either (as while a server waits for its database to unseal itself).
-    fn sealed_error(&self) -> ApiError {
+    /// Sealed, naming the storage when it cannot be reached either (as
+    /// while a server waits for its database to unseal itself).
+    fn sealed_error(&self) -> Error {
         match self.seal_config() {
             Err(unavailable) => unavailable,
-            Ok(_) => ApiError::sealed(),
+            Ok(_) => Error::Sealed,
         }
     }
 
@@ -97,14 +95,12 @@ impl Core {
 
     /// Initializes the store with Shamir shares and creates a root token.
     /// The store stays sealed, as Vault's does after init.
-    pub fn initialize(&self, shares: u8, threshold: u8) -> Result<Initialized, ApiError> {
+    pub fn initialize(&self, shares: u8, threshold: u8) -> Result<Initialized> {
         if self.seal_config()?.is_some() {
-            return Err(ApiError::bad_request("Vault is already initialized"));
+            return Err(Error::bad_request("Vault is already initialized"));
         }
         let key = UnsealKey::generate();
-        let split = key
-            .split(shares, threshold)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let split = key.split(shares, threshold)?;
         let root_token =
             self.initialize_with(SealKind::Shamir { shares, threshold }, &key, None)?;
         self.seal();
@@ -121,39 +117,40 @@ impl Core {
         seal: SealKind,
         key: &UnsealKey,
         root_id: Option<&str>,
-    ) -> Result<zeroize::Zeroizing<String>, ApiError> {
-        let (barrier, _) = tresor_core::initialize(Arc::clone(&self.storage), seal, key)
-            .map_err(crate::errors::core)?;
-        barrier.unseal(key).map_err(crate::errors::barrier)?;
-        self.barrier.unseal(key).map_err(crate::errors::barrier)?;
+    ) -> Result<zeroize::Zeroizing<String>> {
+        let (barrier, _) = tresor_core::initialize(Arc::clone(&self.storage), seal, key)?;
+        barrier.unseal(key)?;
+        self.barrier.unseal(key)?;
         let unsealed = self.load()?;
         let id = root_id.map(tresor_tokens::Token::new);
-        let (token, _) = unsealed
-            .tokens
-            .create_root(id.as_ref())
-            .map_err(crate::auth::token_error)?;
+        let (token, _) = unsealed.tokens.create_root(id.as_ref())?;
         *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(unsealed));
         Ok(zeroize::Zeroizing::new(token.expose().to_string()))
     }
 
-    /// Adds one share; unseals once enough are in. Returns the progress.
-    pub fn submit_share(&self, share: Share) -> Result<usize, ApiError> {
+    /// Adds one share; unseals once enough are in. A share already given is
+    /// ignored, as Vault does, so one client cannot spoil the progress
+    /// others made. Returns the progress.
+    pub fn submit_share(&self, share: Share) -> Result<usize> {
         let config = self
             .seal_config()?
-            .ok_or_else(|| ApiError::bad_request("Vault is not initialized"))?;
+            .ok_or_else(|| Error::bad_request("Vault is not initialized"))?;
         let SealKind::Shamir { threshold, .. } = config.seal else {
-            return Err(ApiError::bad_request(
+            return Err(Error::bad_request(
                 "this store is unsealed by its key file, not by shares",
             ));
         };
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        progress.push(share);
+        if !progress.iter().any(|given| given.same_as(&share)) {
+            progress.push(share);
+        }
         if progress.len() < usize::from(threshold) {
             return Ok(progress.len());
         }
         let shares = std::mem::take(&mut *progress);
         drop(progress);
-        let key = UnsealKey::combine(&shares).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // Enough shares that do not combine into the key: they are spent.
+        let key = UnsealKey::combine(&shares)?;
         self.unseal_with(&key)?;
         Ok(0)
     }
@@ -173,13 +170,8 @@ impl Core {
     }
 
     /// Unseals with the whole key (key-file seal, or combined shares).
-    pub fn unseal_with(&self, key: &UnsealKey) -> Result<(), ApiError> {
-        self.barrier.unseal(key).map_err(|e| match e {
-            tresor_barrier::BarrierError::WrongUnsealKey => ApiError::bad_request(
-                "the unseal key is wrong: it does not open this store's root key",
-            ),
-            other => crate::errors::barrier(other),
-        })?;
+    pub fn unseal_with(&self, key: &UnsealKey) -> Result<()> {
+        self.barrier.unseal(key)?;
         match self.load() {
             Ok(unsealed) => {
                 *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) =
@@ -198,16 +190,13 @@ impl Core {
         self.barrier.seal();
     }
 
-    fn load(&self) -> Result<Unsealed, ApiError> {
+    fn load(&self) -> Result<Unsealed> {
         Ok(Unsealed {
             store: Store::new(Arc::clone(&self.barrier)),
             policies: PolicyStore::open(Arc::clone(&self.barrier))?,
             tokens: TokenStore::new(Arc::clone(&self.barrier), self.settings.token_limits),
-            audit: AuditBroker::open(
-                Arc::clone(&self.barrier),
-                self.settings.audit_write_timeout,
-                self.settings.audit_fsync,
-            )?,
+            audit: AuditBroker::open(Arc::clone(&self.barrier), self.settings.audit.clone())
+                .map_err(|e| Error::Internal(format!("cannot open the audit devices: {e}")))?,
         })
     }
 }
