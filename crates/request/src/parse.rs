@@ -268,9 +268,11 @@ fn client_token(
     Ok((!token.is_empty()).then(|| ClientToken::new(token)))
 }
 
+/// In whole seconds, as Vault reads it (`ParseDurationSecond`).
 fn wrap_ttl(text: &str) -> Result<Option<Duration>, RequestError> {
     let ttl = parse_duration(text).map_err(RequestError::WrapTtl)?;
-    Ok((!ttl.is_zero()).then_some(ttl))
+    let seconds = Duration::from_secs(ttl.as_secs());
+    Ok((!seconds.is_zero()).then_some(seconds))
 }
 
 /// Parses a duration as Vault accepts one: `90s`, `3h`, `1h30m`, `3h0m0s`,

@@ -285,6 +285,12 @@ fn wrap_ttl_is_a_duration() {
         Some(Duration::from_secs(300))
     );
     assert_eq!(with("0").unwrap().wrap_ttl, None);
+    // Whole seconds, as Vault reads them (a fuzzer found 36.9 s).
+    assert_eq!(
+        with("0.615m").unwrap().wrap_ttl,
+        Some(Duration::from_secs(36))
+    );
+    assert_eq!(with("500ms").unwrap().wrap_ttl, None);
     assert!(matches!(with("soon"), Err(RequestError::WrapTtl(_))));
 }
 
