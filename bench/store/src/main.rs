@@ -92,7 +92,9 @@ fn engine(dir: &Path) -> KvEngine {
         shares: Vec::new(),
     };
     let store = tresor_core::open(&store_dir, &unseal, Access::ReadWrite).expect("open");
-    store.kv(&store.mount("secret").expect("secret/ is mounted"))
+    store
+        .kv(&store.mount("secret").expect("secret/ is mounted"))
+        .expect("secret/ is KV version 2")
 }
 
 fn raw(path: &Path) -> Database {

@@ -93,6 +93,20 @@ pub struct ResponseInfo {
     pub auth: Option<AuthInfo>,
     /// Every string inside is hashed in the log.
     pub data: Option<Value>,
+    /// The wrapping token a wrapped response was answered with, instead of
+    /// its data; token and accessor hashed in the log.
+    pub wrap_info: Option<WrapInfo>,
+}
+
+/// What a wrapped response handed out.
+#[derive(Clone, Default)]
+pub struct WrapInfo {
+    /// Hashed in the log.
+    pub token: String,
+    /// Hashed in the log.
+    pub accessor: String,
+    pub ttl: u64,
+    pub creation_path: String,
 }
 
 impl AuditEntry {
@@ -218,6 +232,12 @@ impl<'s, 'a> Redactor<'s, 'a> {
             mount_type: response.mount_type.as_deref(),
             auth: response.auth.as_ref().map(|a| self.auth(a)),
             data: response.data.as_ref().map(|d| self.value(d)),
+            wrap_info: response.wrap_info.as_ref().map(|w| WrapInfoLine {
+                token: self.hash(&w.token),
+                accessor: self.hash(&w.accessor),
+                ttl: w.ttl,
+                creation_path: &w.creation_path,
+            }),
         }
     }
 }
@@ -302,6 +322,16 @@ struct ResponseLine<'r, 's, 'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     auth: Option<AuthLine<'a>>,
     data: Option<Redacted<'r, 's, 'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wrap_info: Option<WrapInfoLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct WrapInfoLine<'a> {
+    token: String,
+    accessor: String,
+    ttl: u64,
+    creation_path: &'a str,
 }
 
 // Entries carry raw tokens and secret data: Debug shows only what the log shows in clear.

@@ -18,7 +18,7 @@ mod verify;
 pub use broker::{AuditBroker, BrokerConfig, BrokerError, DeclaredDevice, Queued, load_checkpoint};
 pub use chain::Checkpoint;
 pub use device::{FileDevice, FileDeviceConfig, FsyncPolicy, Opened, Pending};
-pub use entry::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
+pub use entry::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo, WrapInfo};
 pub use error::{AuditError, ChainProblem};
 pub use salt::{HASH_PREFIX, Salt};
 pub use verify::{VerifyReport, verify, verify_with_checkpoint};

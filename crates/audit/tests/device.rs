@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tresor_audit::{
     AuditEntry, AuditError, AuthInfo, EntryKind, FileDevice, FileDeviceConfig, FsyncPolicy,
-    RequestInfo, ResponseInfo, Salt, verify, verify_with_checkpoint,
+    RequestInfo, ResponseInfo, Salt, WrapInfo, verify, verify_with_checkpoint,
 };
 
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -51,6 +51,8 @@ fn no_raw_secret_reaches_the_file_or_debug_output() {
         "response-secret-value",
         "hvs.ISSUEDchildTOKEN",
         "issued-accessor-555",
+        "tvs.WRAPPINGtoken",
+        "wrapping-accessor-777",
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
@@ -93,6 +95,12 @@ fn no_raw_secret_reaches_the_file_or_debug_output() {
             ..AuthInfo::default()
         }),
         data: Some(json!({"value": secrets[5]})),
+        wrap_info: Some(WrapInfo {
+            token: secrets[8].into(),
+            accessor: secrets[9].into(),
+            ttl: 60,
+            creation_path: "secret/data/app".into(),
+        }),
     });
     device.log(&entry).unwrap();
     device.close().unwrap();
@@ -107,6 +115,10 @@ fn no_raw_secret_reaches_the_file_or_debug_output() {
     assert!(text.contains(&salt.hash(secrets[0])));
     assert!(text.contains(&salt.hash(secrets[3])));
     assert!(text.contains(&salt.hash(secrets[6])));
+    assert!(
+        text.contains(&salt.hash(secrets[8])),
+        "the wrapping token is hashed"
+    );
 
     let lines: Vec<serde_json::Value> = text
         .lines()

@@ -2,6 +2,7 @@ use crate::BarrierError;
 use crate::crypto::{self, SecretKey};
 use crate::keyring::Keyring;
 use crate::seal::{FORMAT_VERSION, SealConfig, SealKind, UnsealKey};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tresor_storage::{Backend, Op, Outcome, Transaction};
@@ -83,6 +84,10 @@ pub struct KeyStatus {
     pub term: u32,
     pub install_time: SystemTime,
     pub terms: usize,
+    /// Values this process encrypted since it unsealed the store (Vault's
+    /// `encryptions` counts them for the active term; a count kept only in
+    /// memory cannot see other servers' or earlier runs').
+    pub encryptions: u64,
 }
 
 struct Unsealed {
@@ -102,6 +107,8 @@ pub struct Barrier {
     /// When the stored keyring was last compared with the one in memory.
     keyring_checked: Mutex<Option<Instant>>,
     recheck: Duration,
+    /// Values encrypted since this barrier was unsealed.
+    encryptions: AtomicU64,
 }
 
 impl Barrier {
@@ -112,6 +119,7 @@ impl Barrier {
             state: RwLock::new(None),
             keyring_checked: Mutex::new(None),
             recheck: KEYRING_RECHECK,
+            encryptions: AtomicU64::new(0),
         }
     }
 
@@ -293,6 +301,8 @@ impl Barrier {
             txn.push(Op::Delete { key: key.clone() });
         }
         drop(state);
+        self.encryptions
+            .fetch_add(writes.puts.len() as u64, Ordering::Relaxed);
         Ok(self.storage.commit(txn)?)
     }
 
@@ -314,13 +324,21 @@ impl Barrier {
             unsealed.keyring = rotated;
             unsealed.keyring_stamp = Stamp(sealed);
         }
-        Ok(status(&unsealed.keyring))
+        // A new term has encrypted nothing yet.
+        self.encryptions.store(0, Ordering::Relaxed);
+        Ok(status(
+            &unsealed.keyring,
+            self.encryptions.load(Ordering::Relaxed),
+        ))
     }
 
     pub fn key_status(&self) -> Result<KeyStatus, BarrierError> {
         let state = self.read_state();
         let unsealed = state.as_ref().ok_or(BarrierError::Sealed)?;
-        Ok(status(&unsealed.keyring))
+        Ok(status(
+            &unsealed.keyring,
+            self.encryptions.load(Ordering::Relaxed),
+        ))
     }
 
     fn decrypt(&self, key: &str, stored: &[u8]) -> Result<Zeroizing<Vec<u8>>, BarrierError> {
@@ -401,12 +419,13 @@ fn load_keyring(storage: &dyn Backend, root: SecretKey) -> Result<Unsealed, Barr
     })
 }
 
-fn status(keyring: &Keyring) -> KeyStatus {
+fn status(keyring: &Keyring, encryptions: u64) -> KeyStatus {
     let (term, active) = keyring.active();
     KeyStatus {
         term,
         install_time: active.installed,
         terms: keyring.terms.len(),
+        encryptions,
     }
 }
 

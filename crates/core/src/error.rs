@@ -29,6 +29,12 @@ pub enum CoreError {
     AlreadyExists(String),
     #[error("cannot migrate: {0}")]
     Migrate(String),
+    #[error("the mount {mount} is {}, not {wanted}", .found.name_with_version())]
+    WrongEngine {
+        mount: String,
+        wanted: &'static str,
+        found: crate::MountType,
+    },
 }
 
 impl CoreError {
@@ -37,9 +43,10 @@ impl CoreError {
     pub fn is_usage(&self) -> bool {
         match self {
             CoreError::Kv(e) => e.is_client_error(),
-            CoreError::NoMount(_) | CoreError::InvalidMount(_) | CoreError::AlreadyExists(_) => {
-                true
-            }
+            CoreError::NoMount(_)
+            | CoreError::InvalidMount(_)
+            | CoreError::AlreadyExists(_)
+            | CoreError::WrongEngine { .. } => true,
             CoreError::Barrier(BarrierError::InvalidSeal(_) | BarrierError::BadShare(_)) => true,
             _ => false,
         }

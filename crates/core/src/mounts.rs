@@ -1,29 +1,59 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The kinds of secrets engine that can be mounted.
+/// What can be mounted: secrets engines in the mount table, auth methods
+/// in the auth table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MountType {
+    /// Key/value, version 1: unversioned.
+    KvV1,
     /// Key/value, version 2.
     KvV2,
+    /// The token store, always at `auth/token/`.
+    Token,
 }
 
 impl MountType {
-    /// The type as `vault secrets list` shows it.
+    /// The type as `vault secrets list` (or `vault auth list`) shows it.
     pub fn name(self) -> &'static str {
         match self {
-            MountType::KvV2 => "kv",
+            MountType::KvV1 | MountType::KvV2 => "kv",
+            MountType::Token => "token",
         }
     }
 
     /// The engine's options as Vault reports them.
     pub fn options(self) -> BTreeMap<String, String> {
         match self {
+            MountType::KvV1 => [("version".to_string(), "1".to_string())].into(),
             MountType::KvV2 => [("version".to_string(), "2".to_string())].into(),
+            MountType::Token => BTreeMap::new(),
         }
     }
+
+    /// The type for messages: `KV version 1`, `KV version 2`, `token`.
+    pub fn name_with_version(self) -> &'static str {
+        match self {
+            MountType::KvV1 => "KV version 1",
+            MountType::KvV2 => "KV version 2",
+            MountType::Token => "the token store",
+        }
+    }
+
+    /// The auth method `sys/auth/<path>` enables for `type = name`.
+    pub fn auth_method(name: &str) -> Option<MountType> {
+        AUTH_METHODS.iter().copied().find(|m| m.name() == name)
+    }
+
+    /// Whether this is an auth method (mounted under `auth/`).
+    pub fn is_auth(self) -> bool {
+        matches!(self, MountType::Token)
+    }
 }
+
+/// The auth methods that can be enabled (the token store always is).
+const AUTH_METHODS: &[MountType] = &[];
 
 /// A mount's tunable settings (`sys/mounts/<path>/tune`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +151,24 @@ pub(crate) const RESERVED: [&str; 5] = ["sys/", "auth/", "cubbyhole/", "identity
 
 /// Normalises a mount path to `a/b/` and checks it.
 pub(crate) fn normalize(path: &str) -> Result<String, String> {
+    let normalized = normalize_any(path)?;
+    if RESERVED.iter().any(|r| normalized.starts_with(r)) {
+        return Err(format!("`{normalized}` is reserved for the system"));
+    }
+    Ok(normalized)
+}
+
+/// Normalises an auth mount's path (under `auth/`, which it does not
+/// repeat) to `a/b/`; `token/` is the token store's.
+pub(crate) fn normalize_auth(path: &str) -> Result<String, String> {
+    let normalized = normalize_any(path)?;
+    if normalized == "token/" {
+        return Err("`token/` is the token store's, always mounted".into());
+    }
+    Ok(normalized)
+}
+
+fn normalize_any(path: &str) -> Result<String, String> {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return Err("the mount path is empty".into());
@@ -131,9 +179,5 @@ pub(crate) fn normalize(path: &str) -> Result<String, String> {
     {
         return Err(format!("`{path}` has an empty, `.` or `..` segment"));
     }
-    let normalized = format!("{trimmed}/");
-    if RESERVED.iter().any(|r| normalized.starts_with(r)) {
-        return Err(format!("`{normalized}` is reserved for the system"));
-    }
-    Ok(normalized)
+    Ok(format!("{trimmed}/"))
 }

@@ -32,6 +32,7 @@ fn init_mounts_secret_and_data_survives_reopen() {
     assert_eq!((mount.path.as_str(), rest.as_str()), ("secret/", "app/db"));
     store
         .kv(&mount)
+        .unwrap()
         .write(&rest, &data(json!({"password": "pw"})), None)
         .unwrap();
     drop(store);
@@ -39,7 +40,12 @@ fn init_mounts_secret_and_data_survives_reopen() {
     let before = file_bytes(&dir);
     let store = open(&dir, &unseal, Access::ReadOnly).unwrap();
     let mount = store.mount("secret").unwrap();
-    let read = store.kv(&mount).read("app/db", None).unwrap().unwrap();
+    let read = store
+        .kv(&mount)
+        .unwrap()
+        .read("app/db", None)
+        .unwrap()
+        .unwrap();
     assert_eq!(read.data.unwrap().get("password").unwrap(), "pw");
     drop(store);
     assert_eq!(
@@ -49,7 +55,7 @@ fn init_mounts_secret_and_data_survives_reopen() {
     );
     {
         let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
-        let kv = store.kv(&store.mount("secret").unwrap());
+        let kv = store.kv(&store.mount("secret").unwrap()).unwrap();
         assert!(
             kv.write("app/db", &data(json!({"password": "x"})), Some(0))
                 .is_err()
@@ -65,7 +71,7 @@ fn init_mounts_secret_and_data_survives_reopen() {
     );
     {
         let store = open(&dir, &unseal, Access::WriteOnDemand).unwrap();
-        let kv = store.kv(&store.mount("secret").unwrap());
+        let kv = store.kv(&store.mount("secret").unwrap()).unwrap();
         kv.write("app/db", &data(json!({"password": "y"})), Some(1))
             .unwrap();
         assert_eq!(
@@ -184,6 +190,7 @@ fn mounts_enable_disable_and_refuse_nesting() {
     }
     store
         .kv(&team)
+        .unwrap()
         .write("x", &data(json!({"k": "v"})), None)
         .unwrap();
     assert_eq!(store.resolve("team/a/x").unwrap().0.path, "team/a/");
@@ -211,7 +218,7 @@ fn mounts_enable_disable_and_refuse_nesting() {
             .is_empty()
     );
     let again = store.enable("team/a", MountType::KvV2, "").unwrap();
-    assert!(store.kv(&again).read("x", None).unwrap().is_none());
+    assert!(store.kv(&again).unwrap().read("x", None).unwrap().is_none());
 }
 
 #[test]

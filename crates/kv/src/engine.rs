@@ -646,7 +646,7 @@ fn check_versions(versions: &[u64]) -> Result<(), KvError> {
     Ok(())
 }
 
-fn check_path(path: &str) -> Result<(), KvError> {
+pub(crate) fn check_path(path: &str) -> Result<(), KvError> {
     let problem = if path.is_empty() {
         Some("it is empty")
     } else if path.len() > MAX_PATH_LEN {

@@ -1,6 +1,7 @@
 //! The KV version 2 secrets engine: versioned secrets with check-and-set,
 //! soft delete, undelete, destroy, metadata and pagination, as HashiCorp
-//! Vault's `kv-v2`, plus check-and-set on metadata writes.
+//! Vault's `kv-v2`, plus check-and-set on metadata writes; and [`KvV1`],
+//! Vault's unversioned `kv` (also every token's cubbyhole).
 //!
 //! One [`KvEngine`] serves one mount. Everything it keeps lives under the
 //! mount's storage prefix, behind the barrier:
@@ -16,6 +17,7 @@ mod merge;
 mod model;
 mod secret;
 mod time;
+mod v1;
 
 #[cfg(test)]
 mod tests;
@@ -29,3 +31,4 @@ pub use model::{
 };
 pub use secret::{SecretMap, wipe_json};
 pub use time::Timestamp;
+pub use v1::KvV1;

@@ -15,6 +15,9 @@ pub enum Error {
     /// No token, an unknown one, or one whose policies do not allow this.
     #[error("permission denied")]
     PermissionDenied,
+    /// Refused for who the caller is, with the reason Vault gives (a 403).
+    #[error("{0}")]
+    Denied(String),
     /// No endpoint answers this path.
     #[error("no handler for route \"{0}\". route entry not found.")]
     UnsupportedPath(String),
@@ -50,7 +53,7 @@ impl Error {
 
     /// Whether the caller was refused for who it is (counted against it).
     pub fn is_denial(&self) -> bool {
-        matches!(self, Error::PermissionDenied)
+        matches!(self, Error::PermissionDenied | Error::Denied(_))
     }
 }
 

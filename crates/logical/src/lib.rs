@@ -16,6 +16,7 @@ mod params;
 pub mod pipeline;
 mod response;
 mod router;
+mod wrapping;
 
 pub use backend::sys::VERSION;
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! state, and once unsealed, the engines that serve requests.
 
 use crate::{Error, Result};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use tresor_audit::{AuditBroker, BrokerConfig};
 use tresor_barrier::seal::Share;
@@ -34,7 +35,13 @@ pub struct Node {
     /// Shares submitted through sys/unseal so far.
     progress: Mutex<Vec<Share>>,
     settings: NodeSettings,
+    /// The last remounts done here, by migration id: what `sys/remount/status`
+    /// answers.
+    remounts: Mutex<VecDeque<(String, String, String)>>,
 }
+
+/// Remounts remembered for `sys/remount/status`.
+const REMOUNTS_KEPT: usize = 64;
 
 /// What sys/init returns: the shares and the root token, shown once.
 pub struct Initialized {
@@ -51,6 +58,7 @@ impl Node {
             unsealed: RwLock::new(None),
             progress: Mutex::new(Vec::new()),
             settings,
+            remounts: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -185,14 +193,39 @@ impl Node {
         }
     }
 
+    /// Records a remount done; returns its migration id.
+    pub fn record_remount(&self, from: &str, to: &str) -> String {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).expect("the operating system's random generator failed");
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut remounts = self.remounts.lock().unwrap_or_else(|p| p.into_inner());
+        if remounts.len() == REMOUNTS_KEPT {
+            remounts.pop_front();
+        }
+        remounts.push_back((id.clone(), from.to_owned(), to.to_owned()));
+        id
+    }
+
+    /// The source and target of the remount `id`, if it was done here.
+    pub fn remount(&self, id: &str) -> Option<(String, String)> {
+        self.remounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(known, _, _)| known == id)
+            .map(|(_, from, to)| (from.clone(), to.clone()))
+    }
+
     pub fn seal(&self) {
         *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) = None;
         self.barrier.seal();
     }
 
     fn load(&self) -> Result<Unsealed> {
+        let store = Store::new(Arc::clone(&self.barrier));
+        store.ensure_auth_table()?;
         Ok(Unsealed {
-            store: Store::new(Arc::clone(&self.barrier)),
+            store,
             policies: PolicyStore::open(Arc::clone(&self.barrier))?,
             tokens: TokenStore::new(Arc::clone(&self.barrier), self.settings.token_limits),
             audit: AuditBroker::open(Arc::clone(&self.barrier), self.settings.audit.clone())

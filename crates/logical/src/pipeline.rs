@@ -5,13 +5,13 @@
 //! [`Request`]; none sees the URL.
 
 use crate::auth::{self, Caller};
-use crate::backend::{kv, sys, token};
+use crate::backend::{kv, kv1, sys, token};
 use crate::node::{Node, Unsealed};
-use crate::router::{self, Captures, Ctx, Endpoint};
-use crate::{Error, Response, Result};
+use crate::router::{self, Access, Captures, Ctx, Endpoint};
+use crate::{Envelope, Error, Response, Result, wrapping};
 use serde_json::Value;
-use tresor_audit::{AuditEntry, AuthInfo, EntryKind, Queued, RequestInfo, ResponseInfo};
-use tresor_core::MountEntry;
+use tresor_audit::{AuditEntry, AuthInfo, EntryKind, Queued, RequestInfo, ResponseInfo, WrapInfo};
+use tresor_core::{MountEntry, MountType};
 use tresor_policy::{Decision, DenyReason};
 use tresor_request::{Operation, Request};
 
@@ -130,6 +130,8 @@ struct Routed {
     mount_type: &'static str,
 }
 
+/// The backend serving `path`: the system backend, a token's cubbyhole, an
+/// auth method, or the secrets engine mounted there.
 fn route(u: &Unsealed, path: &str) -> Result<Option<Routed>> {
     let in_backend = |table: &'static [Endpoint], rest: &str, mount, mount_type| {
         router::find(table, rest).map(|(endpoint, captures)| Routed {
@@ -142,59 +144,96 @@ fn route(u: &Unsealed, path: &str) -> Result<Option<Routed>> {
     if let Some(rest) = path.strip_prefix("sys/") {
         return Ok(in_backend(sys::ENDPOINTS, rest, None, "system"));
     }
-    if let Some(rest) = path.strip_prefix("auth/token/") {
-        return Ok(in_backend(token::ENDPOINTS, rest, None, "token"));
+    if let Some(rest) = path.strip_prefix("cubbyhole/") {
+        return Ok(in_backend(kv1::CUBBYHOLE, rest, None, "cubbyhole"));
+    }
+    if let Some(rest) = path.strip_prefix("auth/") {
+        return match u.store.resolve_auth(rest) {
+            Ok((mount, rest)) => {
+                let table = match mount.kind {
+                    MountType::Token => token::ENDPOINTS,
+                    // Auth methods never sit in the secrets table, nor engines here.
+                    MountType::KvV1 | MountType::KvV2 => return Ok(None),
+                };
+                Ok(in_backend(table, &rest, Some(mount), "token"))
+            }
+            Err(tresor_core::CoreError::NoMount(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
     }
     match u.store.resolve(path) {
-        Ok((mount, rest)) => Ok(in_backend(kv::ENDPOINTS, &rest, Some(mount), "kv")),
+        Ok((mount, rest)) => {
+            let table = match mount.kind {
+                MountType::KvV1 => kv1::ENDPOINTS,
+                MountType::KvV2 => kv::ENDPOINTS,
+                MountType::Token => return Ok(None),
+            };
+            Ok(in_backend(table, &rest, Some(mount), "kv"))
+        }
         Err(tresor_core::CoreError::NoMount(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Authenticates, routes, checks the ACL, audits, and serves.
+/// Routes, authenticates (as the endpoint demands), checks the ACL,
+/// audits, and serves.
 fn authorized(node: &Node, u: &Unsealed, req: &mut Request) -> Outcome {
     let mut audit = Recorder {
         unsealed: u,
         deferred: reads_only(req.operation).then(Vec::new),
     };
+    let routed = match route(u, &req.path) {
+        Ok(routed) => routed,
+        Err(e) => {
+            let logged = audit.record(request_entry(req, None, None, Some(&e)));
+            return audit.outcome(logged.and(Err(e)), false);
+        }
+    };
+    let access = routed
+        .as_ref()
+        .map_or(Access::Policy, |r| r.endpoint.access);
     let caller = match auth::authenticate(u, req.client_token.as_ref()) {
-        Ok(caller) => caller,
+        Ok(caller) => Some(caller),
+        // Anyone may call these: a missing or bad token is no token.
+        Err(Error::PermissionDenied) if access == Access::Anyone => None,
         Err(e) => {
             // Only a refused token counts against the client, not a store
             // that could not be asked.
             let denied = e.is_denial();
-            let logged = audit.record(request_entry(req, None, None, Some(&e)));
+            let logged = audit.record(request_entry(req, None, routed.as_ref(), Some(&e)));
             return audit.outcome(logged.and(Err(e)), denied);
         }
     };
-    let routed = match route(u, &req.path) {
-        Ok(routed) => routed,
-        Err(e) => {
-            let logged = audit.record(request_entry(req, Some(&caller), None, Some(&e)));
-            return audit.outcome(logged.and(Err(e)), false);
-        }
-    };
-    let decision = refine_operation(node, u, &caller, req, routed.as_ref())
-        .and_then(|()| check_acl(req, &caller, routed.as_ref()));
+    let decision =
+        refine_operation(node, u, caller.as_ref(), req, routed.as_ref()).and_then(|()| {
+            match (&caller, access) {
+                (Some(caller), Access::Policy) => check_acl(req, caller, routed.as_ref()),
+                _ => Ok(()),
+            }
+        });
     let logged = audit.record(request_entry(
         req,
-        Some(&caller),
+        caller.as_ref(),
         routed.as_ref(),
         decision.as_ref().err(),
     ));
     if let Err(e) = logged.and(decision) {
         return audit.outcome(Err(e), false);
     }
-    let caller = match auth::consume_use(u, caller) {
+    let caller = match caller.map(|c| auth::consume_use(u, c)).transpose() {
         Ok(caller) => caller,
         Err(e) => {
             let denied = e.is_denial();
             return audit.outcome(Err(e), denied);
         }
     };
-    let result = serve(node, u, &caller, req, routed.as_ref());
-    let logged = audit.record(response_entry(req, &caller, routed.as_ref(), &result));
+    let result = serve(node, u, caller.as_ref(), req, routed.as_ref());
+    let logged = audit.record(response_entry(
+        req,
+        caller.as_ref(),
+        routed.as_ref(),
+        &result,
+    ));
     audit.outcome(logged.and(result), false)
 }
 
@@ -203,7 +242,7 @@ fn authorized(node: &Node, u: &Unsealed, req: &mut Request) -> Outcome {
 fn refine_operation(
     node: &Node,
     u: &Unsealed,
-    caller: &Caller,
+    caller: Option<&Caller>,
     req: &mut Request,
     routed: Option<&Routed>,
 ) -> Result<()> {
@@ -231,9 +270,7 @@ fn refine_operation(
 }
 
 fn check_acl(req: &Request, caller: &Caller, routed: Option<&Routed>) -> Result<()> {
-    let decision = caller
-        .acl
-        .allowed_with_parameters(&req.path, req.operation, &req.data);
+    let decision = caller.acl.check(req);
     let sudo = routed.is_some_and(|r| r.endpoint.sudo);
     let allowed = if sudo {
         decision.is_allowed_with_sudo()
@@ -246,14 +283,13 @@ fn check_acl(req: &Request, caller: &Caller, routed: Option<&Routed>) -> Result<
         r.endpoint.alias.is_some_and(|alias| {
             let other = r.captures.fill(alias);
             matches!(
-                caller
-                    .acl
-                    .allowed_with_parameters(&other, req.operation, &req.data),
+                caller.acl.check_at(&other, req),
                 Decision::Deny(
                     DenyReason::ExplicitDeny
                         | DenyReason::ParameterDenied
                         | DenyReason::ParameterNotAllowed
                         | DenyReason::RequiredParameterMissing
+                        | DenyReason::WrappingTtl
                 )
             )
         })
@@ -265,10 +301,12 @@ fn check_acl(req: &Request, caller: &Caller, routed: Option<&Routed>) -> Result<
     }
 }
 
+/// Runs the endpoint's handler; a request that asks for it gets its answer
+/// wrapped.
 fn serve(
     node: &Node,
     u: &Unsealed,
-    caller: &Caller,
+    caller: Option<&Caller>,
     req: &Request,
     routed: Option<&Routed>,
 ) -> Result<Response> {
@@ -277,14 +315,18 @@ fn serve(
         .endpoint
         .handler(req.operation)
         .ok_or(Error::UnsupportedOperation)?;
-    handler(&Ctx {
+    let response = handler(&Ctx {
         node,
         unsealed: u,
         caller,
         request: req,
         mount: routed.mount.as_ref(),
         captures: &routed.captures,
-    })
+    })?;
+    match req.wrap_ttl {
+        Some(ttl) if wrapping::wrappable(&response) => wrapping::wrap(u, &req.path, ttl, &response),
+        _ => Ok(response),
+    }
 }
 
 /// Hands a request's entries to the audit devices. A write must be on record
@@ -359,7 +401,7 @@ fn request_entry(
 
 fn response_entry(
     req: &Request,
-    caller: &Caller,
+    caller: Option<&Caller>,
     routed: Option<&Routed>,
     result: &Result<Response>,
 ) -> AuditEntry {
@@ -373,6 +415,7 @@ fn response_entry(
                     .filter(|d| !d.is_null())
                     .cloned()
                     .or_else(|| raw_body(response)),
+                wrap_info: wrap_info(response),
             };
             (Some(info), None)
         }
@@ -380,11 +423,34 @@ fn response_entry(
     };
     AuditEntry {
         kind: EntryKind::Response,
-        auth: Some(auth_info(caller)),
-        request: request_info(req, Some(caller), routed),
+        auth: caller.map(auth_info),
+        request: request_info(req, caller, routed),
         response,
         error,
     }
+}
+
+/// The wrapping token a wrapped answer handed out, for the audit log.
+fn wrap_info(response: &Response) -> Option<WrapInfo> {
+    let Response::Envelope(Envelope {
+        wrap_info: Some(info),
+        ..
+    }) = response
+    else {
+        return None;
+    };
+    let text = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some(WrapInfo {
+        token: text("token"),
+        accessor: text("accessor"),
+        ttl: info.get("ttl").and_then(Value::as_u64).unwrap_or(0),
+        creation_path: text("creation_path"),
+    })
 }
 
 fn raw_body(response: &Response) -> Option<Value> {

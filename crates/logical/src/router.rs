@@ -8,16 +8,17 @@
 
 use crate::auth::Caller;
 use crate::node::{Node, Unsealed};
-use crate::{Response, Result};
+use crate::{Error, Response, Result};
 use tresor_core::MountEntry;
-use tresor_kv::KvEngine;
+use tresor_kv::{KvEngine, KvV1};
 use tresor_request::{Operation, Request};
 
 /// What a handler is given: the request and everything it was decided with.
 pub(crate) struct Ctx<'a> {
     pub node: &'a Node,
     pub unsealed: &'a Unsealed,
-    pub caller: &'a Caller,
+    /// `None` only on endpoints anyone may call ([`Access::Anyone`]).
+    pub caller: Option<&'a Caller>,
     pub request: &'a Request,
     pub mount: Option<&'a MountEntry>,
     pub captures: &'a Captures,
@@ -29,12 +30,25 @@ impl Ctx<'_> {
         self.captures.get(name)
     }
 
-    /// The KV engine of the mount the request was routed to.
-    pub fn kv(&self) -> KvEngine {
-        let mount = self
-            .mount
-            .expect("KV endpoints are routed with their mount");
-        self.unsealed.store.kv(mount)
+    /// The token the request was made with.
+    pub fn caller(&self) -> Result<&Caller> {
+        self.caller.ok_or(Error::PermissionDenied)
+    }
+
+    fn routed_mount(&self) -> Result<&MountEntry> {
+        self.mount.ok_or_else(|| {
+            Error::Internal("an engine's endpoint was routed without its mount".into())
+        })
+    }
+
+    /// The KV version 2 engine of the mount the request was routed to.
+    pub fn kv(&self) -> Result<KvEngine> {
+        Ok(self.unsealed.store.kv(self.routed_mount()?)?)
+    }
+
+    /// The KV version 1 engine of the mount the request was routed to.
+    pub fn kv1(&self) -> Result<KvV1> {
+        Ok(self.unsealed.store.kv1(self.routed_mount()?)?)
     }
 
     pub fn data(&self) -> &serde_json::Map<String, serde_json::Value> {
@@ -62,9 +76,60 @@ pub(crate) struct Endpoint {
     /// thing, such as Vault's legacy `sys/policy/:name`: a `deny` written for
     /// either spelling holds for both.
     pub alias: Option<&'static str>,
+    pub access: Access,
+}
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A token whose policies allow the operation on the path.
+    Policy,
+    /// Any valid token: the handler decides what it may see (as Vault's
+    /// `sys/internal/ui/mounts/<path>`).
+    AnyToken,
+    /// Anyone, with or without a token (`sys/wrapping/lookup`); still
+    /// audited.
+    Anyone,
 }
 
 impl Endpoint {
+    /// Serves `operations` on `pattern` to tokens whose policies allow them.
+    pub const fn new(pattern: &'static str, operations: &'static [(Operation, Handler)]) -> Self {
+        Endpoint {
+            pattern,
+            operations,
+            sudo: false,
+            existence: None,
+            alias: None,
+            access: Access::Policy,
+        }
+    }
+
+    /// Needs `sudo` too.
+    pub const fn sudo(self) -> Self {
+        Endpoint { sudo: true, ..self }
+    }
+
+    /// Tells a create from an update with `existence`.
+    pub const fn existence(self, existence: Existence) -> Self {
+        Endpoint {
+            existence: Some(existence),
+            ..self
+        }
+    }
+
+    /// Also reached through `alias` (see [`Endpoint::alias`]).
+    pub const fn alias(self, alias: &'static str) -> Self {
+        Endpoint {
+            alias: Some(alias),
+            ..self
+        }
+    }
+
+    pub const fn access(self, access: Access) -> Self {
+        Endpoint { access, ..self }
+    }
+
     /// The handler for `operation`, if this endpoint serves it.
     pub fn handler(&self, operation: Operation) -> Option<Handler> {
         let wanted = match operation {

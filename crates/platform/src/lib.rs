@@ -142,7 +142,7 @@ pub fn open_store(
         },
         access,
     )?;
-    let kv: KvEngine = store.kv(&store.mount(mount)?);
+    let kv: KvEngine = store.kv(&store.mount(mount)?)?;
     Ok(Some(Opened {
         target: Target::Local(kv),
         created_key_file,

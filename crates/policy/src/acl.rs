@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::capability::{Capability, CapabilitySet};
 use crate::params::ParameterRules;
+use crate::parse::WrappingBounds;
 use crate::pattern::PathPattern;
 use crate::policy::Policy;
 use tresor_request::Operation;
@@ -48,6 +49,9 @@ pub enum DenyReason {
     ParameterDenied,
     /// A parameter or value is not listed in `allowed_parameters`.
     ParameterNotAllowed,
+    /// The request is not wrapped as the rule's `min_wrapping_ttl` or
+    /// `max_wrapping_ttl` demand.
+    WrappingTtl,
 }
 
 /// The merged rule of one pattern across all policies.
@@ -55,6 +59,7 @@ pub enum DenyReason {
 struct Rule {
     capabilities: CapabilitySet,
     parameters: ParameterRules,
+    wrapping: WrappingBounds,
 }
 
 #[derive(Debug, Clone)]
@@ -94,11 +99,13 @@ impl Acl {
                     .and_modify(|(_, rule)| {
                         rule.capabilities = rule.capabilities.union(path_rule.capabilities());
                         rule.parameters.merge(path_rule.parameters());
+                        rule.wrapping.merge(path_rule.wrapping());
                     })
                     .or_insert_with(|| {
                         let rule = Rule {
                             capabilities: path_rule.capabilities(),
                             parameters: path_rule.parameters().clone(),
+                            wrapping: path_rule.wrapping(),
                         };
                         (pattern.clone(), rule)
                     });
@@ -141,6 +148,28 @@ impl Acl {
         self.allowed_with_parameters(path, operation, &Map::new())
     }
 
+    /// Checks a canonical request: its operation on its path, its parameters and how it is
+    /// to be wrapped.
+    pub fn check(&self, request: &tresor_request::Request) -> Decision {
+        self.check_at(&request.path, request)
+    }
+
+    /// [`Acl::check`] as if `request` had been sent to `path` (another spelling of its target).
+    pub fn check_at(&self, path: &str, request: &tresor_request::Request) -> Decision {
+        let decision = self.allowed_with_parameters(path, request.operation, &request.data);
+        if !decision.is_allowed() || self.root {
+            return decision;
+        }
+        let admitted = self
+            .matching_rule(path, request.operation)
+            .is_none_or(|rule| rule.wrapping.admits(request.wrap_ttl));
+        if admitted {
+            decision
+        } else {
+            Decision::Deny(DenyReason::WrappingTtl)
+        }
+    }
+
     /// Checks an operation on a path; for read, create, update and patch (as Vault does), the
     /// request's top-level parameters are checked against the matched rule's constraints.
     pub fn allowed_with_parameters(
@@ -179,6 +208,24 @@ impl Acl {
         }
         self.matching_rule(path, Operation::Read)
             .map_or(CapabilitySet::EMPTY, |rule| rule.capabilities)
+    }
+
+    /// Whether some rule grants something on a path under `prefix` (a mount's
+    /// path, ending in `/`), as Vault decides which mounts a token may see in
+    /// `sys/internal/ui/mounts`.
+    pub fn grants_anything_under(&self, prefix: &str) -> bool {
+        let grants = |c: CapabilitySet| !c.is_empty() && !c.is_deny();
+        if self.root || grants(self.capabilities(prefix)) {
+            return true;
+        }
+        self.exact
+            .iter()
+            .any(|(path, rule)| grants(rule.capabilities) && path.starts_with(prefix))
+            || self
+                .wildcard
+                .values()
+                .flatten()
+                .any(|w| grants(w.rule.capabilities) && w.pattern.reaches_under(prefix))
     }
 
     fn matching_rule(&self, path: &str, operation: Operation) -> Option<&Rule> {

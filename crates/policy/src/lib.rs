@@ -20,11 +20,11 @@ pub use acl::{Acl, Decision, DenyReason};
 pub use capability::{Capability, CapabilitySet};
 pub use error::{Location, PolicyError};
 pub use params::ParameterRules;
-pub use parse::PathRule;
+pub use parse::{PathRule, WrappingBounds};
 pub use pattern::PathPattern;
 pub use policy::{
-    DEFAULT_POLICY, DEFAULT_POLICY_NAME, Policy, ROOT_POLICY_NAME, ensure_canonical,
-    ensure_deletable, ensure_writable, normalize_name,
+    DEFAULT_POLICY, DEFAULT_POLICY_NAME, Policy, RESPONSE_WRAPPING_POLICY_NAME, ROOT_POLICY_NAME,
+    ensure_canonical, ensure_deletable, ensure_writable, normalize_name,
 };
 pub use store::{PolicyStore, PolicyStoreError};
 pub use tresor_request::Operation;

@@ -19,7 +19,7 @@ use crate::pattern::PathPattern;
 /// A string from the policy text with its byte range.
 type SpannedStr<'a> = (&'a str, Option<Range<usize>>);
 
-const RULE_KEYS: &str = "capabilities, required_parameters, allowed_parameters, denied_parameters";
+const RULE_KEYS: &str = "capabilities, required_parameters, allowed_parameters, denied_parameters, min_wrapping_ttl, max_wrapping_ttl";
 
 /// One `path "<pattern>" { ... }` rule of a policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,7 +27,45 @@ pub struct PathRule {
     pattern: PathPattern,
     capabilities: CapabilitySet,
     parameters: ParameterRules,
+    wrapping: WrappingBounds,
     at: Location,
+}
+
+/// `min_wrapping_ttl` and `max_wrapping_ttl` of a rule: a request on the
+/// path must (or may only) be answered wrapped, with a TTL in the bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WrappingBounds {
+    pub min: Option<std::time::Duration>,
+    pub max: Option<std::time::Duration>,
+}
+
+impl WrappingBounds {
+    /// The bounds of one pattern written in several policies: the most
+    /// permissive of each, as Vault merges them.
+    pub(crate) fn merge(&mut self, other: WrappingBounds) {
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Whether a request wrapped with `ttl` (or not wrapped) keeps the bounds.
+    pub fn admits(self, ttl: Option<std::time::Duration>) -> bool {
+        let above_min = match (self.min, ttl) {
+            (Some(min), Some(ttl)) => ttl >= min,
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
+        let below_max = match (self.max, ttl) {
+            (Some(max), Some(ttl)) => ttl <= max,
+            _ => true,
+        };
+        above_min && below_max
+    }
 }
 
 impl PathRule {
@@ -41,6 +79,10 @@ impl PathRule {
 
     pub fn parameters(&self) -> &ParameterRules {
         &self.parameters
+    }
+
+    pub fn wrapping(&self) -> WrappingBounds {
+        self.wrapping
     }
 
     /// Where the rule starts in the policy text.
@@ -226,6 +268,7 @@ impl Walker<'_> {
         let mut required = BTreeSet::new();
         let mut allowed = BTreeMap::new();
         let mut denied = BTreeMap::new();
+        let mut wrapping = WrappingBounds::default();
         for field in fields {
             match field.key {
                 "capabilities" => capabilities = self.capabilities(field)?,
@@ -238,12 +281,8 @@ impl Walker<'_> {
                 }
                 "allowed_parameters" => allowed = self.value_lists(field)?,
                 "denied_parameters" => denied = self.value_lists(field)?,
-                "min_wrapping_ttl" | "max_wrapping_ttl" => {
-                    return Err(self.unsupported(
-                        field,
-                        "response wrapping is not implemented; remove this line",
-                    ));
-                }
+                "min_wrapping_ttl" => wrapping.min = Some(self.duration(field)?),
+                "max_wrapping_ttl" => wrapping.max = Some(self.duration(field)?),
                 "policy" => {
                     return Err(self.unsupported(
                         field,
@@ -266,12 +305,36 @@ impl Walker<'_> {
                 pattern: raw_pattern.to_owned(),
             });
         }
+        if let (Some(min), Some(max)) = (wrapping.min, wrapping.max)
+            && min > max
+        {
+            return Err(PolicyError::WrongType {
+                at,
+                key: "min_wrapping_ttl".into(),
+                expected: "a duration no longer than max_wrapping_ttl",
+            });
+        }
         Ok(PathRule {
             pattern,
             capabilities,
             parameters: ParameterRules::new(required, allowed, denied),
+            wrapping,
             at,
         })
+    }
+
+    /// A duration as Vault writes them in policies: `"90s"`, `"1h"`, or a
+    /// number of seconds.
+    fn duration(&self, field: &Field<'_>) -> Result<std::time::Duration, PolicyError> {
+        let text = match field.value {
+            Expression::String(s) => s.value().as_str().to_owned(),
+            Expression::Number(n) => n.value().to_string(),
+            other => {
+                return Err(self.wrong_type(field.key, other.span(), "a duration, like \"1h\""));
+            }
+        };
+        tresor_request::parse_duration(&text)
+            .map_err(|_| self.wrong_type(field.key, field.value.span(), "a duration, like \"1h\""))
     }
 
     fn capabilities(&self, field: &Field<'_>) -> Result<CapabilitySet, PolicyError> {

@@ -99,6 +99,25 @@ impl PathPattern {
         self.glob || parts.next().is_none()
     }
 
+    /// Whether the pattern matches some path under `prefix` (a mount's path,
+    /// ending in `/`): what tells whether a token may use a mount at all.
+    pub fn reaches_under(&self, prefix: &str) -> bool {
+        let mount: Vec<&str> = prefix.trim_end_matches('/').split('/').collect();
+        let last = self.segments.len() - 1;
+        for (i, part) in mount.iter().enumerate() {
+            let Some(segment) = self.segments.get(i) else {
+                return false;
+            };
+            match segment {
+                Segment::Any => {}
+                Segment::Literal(head) if self.glob && i == last => return part.starts_with(head),
+                Segment::Literal(literal) if literal != part => return false,
+                Segment::Literal(_) => {}
+            }
+        }
+        self.segments.len() > mount.len() || self.glob
+    }
+
     /// Orders patterns by OpenBao's documented priority rules (greater wins):
     /// 1. the first wildcard (`+` or `*`) occurring later wins (exact paths have none: they win);
     /// 2. not ending in `*` wins over ending in `*`;

@@ -70,6 +70,19 @@ path "sys/tools/hash/*" {
 }
 "#;
 
+/// The policy of response-wrapping tokens: built in, never stored, listed or changed.
+pub const RESPONSE_WRAPPING_POLICY_NAME: &str = "response-wrapping";
+
+// Only unwrapping, which spends the token: the wrapped response is not
+// readable from the cubbyhole directly, which would not spend it.
+const RESPONSE_WRAPPING_POLICY: &str = r#"path "sys/wrapping/unwrap" {
+  capabilities = ["update"]
+}
+path "sys/wrapping/lookup" {
+  capabilities = ["update"]
+}
+"#;
+
 /// A parsed policy: a name and its path rules, or the built-in root policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -97,6 +110,17 @@ impl Policy {
             name: ROOT_POLICY_NAME.to_owned(),
             rules: Vec::new(),
             root: true,
+        }
+    }
+
+    /// The built-in policy of response-wrapping tokens.
+    pub fn builtin_response_wrapping() -> Policy {
+        // A constant covered by tests: parsing cannot fail at run time.
+        Policy {
+            name: RESPONSE_WRAPPING_POLICY_NAME.to_owned(),
+            rules: parse_rules(RESPONSE_WRAPPING_POLICY)
+                .expect("the response-wrapping policy parses"),
+            root: false,
         }
     }
 
@@ -155,14 +179,17 @@ pub fn ensure_canonical(name: &str) -> Result<&str, PolicyError> {
 
 /// Checks a name for `sys/policies/acl/:name` writes: canonical, and not `root`.
 pub fn ensure_writable(name: &str) -> Result<&str, PolicyError> {
-    let name = ensure_canonical(name)?;
-    if name == ROOT_POLICY_NAME {
-        return Err(PolicyError::Builtin {
+    match ensure_canonical(name)? {
+        ROOT_POLICY_NAME => Err(PolicyError::Builtin {
             name: ROOT_POLICY_NAME,
             action: "modified",
-        });
+        }),
+        RESPONSE_WRAPPING_POLICY_NAME => Err(PolicyError::Builtin {
+            name: RESPONSE_WRAPPING_POLICY_NAME,
+            action: "modified",
+        }),
+        name => Ok(name),
     }
-    Ok(name)
 }
 
 /// Checks a name for deletes: canonical, and neither `root` nor `default`.
@@ -174,6 +201,10 @@ pub fn ensure_deletable(name: &str) -> Result<&str, PolicyError> {
         }),
         DEFAULT_POLICY_NAME => Err(PolicyError::Builtin {
             name: DEFAULT_POLICY_NAME,
+            action: "deleted",
+        }),
+        RESPONSE_WRAPPING_POLICY_NAME => Err(PolicyError::Builtin {
+            name: RESPONSE_WRAPPING_POLICY_NAME,
             action: "deleted",
         }),
         name => Ok(name),

@@ -1,8 +1,8 @@
 //! Policies kept in the barrier and the ACLs compiled from them.
 
 use crate::{
-    Acl, DEFAULT_POLICY, DEFAULT_POLICY_NAME, Policy, PolicyError, ROOT_POLICY_NAME,
-    ensure_deletable, ensure_writable,
+    Acl, DEFAULT_POLICY, DEFAULT_POLICY_NAME, Policy, PolicyError, RESPONSE_WRAPPING_POLICY_NAME,
+    ROOT_POLICY_NAME, ensure_deletable, ensure_writable,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -146,7 +146,9 @@ impl PolicyStore {
         }
         let mut policies = Vec::new();
         for name in names {
-            if let Some(text) = self.read(name)? {
+            if name == RESPONSE_WRAPPING_POLICY_NAME {
+                policies.push(Policy::builtin_response_wrapping());
+            } else if let Some(text) = self.read(name)? {
                 let policy =
                     Policy::parse(name, &text).map_err(|error| PolicyStoreError::Unparsable {
                         name: name.clone(),

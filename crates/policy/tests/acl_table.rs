@@ -502,3 +502,69 @@ fn parameter_constraints_apply_to_reads_and_writes_as_in_vault() {
         );
     }
 }
+
+#[test]
+fn a_mount_is_reachable_when_any_rule_grants_something_under_it() {
+    let acl = compile(&[r#"
+        path "secret/data/app/*" { capabilities = ["read"] }
+        path "+/data/shared" { capabilities = ["read"] }
+        path "kv*" { capabilities = ["list"] }
+        path "locked/*" { capabilities = ["deny"] }
+        path "locked/data/x" { capabilities = ["read"] }
+        path "gone/*" { capabilities = ["deny"] }
+    "#]);
+    // `+/data/shared` reaches every one-segment mount, `gone/` too.
+    for reachable in ["secret/", "other/", "kv-team/", "locked/", "gone/"] {
+        assert!(acl.grants_anything_under(reachable), "{reachable}");
+    }
+    for unreachable in ["team/a/", "team/b/c/"] {
+        assert!(!acl.grants_anything_under(unreachable), "{unreachable}");
+    }
+    assert!(Acl::root().grants_anything_under("anything/"));
+    assert!(
+        !compile(&[r#"path "secret/data/app" { capabilities = ["read"] }"#])
+            .grants_anything_under("sec/")
+    );
+}
+
+#[test]
+fn wrapping_bounds_are_enforced_and_merged_permissively() {
+    use std::time::Duration;
+    let acl = compile(&[
+        r#"path "secret/data/wrapped" {
+             capabilities = ["read"]
+             min_wrapping_ttl = "60s"
+             max_wrapping_ttl = "1h"
+           }"#,
+        r#"path "secret/data/wrapped" {
+             capabilities = ["read"]
+             min_wrapping_ttl = 30
+           }"#,
+    ]);
+    let request = |ttl: Option<u64>| tresor_request::Request {
+        wrap_ttl: ttl.map(Duration::from_secs),
+        ..tresor_request::Request::internal(Read, "secret/data/wrapped")
+    };
+    assert_eq!(
+        acl.check(&request(None)),
+        Decision::Deny(DenyReason::WrappingTtl)
+    );
+    assert_eq!(
+        acl.check(&request(Some(10))),
+        Decision::Deny(DenyReason::WrappingTtl)
+    );
+    assert!(
+        acl.check(&request(Some(30))).is_allowed(),
+        "the smaller minimum wins"
+    );
+    assert!(acl.check(&request(Some(3600))).is_allowed());
+    assert_eq!(
+        acl.check(&request(Some(3601))),
+        Decision::Deny(DenyReason::WrappingTtl)
+    );
+    assert!(Policy::parse(
+        "bad",
+        r#"path "x" { capabilities = ["read"] min_wrapping_ttl = "2h" max_wrapping_ttl = "1h" }"#
+    )
+    .is_err());
+}

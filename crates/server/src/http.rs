@@ -229,7 +229,7 @@ fn too_many_failures(head: bool) -> axum::response::Response {
 /// Vault's status code for each error of the core.
 fn status_of(error: &Error) -> StatusCode {
     match error {
-        Error::PermissionDenied => StatusCode::FORBIDDEN,
+        Error::PermissionDenied | Error::Denied(_) => StatusCode::FORBIDDEN,
         Error::UnsupportedPath(_) | Error::NotFound => StatusCode::NOT_FOUND,
         Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,

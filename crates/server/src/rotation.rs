@@ -72,8 +72,12 @@ fn run_due(unsealed: &Unsealed, file: &Path) {
         StoreSpec::Embedded { mount, .. } => mount.clone(),
         StoreSpec::Server { .. } => "secret".into(),
     };
-    let kv = match unsealed.store.mount(&mount) {
-        Ok(m) => unsealed.store.kv(&m),
+    let kv = match unsealed
+        .store
+        .mount(&mount)
+        .and_then(|m| unsealed.store.kv(&m))
+    {
+        Ok(kv) => kv,
         Err(e) => {
             tracing::error!(error = %e, mount, "rotation: the spec's KV mount is not usable");
             return;
@@ -216,8 +220,8 @@ fn audit(
         },
         response: Some(ResponseInfo {
             mount_type: Some("kv".into()),
-            auth: None,
             data,
+            ..ResponseInfo::default()
         }),
         error,
     };

@@ -61,6 +61,9 @@ pub struct CreateRequest {
     /// Set by the server for `auth/token/create-orphan`, which makes an
     /// orphan without needing sudo (as Vault does).
     pub orphan_endpoint: bool,
+    /// The path the token is recorded as created at (a login's, a wrapped
+    /// request's); `None`: the create endpoint's.
+    pub path: Option<String>,
     pub no_default_policy: bool,
     pub meta: BTreeMap<String, String>,
     /// Shown as `token-<name>`; empty: `token`.
@@ -82,6 +85,7 @@ impl Default for CreateRequest {
             num_uses: 0,
             no_parent: false,
             orphan_endpoint: false,
+            path: None,
             no_default_policy: false,
             meta: BTreeMap::new(),
             display_name: String::new(),

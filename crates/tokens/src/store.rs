@@ -15,6 +15,9 @@ const ACCESSOR: &str = "sys/token/accessor/";
 const PARENT: &str = "sys/token/parent/";
 const EXPIRY: &str = "sys/token/expiry/";
 const REVOKING: &str = "sys/token/revoking/";
+/// Each token's private storage (its cubbyhole), under its hash: removed
+/// with the token.
+const PRIVATE: &str = "sys/token/private/";
 
 const SALT_LEN: usize = 32;
 
@@ -544,12 +547,11 @@ impl TokenStore {
             policies,
             meta: request.meta.clone(),
             display_name,
-            path: if request.orphan_endpoint {
-                "auth/token/create-orphan"
-            } else {
-                "auth/token/create"
-            }
-            .to_owned(),
+            path: match (&request.path, request.orphan_endpoint) {
+                (Some(path), _) => path.clone(),
+                (None, true) => "auth/token/create-orphan".to_owned(),
+                (None, false) => "auth/token/create".to_owned(),
+            },
             num_uses: request.num_uses,
             creation_time: now,
             creation_ttl: ttl,
@@ -628,10 +630,41 @@ impl TokenStore {
             }
         }
         removed += self.purge_below(hash)?;
+        self.purge_private(hash)?;
         let mut writes = WriteSet::new();
         writes.delete(&marker_key(hash));
         self.barrier.commit(writes)?;
         Ok(removed)
+    }
+
+    /// Deletes everything in the private storage of the token `hash`,
+    /// page by page (what a crash leaves is removed when the revocation is
+    /// finished again).
+    fn purge_private(&self, hash: &str) -> Result<(), TokenError> {
+        let mut stack = vec![format!("{PRIVATE}{hash}/")];
+        while let Some(folder) = stack.pop() {
+            loop {
+                let names = self.barrier.list(&folder, None, Some(PAGE))?;
+                let (folders, keys): (Vec<_>, Vec<_>) =
+                    names.into_iter().partition(|n| n.ends_with('/'));
+                if keys.is_empty() {
+                    stack.extend(folders.into_iter().map(|f| format!("{folder}{f}")));
+                    break;
+                }
+                let mut writes = WriteSet::new();
+                for key in &keys {
+                    writes.delete(&format!("{folder}{key}"));
+                }
+                self.barrier.commit(writes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the token's private storage (its cubbyhole) lives: under a
+    /// prefix no other token shares, removed when the token is.
+    pub fn private_prefix(&self, token: &Token) -> Result<String, TokenError> {
+        Ok(format!("{PRIVATE}{}/", self.token_hash(token)?))
     }
 
     /// Deletes the token's records, leaving the marker of what to do next.
@@ -669,7 +702,9 @@ impl TokenStore {
         Ok(removed)
     }
 
-    /// Removes the token `child` (linked under `parent`) and its link.
+    /// Removes the token `child` (linked under `parent`) and its link; its
+    /// private storage first, so that a crash leaves none behind a token
+    /// already gone.
     fn remove_child(&self, parent: &str, child: &str) -> Result<bool, TokenError> {
         for _ in 0..ATTEMPTS {
             let mut writes = WriteSet::new();
@@ -685,6 +720,8 @@ impl TokenStore {
                 self.barrier.commit(writes)?;
                 return Ok(false);
             };
+            // Still this parent's child: it goes, its private storage first.
+            self.purge_private(child)?;
             writes.expect(&id_key(child), Some(&loaded.stamp));
             self.delete_records(&mut writes, child, &loaded.stored)?;
             if self.barrier.commit(writes)?.applied() {

@@ -1001,3 +1001,50 @@ fn a_use_limited_token_cannot_create_children() {
     let (_, free) = f.child(&root, &["app"]);
     f.store.create(Some(&free), request(&["app"])).unwrap();
 }
+
+#[test]
+fn a_tokens_private_storage_goes_with_it_however_it_goes() {
+    let f = Fixture::new();
+    let (_, root) = f.root();
+    let fill = |token: &Token| {
+        let prefix = f.store.private_prefix(token).unwrap();
+        let mut writes = tresor_barrier::WriteSet::new();
+        for key in ["a", "dir/b", "dir/deeper/c"] {
+            writes.put(
+                &format!("{prefix}{key}"),
+                zeroize::Zeroizing::new(b"x".to_vec()),
+            );
+        }
+        f.barrier.commit(writes).unwrap();
+        prefix
+    };
+    let left = |prefix: &str| f.storage.keys_under(prefix);
+    // Revoked with its parent.
+    let (parent, parent_entry) = f.child(&root, &["app"]);
+    let (child, _) = f.child(&parent_entry, &["app"]);
+    let (parent_area, child_area) = (fill(&parent), fill(&child));
+    f.store.revoke(&parent).unwrap();
+    assert_eq!((left(&parent_area), left(&child_area)), (0, 0));
+    // Its last use.
+    let mut once = request(&["app"]);
+    once.num_uses = 1;
+    let (token, _) = f.store.create(Some(&root), once).unwrap();
+    let area = fill(&token);
+    f.store.use_token(&token).unwrap().unwrap();
+    assert_eq!(left(&area), 0);
+    // Expiry.
+    let mut short = request(&["app"]);
+    short.ttl = Duration::from_secs(60);
+    let (token, _) = f.store.create(Some(&root), short).unwrap();
+    let area = fill(&token);
+    f.clock.advance(Duration::from_secs(61));
+    f.store.tidy(f.now()).unwrap();
+    assert_eq!(left(&area), 0);
+    // An orphan's children keep theirs.
+    let (parent, parent_entry) = f.child(&root, &["app"]);
+    let (child, _) = f.child(&parent_entry, &["app"]);
+    let (parent_area, child_area) = (fill(&parent), fill(&child));
+    f.store.revoke_orphan(&parent).unwrap();
+    assert_eq!((left(&parent_area), left(&child_area)), (0, 3));
+    assert!(f.valid(&child));
+}

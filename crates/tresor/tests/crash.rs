@@ -67,7 +67,7 @@ fn verify(store: &Path, key_file: &Path, acked: &BTreeMap<u64, ()>) {
     };
     let store =
         tresor_core::open(store, &unseal, Access::ReadOnly).expect("the store opens after a kill");
-    let kv = store.kv(&store.mount("secret").unwrap());
+    let kv = store.kv(&store.mount("secret").unwrap()).unwrap();
     for i in acked.keys() {
         let read = kv
             .read(&format!("crash/k{i}"), None)
@@ -106,7 +106,7 @@ fn engine_writer_child() {
         shares: Vec::new(),
     };
     let store = tresor_core::open(Path::new(&store), &unseal, Access::ReadWrite).unwrap();
-    let kv = store.kv(&store.mount("secret").unwrap());
+    let kv = store.kv(&store.mount("secret").unwrap()).unwrap();
     let mut i: u64 = start.parse().unwrap();
     loop {
         let data = serde_json::from_value(serde_json::json!({ "v": value_for(i) })).unwrap();

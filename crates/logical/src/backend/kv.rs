@@ -10,66 +10,32 @@ use tresor_kv::{ConfigUpdate, MetadataUpdate, SecretMap};
 use tresor_request::Operation::{Delete, List, Patch, Read, Update};
 
 pub(crate) const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        pattern: "config",
-        operations: &[(Read, read_config), (Update, write_config)],
-        sudo: false,
-        existence: None,
-        alias: None,
-    },
-    Endpoint {
-        pattern: "data/*path",
-        operations: &[
+    Endpoint::new("config", &[(Read, read_config), (Update, write_config)]),
+    Endpoint::new(
+        "data/*path",
+        &[
             (Read, read),
             (Update, write),
             (Patch, patch),
             (Delete, delete_latest),
         ],
-        sudo: false,
-        existence: Some(exists),
-        alias: None,
-    },
-    Endpoint {
-        pattern: "metadata/*path",
-        operations: &[
+    )
+    .existence(exists),
+    Endpoint::new(
+        "metadata/*path",
+        &[
             (Read, read_metadata),
             (List, list),
             (Update, write_metadata),
             (Patch, patch_metadata),
             (Delete, delete_metadata),
         ],
-        sudo: false,
-        existence: Some(exists),
-        alias: None,
-    },
-    Endpoint {
-        pattern: "delete/*path",
-        operations: &[(Update, delete_versions)],
-        sudo: false,
-        existence: None,
-        alias: None,
-    },
-    Endpoint {
-        pattern: "undelete/*path",
-        operations: &[(Update, undelete_versions)],
-        sudo: false,
-        existence: None,
-        alias: None,
-    },
-    Endpoint {
-        pattern: "destroy/*path",
-        operations: &[(Update, destroy_versions)],
-        sudo: false,
-        existence: None,
-        alias: None,
-    },
-    Endpoint {
-        pattern: "subkeys/*path",
-        operations: &[(Read, subkeys)],
-        sudo: false,
-        existence: None,
-        alias: None,
-    },
+    )
+    .existence(exists),
+    Endpoint::new("delete/*path", &[(Update, delete_versions)]),
+    Endpoint::new("undelete/*path", &[(Update, undelete_versions)]),
+    Endpoint::new("destroy/*path", &[(Update, destroy_versions)]),
+    Endpoint::new("subkeys/*path", &[(Read, subkeys)]),
 ];
 
 /// The secret's path inside the mount; empty only where a list names the
@@ -89,11 +55,11 @@ fn exists(ctx: &Ctx<'_>) -> Result<bool> {
     if path.is_empty() {
         return Ok(true);
     }
-    Ok(ctx.kv().metadata(path)?.is_some())
+    Ok(ctx.kv()?.metadata(path)?.is_some())
 }
 
 fn read_config(ctx: &Ctx<'_>) -> Result<Response> {
-    Ok(Response::data(ctx.kv().config()?.to_json()))
+    Ok(Response::data(ctx.kv()?.config()?.to_json()))
 }
 
 fn write_config(ctx: &Ctx<'_>) -> Result<Response> {
@@ -103,7 +69,7 @@ fn write_config(ctx: &Ctx<'_>) -> Result<Response> {
         cas_required: bool_param(data, "cas_required")?,
         delete_version_after: duration_param(data, "delete_version_after")?,
     };
-    ctx.kv().set_config(update)?;
+    ctx.kv()?.set_config(update)?;
     Ok(Response::NoContent)
 }
 
@@ -113,7 +79,7 @@ fn to_u32(n: u64) -> Result<u32> {
 
 fn read(ctx: &Ctx<'_>) -> Result<Response> {
     let path = secret_path(ctx)?;
-    let Some(read) = ctx.kv().read(path, u64_param(ctx.data(), "version")?)? else {
+    let Some(read) = ctx.kv()?.read(path, u64_param(ctx.data(), "version")?)? else {
         return Err(Error::NotFound);
     };
     let metadata = serde_json::to_value(&read.metadata).expect("metadata serializes");
@@ -141,7 +107,7 @@ fn cas_of(ctx: &Ctx<'_>) -> Result<Option<u64>> {
 
 fn write(ctx: &Ctx<'_>) -> Result<Response> {
     let path = secret_path(ctx)?;
-    let info = ctx.kv().write(path, &data_of(ctx)?, cas_of(ctx)?)?;
+    let info = ctx.kv()?.write(path, &data_of(ctx)?, cas_of(ctx)?)?;
     Ok(Response::data(
         serde_json::to_value(info).expect("metadata serializes"),
     ))
@@ -150,21 +116,21 @@ fn write(ctx: &Ctx<'_>) -> Result<Response> {
 fn patch(ctx: &Ctx<'_>) -> Result<Response> {
     let path = secret_path(ctx)?;
     let patch = Value::Object(data_of(ctx)?.as_map().clone());
-    let info = ctx.kv().patch(path, &patch, cas_of(ctx)?)?;
+    let info = ctx.kv()?.patch(path, &patch, cas_of(ctx)?)?;
     Ok(Response::data(
         serde_json::to_value(info).expect("metadata serializes"),
     ))
 }
 
 fn delete_latest(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.kv().delete_latest(secret_path(ctx)?)?;
+    ctx.kv()?.delete_latest(secret_path(ctx)?)?;
     Ok(Response::NoContent)
 }
 
 fn list(ctx: &Ctx<'_>) -> Result<Response> {
     let limit = u64_param(ctx.data(), "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let after = ctx.data().get("after").and_then(Value::as_str);
-    let keys = ctx.kv().list(ctx.capture("path"), after, limit)?;
+    let keys = ctx.kv()?.list(ctx.capture("path"), after, limit)?;
     if keys.is_empty() {
         return Err(Error::NotFound);
     }
@@ -172,7 +138,7 @@ fn list(ctx: &Ctx<'_>) -> Result<Response> {
 }
 
 fn read_metadata(ctx: &Ctx<'_>) -> Result<Response> {
-    match ctx.kv().metadata(secret_path(ctx)?)? {
+    match ctx.kv()?.metadata(secret_path(ctx)?)? {
         Some(view) => Ok(Response::data(
             serde_json::to_value(view).expect("metadata serializes"),
         )),
@@ -208,12 +174,12 @@ fn update_metadata(ctx: &Ctx<'_>, merge: bool) -> Result<Response> {
         merge,
         cas: u64_param(data, "cas")?,
     };
-    ctx.kv().write_metadata(path, &update)?;
+    ctx.kv()?.write_metadata(path, &update)?;
     Ok(Response::NoContent)
 }
 
 fn delete_metadata(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.kv().delete_metadata(secret_path(ctx)?)?;
+    ctx.kv()?.delete_metadata(secret_path(ctx)?)?;
     Ok(Response::NoContent)
 }
 
@@ -250,19 +216,19 @@ fn versions(ctx: &Ctx<'_>) -> Result<Vec<u64>> {
 }
 
 fn delete_versions(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.kv()
+    ctx.kv()?
         .delete_versions(secret_path(ctx)?, &versions(ctx)?)?;
     Ok(Response::NoContent)
 }
 
 fn undelete_versions(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.kv()
+    ctx.kv()?
         .undelete_versions(secret_path(ctx)?, &versions(ctx)?)?;
     Ok(Response::NoContent)
 }
 
 fn destroy_versions(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.kv()
+    ctx.kv()?
         .destroy_versions(secret_path(ctx)?, &versions(ctx)?)?;
     Ok(Response::NoContent)
 }
@@ -273,7 +239,7 @@ fn subkeys(ctx: &Ctx<'_>) -> Result<Response> {
         .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
         .unwrap_or(0);
     let Some(read) = ctx
-        .kv()
+        .kv()?
         .subkeys(path, u64_param(ctx.data(), "version")?, depth)?
     else {
         return Err(Error::NotFound);

@@ -1,5 +1,6 @@
 //! The backends requests are routed to, each a table of endpoints.
 
 pub(crate) mod kv;
+pub(crate) mod kv1;
 pub(crate) mod sys;
 pub(crate) mod token;

@@ -10,39 +10,21 @@ use tresor_request::Operation::{List, Read, Update};
 use tresor_tokens::{Accessor, CreateRequest, Token, TokenEntry};
 
 pub(crate) const ENDPOINTS: &[Endpoint] = &[
-    endpoint("create", &[(Update, create)], false),
-    endpoint("create-orphan", &[(Update, create_orphan)], false),
-    endpoint(
-        "lookup-self",
-        &[(Read, lookup_self), (Update, lookup_self)],
-        false,
-    ),
-    endpoint("lookup", &[(Read, lookup), (Update, lookup)], false),
-    endpoint("lookup-accessor", &[(Update, lookup_accessor)], false),
-    endpoint("renew-self", &[(Update, renew_self)], false),
-    endpoint("renew", &[(Update, renew)], false),
-    endpoint("renew-accessor", &[(Update, renew_accessor)], false),
-    endpoint("revoke-self", &[(Update, revoke_self)], false),
-    endpoint("revoke", &[(Update, revoke)], false),
-    endpoint("revoke-orphan", &[(Update, revoke_orphan)], true),
-    endpoint("revoke-accessor", &[(Update, revoke_accessor)], false),
-    endpoint("accessors", &[(List, accessors)], true),
-    endpoint("tidy", &[(Update, tidy)], false),
+    Endpoint::new("create", &[(Update, create)]),
+    Endpoint::new("create-orphan", &[(Update, create_orphan)]),
+    Endpoint::new("lookup-self", &[(Read, lookup_self), (Update, lookup_self)]),
+    Endpoint::new("lookup", &[(Read, lookup), (Update, lookup)]),
+    Endpoint::new("lookup-accessor", &[(Update, lookup_accessor)]),
+    Endpoint::new("renew-self", &[(Update, renew_self)]),
+    Endpoint::new("renew", &[(Update, renew)]),
+    Endpoint::new("renew-accessor", &[(Update, renew_accessor)]),
+    Endpoint::new("revoke-self", &[(Update, revoke_self)]),
+    Endpoint::new("revoke", &[(Update, revoke)]),
+    Endpoint::new("revoke-orphan", &[(Update, revoke_orphan)]).sudo(),
+    Endpoint::new("revoke-accessor", &[(Update, revoke_accessor)]),
+    Endpoint::new("accessors", &[(List, accessors)]).sudo(),
+    Endpoint::new("tidy", &[(Update, tidy)]),
 ];
-
-const fn endpoint(
-    pattern: &'static str,
-    operations: &'static [(tresor_request::Operation, crate::router::Handler)],
-    sudo: bool,
-) -> Endpoint {
-    Endpoint {
-        pattern,
-        operations,
-        sudo,
-        existence: None,
-        alias: None,
-    }
-}
 
 fn bad_token() -> Error {
     Error::bad_request("bad token")
@@ -82,7 +64,20 @@ fn create_token(ctx: &Ctx<'_>, orphan_endpoint: bool) -> Result<Response> {
             .collect::<Result<_>>()?,
         Some(_) => return Err(Error::bad_request("`meta` must be an object of strings")),
     };
-    let caller = ctx.caller;
+    match b.get("type").and_then(Value::as_str) {
+        None | Some("" | "service" | "default-service") => {}
+        Some("batch" | "default-batch") => {
+            return Err(Error::bad_request(
+                "batch tokens are not offered: tresor issues service tokens (stored, renewable, revocable); omit `type`",
+            ));
+        }
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "invalid token type `{other}`; tresor issues `service` tokens"
+            )));
+        }
+    }
+    let caller = ctx.caller()?;
     let request = CreateRequest {
         policies: strings_param(b, "policies")?.unwrap_or_default(),
         ttl: duration_param(b, "ttl")?.unwrap_or_default(),
@@ -92,6 +87,7 @@ fn create_token(ctx: &Ctx<'_>, orphan_endpoint: bool) -> Result<Response> {
         num_uses: u64_param(b, "num_uses")?.unwrap_or(0),
         no_parent: bool_param(b, "no_parent")?.unwrap_or(false),
         orphan_endpoint,
+        path: None,
         no_default_policy: bool_param(b, "no_default_policy")?.unwrap_or(false),
         meta,
         display_name: ctx.request.param_str("display_name").unwrap_or_default(),
@@ -106,7 +102,10 @@ fn create_token(ctx: &Ctx<'_>, orphan_endpoint: bool) -> Result<Response> {
 }
 
 fn lookup_self(ctx: &Ctx<'_>) -> Result<Response> {
-    Ok(lookup_response(&ctx.caller.entry, Some(&ctx.caller.token)))
+    Ok(lookup_response(
+        &ctx.caller()?.entry,
+        Some(&ctx.caller()?.token),
+    ))
 }
 
 fn lookup(ctx: &Ctx<'_>) -> Result<Response> {
@@ -128,8 +127,8 @@ fn renew_self(ctx: &Ctx<'_>) -> Result<Response> {
     let entry = ctx
         .unsealed
         .tokens
-        .renew(&ctx.caller.token, increment(ctx)?)?;
-    Ok(auth_response(&entry, Some(&ctx.caller.token)))
+        .renew(&ctx.caller()?.token, increment(ctx)?)?;
+    Ok(auth_response(&entry, Some(&ctx.caller()?.token)))
 }
 
 fn renew(ctx: &Ctx<'_>) -> Result<Response> {
@@ -147,7 +146,7 @@ fn renew_accessor(ctx: &Ctx<'_>) -> Result<Response> {
 }
 
 fn revoke_self(ctx: &Ctx<'_>) -> Result<Response> {
-    ctx.unsealed.tokens.revoke(&ctx.caller.token)?;
+    ctx.unsealed.tokens.revoke(&ctx.caller()?.token)?;
     Ok(Response::NoContent)
 }
 

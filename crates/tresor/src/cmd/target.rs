@@ -121,7 +121,7 @@ struct Local {
 
 impl Local {
     fn kv(&self, at: &KvPath) -> Result<KvEngine, Failure> {
-        Ok(self.store.kv(&self.store.mount(&at.mount)?))
+        Ok(self.store.kv(&self.store.mount(&at.mount)?)?)
     }
 }
 
