@@ -237,6 +237,8 @@ fn parse_json_body(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
+        // What Go clients send for no data at all, as Vault reads it.
+        Ok(Value::Null) => Ok(Map::new()),
         Ok(_) => Err(RequestError::Json("the body must be a JSON object".into())),
         Err(e) => Err(RequestError::Json(e.to_string())),
     }

@@ -189,6 +189,10 @@ fn parameters_come_from_the_query_on_reads_and_the_body_on_writes() {
         Err(RequestError::Json(_))
     ));
     assert!(write("POST", "a", None, " \n").unwrap().data.is_empty());
+    assert!(
+        write("POST", "a", None, "null").unwrap().data.is_empty(),
+        "Go's nil map"
+    );
 
     let form = Request::from_raw(&RawRequest {
         method: "POST",

@@ -335,7 +335,10 @@ pub(super) fn ui_mounts(ctx: &Ctx<'_>) -> Result<Response> {
         }),
     };
     let mut secret = Map::new();
-    if ctx.caller.is_some_and(|c| c.acl.grants_anything_under("cubbyhole/")) {
+    if ctx
+        .caller
+        .is_some_and(|c| c.acl.grants_anything_under("cubbyhole/"))
+    {
         let [(path, cubbyhole), _] = builtin_mounts();
         secret.insert(path.into(), cubbyhole);
     }

