@@ -530,3 +530,432 @@ listener "tcp" {{
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!log.contains(&token), "the agent logged its token");
 }
+
+/// `bao server -dev` on a free port: the real OpenBao to compare with.
+struct OpenBao {
+    child: std::process::Child,
+    addr: String,
+    _home: tempfile::TempDir,
+}
+
+impl OpenBao {
+    fn start(binary: &Path) -> OpenBao {
+        let port = free_port();
+        let home = tempfile::tempdir().unwrap();
+        let child = Command::new(binary)
+            .args([
+                "server",
+                "-dev",
+                "-dev-root-token-id=root",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("http://127.0.0.1:{port}");
+        wait_for("OpenBao to start", Duration::from_secs(30), || {
+            support::Api::new(&addr, "")
+                .raw("GET", "sys/health", Vec::new(), "application/json")
+                .is_ok_and(|(status, _)| status == 200)
+        });
+        OpenBao {
+            child,
+            addr,
+            _home: home,
+        }
+    }
+}
+
+impl Drop for OpenBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One step of the comparison: who runs it, the command (`{app}` stands for
+/// the app's token, `{wrapped}` for the last wrapping token), and the
+/// differences it is known to have, as JSON pointers into its normalized
+/// output (each explained in docs/compatibility.md).
+struct Step {
+    as_app: bool,
+    args: &'static [&'static str],
+    stdin: Option<&'static str>,
+    known: &'static [&'static str],
+}
+
+const APP_POLICY: &str = r#"
+path "secret/data/app/*" { capabilities = ["create", "read", "update", "patch", "delete"] }
+path "secret/metadata/app/*" { capabilities = ["read", "list", "update", "patch", "delete"] }
+path "secret/metadata/app" { capabilities = ["list"] }
+path "secret/delete/app/*" { capabilities = ["update"] }
+path "secret/undelete/app/*" { capabilities = ["update"] }
+path "secret/destroy/app/*" { capabilities = ["update"] }
+"#;
+
+const fn root(args: &'static [&'static str], known: &'static [&'static str]) -> Step {
+    Step {
+        as_app: false,
+        args,
+        stdin: None,
+        known,
+    }
+}
+
+const fn app(args: &'static [&'static str], known: &'static [&'static str]) -> Step {
+    Step {
+        as_app: true,
+        args,
+        stdin: None,
+        known,
+    }
+}
+
+/// Where the two servers are known to answer differently; the reasons are
+/// in docs/compatibility.md, under the same names.
+const STATUS: &[&str] = &[
+    "/commit_date",
+    "/cluster_id",
+    "/cluster_name",
+    "/storage_type",
+    "/version",
+];
+const MOUNT_LIST: &[&str] = &[
+    "/identity~1",
+    "/secret~1/running_plugin_version",
+    "/cubbyhole~1/running_plugin_version",
+    "/sys~1/running_plugin_version",
+];
+const KV_METADATA: &[&str] = &[
+    "/data/metadata_version",
+    "/data/current_metadata_version",
+    "/data/metadata_cas_required",
+    "/data/oldest_version",
+];
+const NONE: &[&str] = &[];
+
+fn steps() -> Vec<Step> {
+    vec![
+        root(&["status"], STATUS),
+        root(&["secrets", "list"], MOUNT_LIST),
+        root(
+            &["auth", "list"],
+            &["/token~1/running_plugin_version", "/token~1/options"],
+        ),
+        Step {
+            as_app: false,
+            args: &["policy", "write", "app", "-"],
+            stdin: Some(APP_POLICY),
+            known: NONE,
+        },
+        root(&["policy", "list"], NONE),
+        root(&["policy", "read", "app"], NONE),
+        root(&["token", "create", "-policy=app"], NONE),
+        app(&["token", "lookup"], NONE),
+        app(
+            &["kv", "put", "secret/app/db", "user=mlflow", "password=p-1"],
+            NONE,
+        ),
+        app(
+            &["kv", "put", "-cas=1", "secret/app/db", "password=p-2"],
+            NONE,
+        ),
+        app(
+            &["kv", "put", "-cas=1", "secret/app/db", "password=lost"],
+            NONE,
+        ),
+        app(&["kv", "get", "secret/app/db"], NONE),
+        app(
+            &[
+                "kv",
+                "get",
+                "-version=1",
+                "-field=password",
+                "secret/app/db",
+            ],
+            NONE,
+        ),
+        app(&["kv", "get", "-mount=secret", "app/db"], NONE),
+        app(&["kv", "patch", "secret/app/db", "password=p-3"], NONE),
+        app(&["kv", "list", "secret/app"], NONE),
+        app(&["kv", "metadata", "get", "secret/app/db"], KV_METADATA),
+        app(
+            &["kv", "metadata", "put", "-max-versions=7", "secret/app/db"],
+            NONE,
+        ),
+        app(&["kv", "delete", "secret/app/db"], NONE),
+        app(&["kv", "get", "secret/app/db"], NONE),
+        app(&["kv", "undelete", "-versions=3", "secret/app/db"], NONE),
+        app(&["kv", "destroy", "-versions=1", "secret/app/db"], NONE),
+        app(&["kv", "rollback", "-version=2", "secret/app/db"], NONE),
+        app(&["kv", "get", "secret/other/x"], NONE),
+        app(&["kv", "list", "secret/other"], NONE),
+        app(&["policy", "list"], NONE),
+        app(&["token", "capabilities", "secret/data/app/db"], NONE),
+        root(
+            &["token", "capabilities", "{app}", "secret/data/other/x"],
+            NONE,
+        ),
+        app(&["kv", "get", "-wrap-ttl=60s", "secret/app/db"], NONE),
+        root(&["unwrap", "{wrapped}"], NONE),
+        root(&["unwrap", "{wrapped}"], NONE),
+        app(
+            &["write", "-wrap-ttl=5m", "sys/wrapping/wrap", "note=hello"],
+            NONE,
+        ),
+        root(&["write", "sys/wrapping/lookup", "token={wrapped}"], NONE),
+        root(
+            &["secrets", "enable", "-path=team", "-version=1", "kv"],
+            NONE,
+        ),
+        root(&["kv", "put", "team/a", "k=v"], NONE),
+        root(&["kv", "get", "team/a"], NONE),
+        root(&["kv", "enable-versioning", "team"], NONE),
+        root(&["kv", "get", "team/a"], NONE),
+        root(
+            &[
+                "secrets",
+                "tune",
+                "-max-lease-ttl=2h",
+                "-description=team secrets",
+                "team",
+            ],
+            NONE,
+        ),
+        root(
+            &["read", "sys/mounts/team/tune"],
+            &["/data/listing_visibility"],
+        ),
+        root(&["secrets", "move", "team", "team-moved"], &["/stdout"]),
+        root(&["kv", "get", "-field=k", "team-moved/a"], NONE),
+        root(&["write", "cubbyhole/notes", "a=b"], NONE),
+        root(&["read", "cubbyhole/notes"], NONE),
+        root(
+            &["operator", "key-status"],
+            &["/encryptions", "/install_time"],
+        ),
+        root(&["token", "create", "-type=batch"], &["/error"]),
+        root(&["audit", "list"], NONE),
+    ]
+}
+
+/// What a command printed, as JSON: its exit code, its output (parsed when
+/// it is JSON) and its error; as printed, then with ids, times and tokens
+/// replaced by what they are, so two servers' answers compare.
+fn observe(bao: &Bao, step: &Step, app_token: &str, wrapped: &str) -> (Value, Value) {
+    let args: Vec<String> = step
+        .args
+        .iter()
+        .map(|a| a.replace("{app}", app_token).replace("{wrapped}", wrapped))
+        .collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let takes_format = !matches!(args[0], "policy" if args.get(1) == Some(&"write"))
+        && !(args[0] == "kv" && matches!(args.get(1), Some(&"delete" | &"undelete" | &"destroy")))
+        && !(args[0] == "secrets" && args.get(1) != Some(&"list"))
+        && !(args[0] == "kv" && args.get(1) == Some(&"enable-versioning"));
+    if takes_format {
+        let at = args
+            .iter()
+            .position(|a| !is_subcommand(a))
+            .unwrap_or(args.len());
+        args.insert(at, "-format=json");
+    }
+    let out = bao.run_with_stdin(&args, step.stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    let mut seen = match serde_json::from_str::<Value>(&stdout) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        Ok(other) => json!({ "value": other }),
+        Err(_) => json!({ "stdout": stdout }),
+    };
+    if !out.status.success() {
+        seen["exit"] = json!(out.status.code());
+        // OpenBao nests some messages ("* 1 error occurred: * permission
+        // denied"): the innermost line is the message.
+        seen["error"] = json!(
+            stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("* "))
+                .next_back()
+                .unwrap_or(&stderr)
+        );
+    }
+    let raw = seen.clone();
+    normalize(&mut seen);
+    (raw, seen)
+}
+
+/// Replaces what differs between any two runs: ids, times, tokens, TTLs
+/// counting down, addresses.
+fn normalize(value: &mut Value) {
+    const VARYING: &[&str] = &[
+        "request_id",
+        "accessor",
+        "uuid",
+        "client_token",
+        "token",
+        "id",
+        "created_time",
+        "deletion_time",
+        "updated_time",
+        "creation_time",
+        "expire_time",
+        "issue_time",
+        "server_time_utc",
+        "migration_id",
+        "wrapped_accessor",
+        "ttl",
+        "creation_ttl",
+        "lease_duration",
+        "num_uses",
+    ];
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if VARYING.contains(&key.as_str()) && !item.is_null() && !item.is_object() {
+                    *item = json!("<varies>");
+                } else {
+                    normalize(item);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        Value::String(text) => {
+            let words: Vec<String> = text
+                .split(' ')
+                .map(|w| {
+                    let w = w.trim_matches(|c: char| c == ',' || c == '.');
+                    if w.starts_with("hvs.")
+                        || w.starts_with("tvs.")
+                        || w.starts_with("s.") && w.len() > 20
+                    {
+                        "<token>".to_owned()
+                    } else if w.starts_with("http://127.0.0.1:") {
+                        "<address>".to_owned()
+                    } else if w.len() == 32 && w.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        "<id>".to_owned()
+                    } else {
+                        w.to_owned()
+                    }
+                })
+                .collect();
+            *text = words.join(" ");
+        }
+        _ => {}
+    }
+}
+
+/// The JSON pointers (RFC 6901: `/` in a key is `~1`) where `a` and `b` differ.
+fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let path = format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => differences(p, q, &path, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        (x, y) if x != y => out.push(at.to_owned()),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_cli_sees_what_it_sees_on_openbao() {
+    let Some(binary) = bao_binary() else { return };
+    let tresor = TestServer::dev_with(&[]);
+    let openbao = OpenBao::start(&binary);
+    let on = |addr: &str, token: &str| Bao {
+        binary: binary.clone(),
+        addr: addr.to_owned(),
+        token: token.to_owned(),
+    };
+    let mut sides = [
+        (
+            on(&tresor.addr, &tresor.root_token),
+            String::new(),
+            String::new(),
+        ),
+        (on(&openbao.addr, "root"), String::new(), String::new()),
+    ];
+    let mut unexplained = Vec::new();
+    let mut stale = Vec::new();
+    let mut explained = 0;
+    for step in steps() {
+        let mut seen = Vec::new();
+        for (root, app_token, wrapped) in sides.iter_mut() {
+            let bao = if step.as_app {
+                root.as_token(app_token)
+            } else {
+                root.as_token(&root.token)
+            };
+            let (raw, normalized) = observe(&bao, &step, app_token, wrapped);
+            // What later steps use, from the output as printed.
+            if let Some(token) = raw["auth"]["client_token"].as_str() {
+                *app_token = token.to_owned();
+            }
+            if let Some(token) = raw["wrap_info"]["token"].as_str() {
+                *wrapped = token.to_owned();
+            }
+            seen.push(normalized);
+        }
+        let mut found = Vec::new();
+        differences(&seen[0], &seen[1], "", &mut found);
+        let (known, unknown): (Vec<String>, Vec<String>) = found
+            .into_iter()
+            .partition(|d| step.known.iter().any(|k| d.starts_with(k)));
+        explained += known.len();
+        for listed in step.known {
+            if !known.iter().any(|d| d.starts_with(listed)) {
+                stale.push(format!("bao {}: {listed}", step.args.join(" ")));
+            }
+        }
+        for difference in unknown {
+            unexplained.push(format!(
+                "bao {}: {difference}\n  tresor:  {}\n  openbao: {}",
+                step.args.join(" "),
+                pointer(&seen[0], &difference),
+                pointer(&seen[1], &difference)
+            ));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "{} differences not in docs/compatibility.md ({explained} known):\n{}",
+        unexplained.len(),
+        unexplained.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "listed as differences but answered alike now (update the lists and docs/compatibility.md):\n{}",
+        stale.join("\n")
+    );
+    eprintln!("{} steps, {explained} known differences", steps().len());
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/compatibility.md"
+    ))
+    .unwrap();
+    for step in steps() {
+        for known in step.known {
+            assert!(
+                doc.contains(&format!("`{known}`")),
+                "docs/compatibility.md does not explain {known}"
+            );
+        }
+    }
+}
+
+fn pointer(value: &Value, at: &str) -> String {
+    value
+        .pointer(at)
+        .map(Value::to_string)
+        .unwrap_or_else(|| "(absent)".into())
+}

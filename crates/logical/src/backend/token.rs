@@ -194,7 +194,7 @@ fn auth_response(entry: &TokenEntry, token: Option<&Token>) -> Response {
         "policies": entry.policies(),
         "token_policies": entry.policies(),
         "identity_policies": null,
-        "metadata": entry.meta(),
+        "metadata": (!entry.meta().is_empty()).then(|| entry.meta()),
         "lease_duration": ttl,
         "renewable": entry.renewable(),
         "entity_id": "",

@@ -2,7 +2,7 @@
 
 use crate::params::{required_str, strings_param};
 use crate::router::Ctx;
-use crate::{Error, Response, Result};
+use crate::{Envelope, Error, Response, Result};
 use serde_json::{Map, Value, json};
 use tresor_policy::Acl;
 use tresor_tokens::{Accessor, Token, TokenEntry};
@@ -16,13 +16,25 @@ fn capabilities(ctx: &Ctx<'_>, acl: &Acl) -> Result<Response> {
         .ok_or_else(|| Error::bad_request("missing required parameter `paths`"))?;
     let mut out = Map::new();
     for path in &paths {
-        let names = acl.capabilities(path.trim_start_matches('/')).names();
+        // Vault answers `root` for a root token, and sorts the names.
+        let names = if acl.is_root() {
+            vec!["root"]
+        } else {
+            let mut names = acl.capabilities(path.trim_start_matches('/')).names();
+            names.sort_unstable();
+            names
+        };
         out.insert(path.clone(), json!(names));
     }
     if paths.len() == 1 {
         out.insert("capabilities".into(), out[&paths[0]].clone());
     }
-    Ok(Response::data(Value::Object(out)))
+    // Also at the top level, where older clients read it.
+    Ok(Response::Envelope(Envelope {
+        data: Some(Value::Object(out)),
+        data_at_top: true,
+        ..Envelope::default()
+    }))
 }
 
 fn of_entry(ctx: &Ctx<'_>, entry: Option<TokenEntry>) -> Result<Response> {

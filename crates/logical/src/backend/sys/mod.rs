@@ -263,21 +263,9 @@ fn unseal(node: &Node, req: &Request) -> Result<Response> {
     seal_status_of(node)
 }
 
-fn leader(node: &Node, _: &Request) -> Result<Response> {
-    Ok(Response::raw(
-        200,
-        json!({
-            "ha_enabled": false,
-            "is_self": !node.is_sealed(),
-            "active_time": "0001-01-01T00:00:00Z",
-            "leader_address": "",
-            "leader_cluster_address": "",
-            "performance_standby": false,
-            "performance_standby_last_remote_wal": 0,
-            "raft_committed_index": 0,
-            "raft_applied_index": 0,
-        }),
-    ))
+/// One server, no HA cluster: what OpenBao answers then.
+fn leader(_: &Node, _: &Request) -> Result<Response> {
+    Ok(Response::raw(200, json!({ "ha_enabled": false })))
 }
 
 fn seal(ctx: &Ctx<'_>) -> Result<Response> {

@@ -31,6 +31,8 @@ pub(crate) fn mount_json(m: &MountEntry) -> Value {
         "external_entropy_access": false,
         "plugin_version": "",
         "running_plugin_version": "",
+        // Vault marks its builtin secrets engines so, not its auth methods.
+        "deprecation_status": if m.kind.is_auth() { "" } else { "supported" },
     })
 }
 
@@ -52,18 +54,18 @@ fn builtin_mounts() -> [(&'static str, Value); 2] {
             "running_plugin_version": "",
         })
     };
+    let mut system = fixed(
+        "system",
+        "system endpoints used for control, policy and debugging",
+    );
+    system["seal_wrap"] = json!(true);
+    system["config"]["passthrough_request_headers"] = json!(["Accept"]);
     [
         (
             "cubbyhole/",
             fixed("cubbyhole", "per-token private secret storage"),
         ),
-        (
-            "sys/",
-            fixed(
-                "system",
-                "system endpoints used for control, policy and debugging",
-            ),
-        ),
+        ("sys/", system),
     ]
 }
 
@@ -149,11 +151,17 @@ pub(super) fn disable(ctx: &Ctx<'_>) -> Result<Response> {
     Ok(Response::NoContent)
 }
 
-fn tune_json(m: &MountEntry) -> Value {
+/// The tune settings as Vault reports them: TTLs left to the system show
+/// the system's.
+fn tune_json(ctx: &Ctx<'_>, m: &MountEntry) -> Value {
+    let system = ctx.unsealed.tokens.limits();
+    let or_system = |ttl: u64, fallback: std::time::Duration| {
+        if ttl == 0 { fallback.as_secs() } else { ttl }
+    };
     json!({
         "description": m.description,
-        "default_lease_ttl": m.config.default_lease_ttl,
-        "max_lease_ttl": m.config.max_lease_ttl,
+        "default_lease_ttl": or_system(m.config.default_lease_ttl, system.default_ttl),
+        "max_lease_ttl": or_system(m.config.max_lease_ttl, system.max_ttl),
         "force_no_cache": false,
         "listing_visibility": m.config.listing_visibility.name(),
         "options": m.kind.options(),
@@ -161,7 +169,7 @@ fn tune_json(m: &MountEntry) -> Value {
 }
 
 pub(super) fn read_tune(ctx: &Ctx<'_>) -> Result<Response> {
-    Ok(Response::data(tune_json(&mount_of(ctx)?)))
+    Ok(Response::data(tune_json(ctx, &mount_of(ctx)?)))
 }
 
 /// What a tune request changes, options aside.
@@ -298,7 +306,7 @@ pub(super) fn disable_auth(ctx: &Ctx<'_>) -> Result<Response> {
 }
 
 pub(super) fn read_auth_tune(ctx: &Ctx<'_>) -> Result<Response> {
-    Ok(Response::data(tune_json(&auth_mount_of(ctx)?)))
+    Ok(Response::data(tune_json(ctx, &auth_mount_of(ctx)?)))
 }
 
 pub(super) fn write_auth_tune(ctx: &Ctx<'_>) -> Result<Response> {
