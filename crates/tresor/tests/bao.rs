@@ -753,10 +753,16 @@ fn observe(bao: &Bao, step: &Step, app_token: &str, wrapped: &str) -> (Value, Va
         .map(|a| a.replace("{app}", app_token).replace("{wrapped}", wrapped))
         .collect();
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let takes_format = !matches!(args[0], "policy" if args.get(1) == Some(&"write"))
-        && !(args[0] == "kv" && matches!(args.get(1), Some(&"delete" | &"undelete" | &"destroy")))
-        && !(args[0] == "secrets" && args.get(1) != Some(&"list"))
-        && !(args[0] == "kv" && args.get(1) == Some(&"enable-versioning"));
+    // Commands that only say "Success!" print no JSON.
+    let takes_format = !matches!(
+        (args[0], args.get(1).copied()),
+        ("policy", Some("write"))
+            | (
+                "kv",
+                Some("delete" | "undelete" | "destroy" | "enable-versioning")
+            )
+            | ("secrets", Some("enable" | "tune" | "move" | "disable"))
+    );
     if takes_format {
         let at = args
             .iter()
