@@ -786,8 +786,7 @@ fn observe(bao: &Bao, step: &Step, app_token: &str, wrapped: &str) -> (Value, Va
             stderr
                 .lines()
                 .map(str::trim)
-                .filter(|l| l.starts_with("* "))
-                .next_back()
+                .rfind(|l| l.starts_with("* "))
                 .unwrap_or(&stderr)
         );
     }
