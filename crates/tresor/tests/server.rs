@@ -173,11 +173,46 @@ fn bad_input_gets_vault_shaped_errors() {
     assert_eq!(api.post("secret/data/x", json!({"data": {}})).0, 200);
     assert_eq!(api.get("nomount/data/x").0, 404);
     assert_eq!(api.get("sys/unknown").0, 404);
-    let big = vec![b'a'; 33 * 1024 * 1024];
-    let oversized = api.raw("POST", "secret/data/big", big, "application/json");
-    if let Ok((status, body)) = oversized {
-        assert_eq!(status, 413, "{body}");
+    // Refused on its announced length, before a byte of it is read.
+    use std::io::Write;
+    let mut announced = connect(&server.addr);
+    announced
+        .write_all(
+            format!(
+                "POST /v1/secret/data/big HTTP/1.1\r\nHost: tresor\r\nX-Vault-Token: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                server.root_token,
+                33 * 1024 * 1024
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut announced);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("request body too large"), "{answer}");
+    // Sent without a length (chunked), refused once it passes the limit.
+    let mut streamed = connect(&server.addr);
+    streamed
+        .write_all(
+            format!(
+                "POST /v1/secret/data/big HTTP/1.1\r\nHost: tresor\r\nX-Vault-Token: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                server.root_token
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let chunk = vec![b'a'; 1024 * 1024];
+    for _ in 0..40 {
+        let sent = streamed
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|()| streamed.write_all(&chunk))
+            .and_then(|()| streamed.write_all(b"\r\n"));
+        if sent.is_err() {
+            break;
+        }
     }
+    let (answer, _) = read_until_closed(&mut streamed);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(api.get("secret/data/big").0, 404, "nothing was written");
     let patch = api
         .raw(
             "PATCH",

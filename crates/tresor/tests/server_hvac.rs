@@ -15,12 +15,16 @@ fn hvac_conformance_suite() {
     let audit = tempfile::tempdir().unwrap();
     let dir = format!("-dev-audit-dir={}", audit.path().display());
     let server = support::TestServer::dev_with(&[&dir]);
+    // An uninitialized server on disk, for init, unseal and seal.
+    let store = tempfile::tempdir().unwrap();
+    let fresh = support::TestServer::with_config(&support::config(store.path(), ""));
     let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hvac");
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", suite])
         .env("VAULT_ADDR", &server.addr)
         .env("VAULT_TOKEN", &server.root_token)
         .env("TRESOR_TEST_AUDIT_DIR", audit.path())
+        .env("TRESOR_TEST_FRESH_ADDR", &fresh.addr)
         .output()
         .unwrap();
     let report = format!(

@@ -80,3 +80,14 @@ def test_periodic_and_bad_tokens(client, addr):
     for bad in ["", "tvs.not-a-real-token", "x" * 5000]:
         with pytest.raises(hvac.exceptions.Forbidden):
             hvac.Client(url=addr, token=bad).secrets.kv.v2.read_secret_version(path="x", raise_on_deleted_version=True)
+
+
+def test_renew_and_look_up_by_accessor(client):
+    created = client.auth.token.create(policies=["default"], ttl="1h", explicit_max_ttl="3h")["auth"]
+    looked = client.auth.token.lookup_accessor(created["accessor"])["data"]
+    assert looked["id"] == "" and looked["policies"] == ["default"]
+    renewed = client.auth.token.renew_accessor(created["accessor"], increment="2h")["auth"]
+    assert renewed["client_token"] == "" and 7000 < renewed["lease_duration"] <= 7200
+    client.auth.token.revoke_accessor(created["accessor"])
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        client.auth.token.renew_accessor(created["accessor"])
