@@ -1,6 +1,7 @@
 use tresor_barrier::BarrierError;
 use tresor_kv::KvError;
 use tresor_storage::StorageError;
+use tresor_transit::TransitError;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +12,14 @@ pub enum CoreError {
     Barrier(#[from] BarrierError),
     #[error(transparent)]
     Kv(#[from] KvError),
+    #[error(transparent)]
+    Transit(#[from] TransitError),
+    #[error("`{path}` is a {kind} mount, not {wanted}; see `tresor secrets list`")]
+    WrongEngine {
+        path: String,
+        kind: &'static str,
+        wanted: &'static str,
+    },
     #[error("no secrets engine is mounted at the start of `{0}`; see `tresor secrets list`")]
     NoMount(String),
     #[error("invalid mount: {0}")]
@@ -37,6 +46,8 @@ impl CoreError {
     pub fn is_usage(&self) -> bool {
         match self {
             CoreError::Kv(e) => e.is_client_error(),
+            CoreError::Transit(e) => e.is_client_error(),
+            CoreError::WrongEngine { .. } => true,
             CoreError::NoMount(_) | CoreError::InvalidMount(_) | CoreError::AlreadyExists(_) => {
                 true
             }

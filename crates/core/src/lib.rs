@@ -22,4 +22,4 @@ pub use mounts::{MountEntry, MountType};
 pub use open::{
     Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
 };
-pub use store::Store;
+pub use store::{Engine, Store};

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 pub enum MountType {
     /// Key/value, version 2.
     KvV2,
+    /// Encryption as a service with named keys.
+    Transit,
 }
 
 impl MountType {
@@ -14,6 +16,16 @@ impl MountType {
     pub fn name(self) -> &'static str {
         match self {
             MountType::KvV2 => "kv",
+            MountType::Transit => "transit",
+        }
+    }
+
+    /// The type a `secrets enable` names (`kv`, `kv-v2`, `transit`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "kv" | "kv-v2" => Some(MountType::KvV2),
+            "transit" => Some(MountType::Transit),
+            _ => None,
         }
     }
 
@@ -21,6 +33,7 @@ impl MountType {
     pub fn options(self) -> BTreeMap<String, String> {
         match self {
             MountType::KvV2 => [("version".to_string(), "2".to_string())].into(),
+            MountType::Transit => BTreeMap::new(),
         }
     }
 }

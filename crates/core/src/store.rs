@@ -3,12 +3,19 @@ use crate::mounts::{MountEntry, MountTable, MountType, normalize};
 use std::sync::Arc;
 use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use tresor_kv::{KvEngine, MetadataCache};
+use tresor_transit::TransitEngine;
 use zeroize::Zeroizing;
 
 pub(crate) const MOUNTS_KEY: &str = "core/mounts";
 
 /// How many deletes one commit carries when a mount's data is removed.
 const DELETE_BATCH: usize = 1000;
+
+/// The engine of one mount.
+pub enum Engine {
+    Kv(KvEngine),
+    Transit(TransitEngine),
+}
 
 /// An unsealed store: the barrier and the engines mounted on it.
 pub struct Store {
@@ -58,11 +65,36 @@ impl Store {
             .ok_or(CoreError::NoMount(path))
     }
 
-    /// The KV engine of a mount.
+    /// The KV engine over a mount's storage. It does not look at the
+    /// mount's kind: a router that may meet other kinds asks
+    /// [`Store::engine`] instead.
     pub fn kv(&self, mount: &MountEntry) -> KvEngine {
+        KvEngine::new(Arc::clone(&self.barrier), mount.storage_prefix())
+            .with_metadata_cache(Arc::clone(&self.metadata))
+    }
+
+    /// The engine serving a mount, by its kind.
+    pub fn engine(&self, mount: &MountEntry) -> Engine {
         match mount.kind {
-            MountType::KvV2 => KvEngine::new(Arc::clone(&self.barrier), mount.storage_prefix())
-                .with_metadata_cache(Arc::clone(&self.metadata)),
+            MountType::KvV2 => Engine::Kv(self.kv(mount)),
+            MountType::Transit => Engine::Transit(TransitEngine::new(
+                Arc::clone(&self.barrier),
+                mount.storage_prefix(),
+            )),
+        }
+    }
+
+    /// The transit engine mounted at exactly `path`; a mount of another
+    /// kind there is refused.
+    pub fn transit(&self, path: &str) -> Result<TransitEngine, CoreError> {
+        let mount = self.mount(path)?;
+        match self.engine(&mount) {
+            Engine::Transit(engine) => Ok(engine),
+            Engine::Kv(_) => Err(CoreError::WrongEngine {
+                path: mount.path,
+                kind: mount.kind.name(),
+                wanted: MountType::Transit.name(),
+            }),
         }
     }
 

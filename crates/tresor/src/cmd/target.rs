@@ -63,8 +63,8 @@ pub trait Target {
     fn kv_delete_metadata(&self, at: &KvPath) -> Result<(), Failure>;
     /// Mount path -> mount description, as `sys/mounts` has them.
     fn mounts(&self) -> Result<Map<String, Value>, Failure>;
-    /// Mounts KV version 2 at `path`; returns the mount's path (`path/`).
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure>;
+    /// Mounts an engine at `path`; returns the mount's path (`path/`).
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure>;
     fn disable(&self, path: &str) -> Result<(), Failure>;
     /// `term` and `install_time` of the active encryption key (and the
     /// number of `terms` when known).
@@ -121,7 +121,16 @@ struct Local {
 
 impl Local {
     fn kv(&self, at: &KvPath) -> Result<KvEngine, Failure> {
-        Ok(self.store.kv(&self.store.mount(&at.mount)?))
+        let mount = self.store.mount(&at.mount)?;
+        match self.store.engine(&mount) {
+            tresor_core::Engine::Kv(kv) => Ok(kv),
+            tresor_core::Engine::Transit(_) => Err(tresor_core::CoreError::WrongEngine {
+                path: mount.path,
+                kind: mount.kind.name(),
+                wanted: MountType::KvV2.name(),
+            }
+            .into()),
+        }
     }
 }
 
@@ -232,8 +241,8 @@ impl Target for Local {
             .collect())
     }
 
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure> {
-        Ok(self.store.enable(path, MountType::KvV2, description)?.path)
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure> {
+        Ok(self.store.enable(path, kind, description)?.path)
     }
 
     fn disable(&self, path: &str) -> Result<(), Failure> {
@@ -461,11 +470,15 @@ impl Target for Remote {
         }
     }
 
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure> {
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure> {
         let path = path.trim_matches('/');
+        let kind = match kind {
+            MountType::KvV2 => "kv-v2",
+            MountType::Transit => "transit",
+        };
         self.client.write(
             &format!("sys/mounts/{path}"),
-            &json!({ "type": "kv-v2", "description": description }),
+            &json!({ "type": kind, "description": description }),
         )?;
         Ok(format!("{path}/"))
     }
