@@ -112,9 +112,21 @@ pub async fn serve(
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            let (client_read, mut client_write) = stream.into_split();
+            let (server_read, server_write) = tokio::io::split(theirs);
+            tokio::spawn(async move {
+                if let Err(e) = crate::authority::mend(client_read, server_write).await {
+                    tracing::debug!(error = %e, "kms plugin: connection closed");
+                }
+            });
+            tokio::spawn(async move {
+                let mut server_read = server_read;
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
             let connection =
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    .serve_connection(hyper_util::rt::TokioIo::new(ours), service);
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "kms plugin: connection ended");
             }

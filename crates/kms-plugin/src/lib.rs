@@ -8,6 +8,7 @@
 //! wrapped with, and the old ciphertext still opens.
 #![forbid(unsafe_code)]
 
+mod authority;
 mod grpc;
 pub mod proto;
 mod service;

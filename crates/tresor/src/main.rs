@@ -72,7 +72,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
-        Command::Platform(command) => cmd::platform::run(command),
+        Command::Platform(command) => {
+            cmd::platform::run(command, &cli.store.with_format(store::Format::Table))
+        }
         Command::Import(args) => cmd::import::run(args),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
         Command::Transit(g) => cmd::transit::run(&cli.store.with_format(g.format), g.command),
