@@ -20,4 +20,4 @@ pub mod testing;
 pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
 pub use cache::ParsedCache;
 pub use error::BarrierError;
-pub use seal::{SealConfig, SealKind, UnsealKey};
+pub use seal::{Kms, KmsSeal, SealConfig, SealKind, UnsealKey};

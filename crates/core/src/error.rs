@@ -32,6 +32,10 @@ pub enum CoreError {
         "no key file for this store: pass --key-file or set TRESOR_KEY_FILE (init recorded {recorded})"
     )]
     NoKeyFile { recorded: String },
+    #[error(
+        "the store is sealed by {seal}, and no client of it is at hand: this tresor was built without it, or give the recovery shares in TRESOR_UNSEAL_KEYS"
+    )]
+    NeedKms { seal: &'static str },
     #[error("the mount table is unreadable; restore the store from a backup")]
     CorruptMounts,
     #[error("a store already exists at {0}")]

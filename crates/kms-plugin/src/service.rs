@@ -53,6 +53,7 @@ pub struct LocalTransit {
     dir: PathBuf,
     key_file: Option<PathBuf>,
     shares: Vec<tresor_barrier::seal::Share>,
+    kms: Option<tresor_core::KmsConnector>,
     mount: String,
     key: String,
     /// How long a call waits for a store another process is writing.
@@ -65,6 +66,7 @@ impl LocalTransit {
             dir,
             key_file: unseal.key_file,
             shares: unseal.shares,
+            kms: unseal.kms,
             mount: mount.trim_matches('/').to_owned(),
             key: key.to_owned(),
             lock_wait,
@@ -80,6 +82,7 @@ impl LocalTransit {
             let unseal = Unseal {
                 key_file: self.key_file.clone(),
                 shares: self.shares.clone(),
+                kms: self.kms.clone(),
             };
             let opened = tresor_core::open(&self.dir, &unseal, Access::ReadOnly)
                 .and_then(|store| store.transit(&self.mount));
@@ -101,6 +104,7 @@ impl LocalTransit {
             CoreError::Storage(_)
             | CoreError::NeedShares { .. }
             | CoreError::NoKeyFile { .. }
+            | CoreError::NeedKms { .. }
             | CoreError::Barrier(_) => ServiceError::Unavailable(format!(
                 "tresor store {} cannot be opened (sealed or unavailable): {why}",
                 self.dir.display()

@@ -324,10 +324,7 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
 }
 
 fn kms_plugin(args: KmsPluginArgs, global: &GlobalArgs) -> CmdResult {
-    let unseal = tresor_core::Unseal {
-        key_file: global.key_file.clone(),
-        shares: crate::store::shares_from_env()?,
-    };
+    let unseal = crate::store::unseal(global)?;
     let timeout: std::time::Duration = args.timeout.into();
     let service = tresor_kms_plugin::LocalTransit::new(
         global.store.clone(),
