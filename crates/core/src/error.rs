@@ -42,6 +42,8 @@ pub enum CoreError {
     AlreadyExists(String),
     #[error("cannot migrate: {0}")]
     Migrate(String),
+    #[error("{0}")]
+    Snapshot(String),
 }
 
 impl CoreError {

@@ -11,6 +11,7 @@ mod migrate;
 mod mounts;
 mod on_demand;
 mod open;
+pub mod snapshot;
 mod store;
 
 #[cfg(test)]
