@@ -450,7 +450,8 @@ pub fn verify(path: &Path, unseal: &crate::Unseal) -> Result<(Manifest, u64), Co
 /// Saves a snapshot into `dir` named by its time (`tresor-<UTC>.snapshot`),
 /// then deletes the oldest beyond `keep`, and any `.partial` file an
 /// interrupted save left: what a scheduled save (`[snapshot] every, keep,
-/// dir`) runs each time.
+/// dir`) runs each time. A crash between the save and the pruning leaves
+/// one snapshot more than `keep` until the next save.
 pub fn save_into(
     backend: &dyn Backend,
     dir: &Path,
@@ -468,17 +469,20 @@ pub fn save_into(
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let stamp: String = humantime::format_rfc3339_seconds(now)
-        .to_string()
-        .chars()
-        .filter(|c| !matches!(c, '-' | ':'))
-        .collect();
-    let mut path = dir.join(format!("tresor-{stamp}.snapshot"));
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("tresor-{stamp}-{n}.snapshot"));
-        n += 1;
-    }
+    // Nanoseconds: names sort by time and do not collide.
+    let mut at = now;
+    let path = loop {
+        let stamp: String = humantime::format_rfc3339_nanos(at)
+            .to_string()
+            .chars()
+            .filter(|c| !matches!(c, '-' | ':'))
+            .collect();
+        let path = dir.join(format!("tresor-{stamp}.snapshot"));
+        if !path.exists() {
+            break path;
+        }
+        at += std::time::Duration::from_nanos(1);
+    };
     let saved = save(backend, &path)?;
     let all = snapshots_in(dir)?;
     for old in all.iter().take(all.len().saturating_sub(keep.max(1))) {
@@ -737,8 +741,8 @@ mod tests {
         assert_eq!(
             left,
             [
-                "tresor-20270115T100000Z.snapshot",
-                "tresor-20270115T110000Z.snapshot"
+                "tresor-20270115T100000.000000000Z.snapshot",
+                "tresor-20270115T110000.000000000Z.snapshot"
             ]
         );
         let (newest, _) = latest(&snaps).unwrap().unwrap();

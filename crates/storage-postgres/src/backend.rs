@@ -370,13 +370,8 @@ impl Backend for Postgres {
         let connections = self.connections.clone();
         let timeout = self.timeout;
         runtime.spawn(async move {
-            let within = |what| async move {
-                tokio::time::timeout(timeout, what)
-                    .await
-                    .unwrap_or(Err(Failure::Timeout(timeout)))
-            };
             let scanned = async {
-                let mut client = within(async { connections.get().await }).await?;
+                let mut client = within(timeout, connections.get()).await?;
                 let txn = client
                     .build_transaction()
                     .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -385,12 +380,14 @@ impl Backend for Postgres {
                     .await?;
                 let mut after = String::new();
                 loop {
-                    let rows = within(async {
+                    let rows = within(timeout, async {
                         Ok(txn.query(SCAN_PAGE, &[&after, &SCAN_PAGE_ROWS]).await?)
                     })
                     .await?;
-                    let page: Vec<(String, Vec<u8>)> =
-                        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                    let page: Vec<(String, Vec<u8>)> = rows
+                        .iter()
+                        .map(|r: &tokio_postgres::Row| (r.get(0), r.get(1)))
+                        .collect();
                     let last = page.len() < SCAN_PAGE_ROWS as usize;
                     if let Some((key, _)) = page.last() {
                         after = key.clone();
@@ -450,6 +447,16 @@ impl Backend for Postgres {
             unreachable!("the retry loop returns")
         })
     }
+}
+
+/// `what`, or a timeout failure once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    what: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(timeout, what)
+        .await
+        .unwrap_or(Err(Failure::Timeout(timeout)))
 }
 
 /// The first key a listing must look at: the prefix itself, or the key just

@@ -77,6 +77,9 @@ pub enum OperatorCommand {
     /// A store initialized here (not through a server's `sys/init`) has no
     /// token yet; whoever can unseal it can make one.
     GenerateRoot,
+    /// Save, restore, inspect and verify snapshots of the store.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Copy the store to another backend byte for byte (ciphertext and keys),
     /// then verify both sides by key count and checksum.
     ///
@@ -94,6 +97,49 @@ pub enum OperatorCommand {
         #[arg(long, value_name = "FILE")]
         postgres_url_file: Option<PathBuf>,
     },
+}
+
+/// `tresor operator snapshot`.
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Write the store's ciphertext, as it stood at one moment, to FILE (or
+    /// to a time-named file in --dir, keeping the newest --keep); nothing
+    /// under FILE's name until the file is whole.
+    Save {
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Save as `tresor-<UTC time>.snapshot` in this directory, as the
+        /// server's scheduled snapshots do.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// With --dir: how many snapshots to keep.
+        #[arg(long, default_value_t = 24)]
+        keep: usize,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Restore FILE into an empty store (--store, or PostgreSQL), after
+    /// checking all of it; a restore cut short is finished by running it again.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Check FILE whole and print its manifest.
+    Inspect { file: PathBuf },
+    /// The restore drill: open FILE as a store in memory, unseal it (key
+    /// file, TRESOR_UNSEAL_KEYS or its KMS) and read every record.
+    Verify { file: PathBuf },
+}
+
+/// Which backend a snapshot comes from or goes to.
+#[derive(clap::Args)]
+pub struct BackendArgs {
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: BackendKind,
+    /// A file holding the PostgreSQL URL (else TRESOR_POSTGRES_URL).
+    #[arg(long, value_name = "FILE")]
+    postgres_url_file: Option<PathBuf>,
 }
 
 /// The AWS KMS key of a KMS seal.
@@ -188,7 +234,86 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             to,
             postgres_url_file,
         } => migrate(global, from, to, postgres_url_file.as_deref()),
+        OperatorCommand::Snapshot(command) => snapshot(global, command),
     }
+}
+
+fn snapshot(global: &GlobalArgs, command: SnapshotCommand) -> CmdResult {
+    use tresor_core::snapshot;
+    let show = |what: &str, path: &Path, manifest: &snapshot::Manifest| {
+        if global.format == Format::Json {
+            print_json(&json!({ "file": path, "manifest": manifest }));
+        } else {
+            println!(
+                "{what} {}: store {} ({} seal, from {}), {} keys, sha256 {}, {} audit checkpoint(s).",
+                path.display(),
+                manifest.store_id,
+                manifest.seal_type,
+                manifest.backend,
+                manifest.keys,
+                manifest.sha256,
+                manifest.audit_checkpoints.len()
+            );
+        }
+    };
+    match command {
+        SnapshotCommand::Save {
+            file,
+            dir,
+            keep,
+            backend,
+        } => {
+            let source = open_backend(
+                global,
+                backend.backend,
+                backend.postgres_url_file.as_deref(),
+                false,
+            )?;
+            let saved = match (file, dir) {
+                (Some(file), _) => snapshot::save(&*source, &file)?,
+                (None, Some(dir)) => {
+                    snapshot::save_into(&*source, &dir, keep, std::time::SystemTime::now())?
+                }
+                (None, None) => {
+                    return Err(Failure::usage(anyhow!("give FILE or --dir")));
+                }
+            };
+            show("Saved", &saved.path, &saved.manifest);
+        }
+        SnapshotCommand::Restore { file, backend } => {
+            let created =
+                backend.backend == BackendKind::Embedded && !Embedded::exists(&global.store);
+            let destination = open_backend(
+                global,
+                backend.backend,
+                backend.postgres_url_file.as_deref(),
+                true,
+            )?;
+            let restored = snapshot::restore(&file, &*destination);
+            let empty = matches!(destination.list("", None, Some(1)), Ok(keys) if keys.is_empty());
+            if restored.is_err() && created && empty {
+                drop(destination);
+                let _ = std::fs::remove_file(global.store.join(tresor_storage::STORE_FILE_NAME));
+            }
+            let restored = restored?;
+            if restored.resumed > 0 && global.format != Format::Json {
+                println!(
+                    "Finished an interrupted restore: {} keys were already there.",
+                    restored.resumed
+                );
+            }
+            show("Restored", &file, &restored.manifest);
+        }
+        SnapshotCommand::Inspect { file } => show("Checked", &file, &snapshot::inspect(&file)?),
+        SnapshotCommand::Verify { file } => {
+            let (manifest, read) = snapshot::verify(&file, &crate::store::unseal(global)?)?;
+            show("Verified", &file, &manifest);
+            if global.format != Format::Json {
+                println!("Unsealed it in memory and read all {read} records back.");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn migrate(
