@@ -923,6 +923,9 @@ fn open(
     if version < s.min_decryption_version || version < s.min_available_version {
         return Err(TransitError::invalid(TOO_OLD));
     }
+    if sealed.len() < s.kind.nonce_size() {
+        return Err(TransitError::invalid("invalid ciphertext length"));
+    }
     let material = key.material(version, context)?;
     s.kind
         .open(&material, &sealed, aad)

@@ -94,6 +94,10 @@ impl KeyType {
     }
 
     /// Opens `nonce ‖ ciphertext ‖ tag`; `None` if it does not authenticate.
+    pub(crate) fn nonce_size(self) -> usize {
+        self.nonce_len()
+    }
+
     pub(crate) fn open(self, key: &[u8], data: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         let n = self.nonce_len();
