@@ -91,6 +91,9 @@ struct Unsealed {
     keyring_stamp: Stamp,
 }
 
+/// Makes a store's KMS seal record from its id (wrapping its unseal key).
+pub type WrapFor<'a> = dyn Fn(&str) -> Result<KmsSeal, BarrierError> + 'a;
+
 /// Longest a barrier keeps encrypting new values under its active term after
 /// another barrier on the same storage (another server) rotated the keyring.
 pub const KEYRING_RECHECK: Duration = Duration::from_secs(1);
@@ -160,7 +163,7 @@ impl Barrier {
     pub fn initialize_with_kms(
         &self,
         seal: SealKind,
-        kms: Option<&dyn Fn(&str) -> Result<KmsSeal, BarrierError>>,
+        kms: Option<&WrapFor<'_>>,
         unseal_key: &UnsealKey,
         initial: &[(&str, &[u8])],
     ) -> Result<SealConfig, BarrierError> {

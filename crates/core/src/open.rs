@@ -166,9 +166,7 @@ fn initialize_barrier(
         .kms
         .as_ref()
         .map(|kms| move |store_id: &str| key.wrap_with(&**kms, store_id));
-    let kms = wrap
-        .as_ref()
-        .map(|w| w as &dyn Fn(&str) -> Result<KmsSeal, tresor_barrier::BarrierError>);
+    let kms = wrap.as_ref().map(|w| w as &tresor_barrier::WrapFor<'_>);
     Ok(barrier.initialize_with_kms(sealed.seal.clone(), kms, key, &[(MOUNTS_KEY, &mounts)])?)
 }
 

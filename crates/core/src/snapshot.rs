@@ -251,13 +251,13 @@ fn write(backend: &dyn Backend, file: File, path: &Path) -> Result<(Manifest, u6
     Ok((manifest, sums.bytes + 32 + END.len() as u64))
 }
 
+/// What [`read`] calls with each record.
+type OnRecord<'a> = dyn FnMut(&str, &[u8]) -> Result<(), CoreError> + 'a;
+
 /// Reads a snapshot through, calling `record` with each key and value, and
 /// returns its manifest once everything checked out: the format, every
 /// length, the file's SHA-256, and the manifest's count and sum.
-fn read(
-    path: &Path,
-    record: &mut dyn FnMut(&str, &[u8]) -> Result<(), CoreError>,
-) -> Result<Manifest, CoreError> {
+fn read(path: &Path, record: &mut OnRecord<'_>) -> Result<Manifest, CoreError> {
     let file = File::open(path).map_err(io(path))?;
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut sums = Sums::new();
@@ -599,10 +599,10 @@ mod tests {
         }
         // Each writer's secret is whole at the moment taken: its current
         // version and every version kept hold what was written then.
-        for w in 0..4 {
+        for (w, written) in written.iter().enumerate() {
             let meta = kv.metadata(&format!("load/w{w}")).unwrap().unwrap();
             let current = meta.current_version;
-            assert!(current <= written[w]);
+            assert!(current <= *written);
             let read = kv.read(&format!("load/w{w}"), None).unwrap().unwrap();
             assert_eq!(read.data.unwrap(), data(&current.to_string()));
         }

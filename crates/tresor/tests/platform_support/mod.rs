@@ -100,6 +100,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Cluster {
+    #[allow(dead_code)]
     pub fn start() -> Self {
         Self::start_with(&[])
     }
@@ -349,6 +350,7 @@ impl Cluster {
     }
 
     /// Feeds a manifest to `kubectl apply -f -`.
+    #[allow(dead_code)]
     pub fn kubectl_apply(&self, manifest: &str) {
         use std::io::Write;
         let mut child = Command::new("kubectl")
