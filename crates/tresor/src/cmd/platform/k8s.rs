@@ -324,6 +324,12 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
 }
 
 fn kms_plugin(args: KmsPluginArgs, global: &GlobalArgs) -> CmdResult {
+    // Refused calls are logged (never a key or a data key) for whoever
+    // runs the plugin beside the API server.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
     let unseal = crate::store::unseal(global)?;
     let timeout: std::time::Duration = args.timeout.into();
     let service = tresor_kms_plugin::LocalTransit::new(
