@@ -33,6 +33,8 @@ kind = "postgres"
 url_file = "$work/pg-url"
 [seal]
 key_file = "$work/unseal.key"
+[[audit.device]]
+file_path = "$work/audit-pg.log"
 TOML
 "$bin" server --config "$work/tresor-pg.toml" >"$work/server-pg.out" 2>"$work/server-pg.err" &
 pid=$!

@@ -26,6 +26,8 @@ tls_disable = true
 path = "$work/store"
 [seal]
 key_file = "$work/unseal.key"
+[[audit.device]]
+file_path = "$work/audit.log"
 TOML
 "$bin" server --config "$work/tresor.toml" >"$work/server.out" 2>"$work/server.err" &
 pid=$!
@@ -34,7 +36,6 @@ for _ in $(seq 100); do curl -sf "$addr/v1/sys/health" >/dev/null && break; slee
 sleep 1
 idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 api() { curl -sf -H "X-Vault-Token: $token" "$@"; }
-api -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$work/audit.log\"}}" "$addr/v1/sys/audit/file"
 api -X POST -d '{"data":{"password":"read-me"}}' "$addr/v1/secret/data/bench/read" >/dev/null
 
 export BENCH_TOKEN="$token"

@@ -39,6 +39,8 @@ pub(crate) struct LineHead {
     pub kind: String,
     #[serde(default)]
     pub continues: Option<Checkpoint>,
+    #[serde(default)]
+    pub time: Option<String>,
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

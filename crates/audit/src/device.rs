@@ -42,6 +42,9 @@ pub struct FileDeviceConfig {
     pub write_timeout: Duration,
     /// Entries waiting for the writer beyond which callers are refused at once.
     pub queue_capacity: usize,
+    /// Refuse a path whose last component is a symbolic link (for paths an API
+    /// caller chose, so a link cannot point the device at another file).
+    pub refuse_symlink: bool,
 }
 
 impl FileDeviceConfig {
@@ -52,6 +55,7 @@ impl FileDeviceConfig {
             fsync: FsyncPolicy::Always,
             write_timeout: Duration::from_secs(2),
             queue_capacity: 4096,
+            refuse_symlink: false,
         }
     }
 }
@@ -112,17 +116,42 @@ impl Busy {
     }
 }
 
+/// What a device found in its file when it opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Where the chain stood after the file's last line.
+    pub tail: Checkpoint,
+    /// The `time` of that line, when it has one (the start line of a new
+    /// chain has the time it was written).
+    pub tail_time: Option<String>,
+    /// Where the chain this file continues ended, from its start line.
+    pub continues: Option<Checkpoint>,
+    /// Whether the file already held a chain (otherwise one was started).
+    pub resumed: bool,
+}
+
 /// An audit device appending hash-chained JSON lines to a file.
 pub struct FileDevice {
     salt: Salt,
     tx: SyncSender<Command>,
     busy: Arc<Busy>,
     timeout: Duration,
+    opened: Opened,
 }
 
 impl FileDevice {
     /// Opens (creating with mode 0600) or resumes the file and starts the writer thread.
     pub fn open(config: FileDeviceConfig, salt: Salt) -> Result<FileDevice, AuditError> {
+        Self::open_continuing(config, salt, None)
+    }
+
+    /// [`FileDevice::open`]; a chain started in a missing or empty file
+    /// records that it continues `previous`.
+    pub fn open_continuing(
+        config: FileDeviceConfig,
+        salt: Salt,
+        previous: Option<Checkpoint>,
+    ) -> Result<FileDevice, AuditError> {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
         let busy = Arc::new(Busy {
             epoch: Instant::now(),
@@ -133,19 +162,25 @@ impl FileDevice {
         let timeout = config.write_timeout;
         thread::Builder::new()
             .name("tresor-audit-writer".into())
-            .spawn(move || Writer::start(config, writer_busy, ready_tx, rx))
+            .spawn(move || Writer::start(config, previous, writer_busy, ready_tx, rx))
             .map_err(|source| AuditError::Io {
                 action: "start the writer thread for",
                 path: PathBuf::new(),
                 source,
             })?;
-        wait(&ready_rx, timeout)?;
+        let opened = wait(&ready_rx, timeout)?;
         Ok(FileDevice {
             salt,
             tx,
             busy,
             timeout,
+            opened,
         })
+    }
+
+    /// What the device found in its file when it opened it.
+    pub fn opened(&self) -> &Opened {
+        &self.opened
     }
 
     /// Writes one entry, secrets hashed, and returns once it is written (and synced, under
@@ -383,14 +418,20 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(config: FileDeviceConfig, busy: Arc<Busy>, ready: Ack<()>, rx: Receiver<Command>) {
+    fn start(
+        config: FileDeviceConfig,
+        previous: Option<Checkpoint>,
+        busy: Arc<Busy>,
+        ready: Ack<Opened>,
+        rx: Receiver<Command>,
+    ) {
         busy.start();
-        let opened = open_chain(&config, None);
+        let opened = open_chain(&config, previous);
         busy.stop();
         match opened {
-            Ok((file, chain)) => {
+            Ok((file, chain, opened)) => {
                 // The caller may have given up waiting; the writer then still serves the queue.
-                let _ = ready.send(Ok(()));
+                let _ = ready.send(Ok(opened));
                 let writer = Writer {
                     config,
                     busy,
@@ -511,7 +552,7 @@ impl Writer {
         self.busy.start();
         let opened = open_chain(&self.config, Some(self.chain.checkpoint()));
         self.busy.stop();
-        let (file, chain) = opened?;
+        let (file, chain, _) = opened?;
         self.file = file;
         self.chain = chain;
         self.poisoned = false;
@@ -561,7 +602,7 @@ fn sync(file: &File, policy: FsyncPolicy) -> std::io::Result<()> {
 fn open_chain(
     config: &FileDeviceConfig,
     previous: Option<Checkpoint>,
-) -> Result<(File, ChainState), AuditError> {
+) -> Result<(File, ChainState, Opened), AuditError> {
     let path = &config.path;
     let io = |action| {
         move |source| AuditError::Io {
@@ -570,15 +611,22 @@ fn open_chain(
             source,
         }
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io("open"))?;
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true).mode(0o600);
+    if config.refuse_symlink {
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(path).map_err(io("open"))?;
     if let Some(line) = last_line(&mut file).map_err(io("read"))? {
-        return Ok((file, resume(path, &line)?));
+        let (chain, tail_time) = resume(path, &line)?;
+        let continues = first_line_continues(&mut file).map_err(io("read"))?;
+        let opened = Opened {
+            tail: chain.checkpoint(),
+            tail_time,
+            continues,
+            resumed: true,
+        };
+        return Ok((file, chain, opened));
     }
     let id = new_chain_id()?;
     let start = start_line(&id, previous.as_ref())?;
@@ -593,7 +641,24 @@ fn open_chain(
         seq: 0,
         hash: sha256_hex(start.as_bytes()),
     };
-    Ok((file, chain))
+    let opened = Opened {
+        tail: chain.checkpoint(),
+        tail_time: None,
+        continues: previous,
+        resumed: false,
+    };
+    Ok((file, chain, opened))
+}
+
+/// The `continues` member of the file's first line (a chain's start).
+fn first_line_continues(file: &mut File) -> std::io::Result<Option<Checkpoint>> {
+    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    Read::by_ref(file).take(64 * 1024).read_to_end(&mut head)?;
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(serde_json::from_slice::<LineHead>(line)
+        .ok()
+        .and_then(|head| head.continues))
 }
 
 /// A new file's directory entry must be durable too, or the file can vanish on power loss.
@@ -604,17 +669,18 @@ fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn resume(path: &Path, line: &[u8]) -> Result<ChainState, AuditError> {
+fn resume(path: &Path, line: &[u8]) -> Result<(ChainState, Option<String>), AuditError> {
     let Some(content) = line.strip_suffix(b"\n") else {
         return Err(AuditError::TornTail(path.to_owned()));
     };
     let head: LineHead =
         serde_json::from_slice(content).map_err(|_| AuditError::NotAChain(path.to_owned()))?;
-    Ok(ChainState {
+    let chain = ChainState {
         id: head.chain.id,
         seq: head.chain.seq,
         hash: sha256_hex(content),
-    })
+    };
+    Ok((chain, head.time))
 }
 
 /// The file's last line with its newline (if any); `None` when empty or not a regular file.

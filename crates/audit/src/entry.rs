@@ -67,6 +67,24 @@ pub struct RequestInfo {
     pub namespace: Option<String>,
 }
 
+impl RequestInfo {
+    /// What the log records of a canonical request: everything the ACL and
+    /// the handler see of it (the caller fills in the mount and accessor).
+    pub fn of(request: &tresor_request::Request) -> Self {
+        RequestInfo {
+            id: request.id.clone(),
+            operation: request.operation.as_str().to_owned(),
+            path: request.path.clone(),
+            mount_type: None,
+            client_token: request.client_token.as_ref().map(|t| t.expose().to_owned()),
+            client_token_accessor: None,
+            data: (!request.data.is_empty()).then(|| Value::Object(request.data.clone())),
+            remote_address: request.remote_address.map(|a| a.to_string()),
+            namespace: None,
+        }
+    }
+}
+
 /// What the server answered.
 #[derive(Clone, Default)]
 pub struct ResponseInfo {

@@ -7,6 +7,7 @@
 //! instead of hanging on a stuck disk. The format is described in `docs/audit.md`.
 #![forbid(unsafe_code)]
 
+mod broker;
 mod chain;
 mod device;
 mod entry;
@@ -14,8 +15,9 @@ mod error;
 mod salt;
 mod verify;
 
+pub use broker::{AuditBroker, BrokerConfig, BrokerError, DeclaredDevice, Queued, load_checkpoint};
 pub use chain::Checkpoint;
-pub use device::{FileDevice, FileDeviceConfig, FsyncPolicy, Pending};
+pub use device::{FileDevice, FileDeviceConfig, FsyncPolicy, Opened, Pending};
 pub use entry::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
 pub use error::{AuditError, ChainProblem};
 pub use salt::{HASH_PREFIX, Salt};

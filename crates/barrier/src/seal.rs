@@ -290,6 +290,12 @@ impl Share {
         Ok(Self(Zeroizing::new(bytes)))
     }
 
+    /// Whether two shares are the same, compared in constant time.
+    pub fn same_as(&self, other: &Share) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.len() == other.0.len() && bool::from(self.0.ct_eq(&other.0))
+    }
+
     pub fn to_hex(&self) -> Zeroizing<String> {
         Zeroizing::new(self.0.iter().map(|b| format!("{b:02x}")).collect())
     }

@@ -19,7 +19,7 @@ mod tests;
 
 pub use error::CoreError;
 pub use migrate::{Copied, Summary, copy_store, summarize};
-pub use mounts::{MountEntry, MountType};
+pub use mounts::{ListingVisibility, MountConfig, MountEntry, MountType, Tune};
 pub use open::{
     Access, InitOptions, InitOutput, KmsConnector, Unseal, default_key_file, init, initialize,
     initialize_with_kms, migrate_seal, open, seal_config, unseal_key,

@@ -38,6 +38,57 @@ impl MountType {
     }
 }
 
+/// A mount's tunable settings (`sys/mounts/<path>/tune`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountConfig {
+    /// Seconds; 0: the system default.
+    #[serde(default)]
+    pub default_lease_ttl: u64,
+    /// Seconds; 0: the system maximum.
+    #[serde(default)]
+    pub max_lease_ttl: u64,
+    /// `hidden` or `unauth` (shown in `sys/internal/ui/mounts` to every
+    /// token), as Vault names it.
+    #[serde(default)]
+    pub listing_visibility: ListingVisibility,
+}
+
+/// Whether a mount is listed to tokens without a capability under it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListingVisibility {
+    #[default]
+    Hidden,
+    Unauth,
+}
+
+impl ListingVisibility {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "" | "hidden" => Some(Self::Hidden),
+            "unauth" => Some(Self::Unauth),
+            _ => None,
+        }
+    }
+
+    /// As Vault reports it (`""` for hidden).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hidden => "",
+            Self::Unauth => "unauth",
+        }
+    }
+}
+
+/// What `sys/mounts/<path>/tune` changes; `None` leaves a setting as it is.
+#[derive(Clone, Debug, Default)]
+pub struct Tune {
+    pub description: Option<String>,
+    pub default_lease_ttl: Option<u64>,
+    pub max_lease_ttl: Option<u64>,
+    pub listing_visibility: Option<ListingVisibility>,
+}
+
 /// One row of the mount table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountEntry {
@@ -50,6 +101,8 @@ pub struct MountEntry {
     pub uuid: String,
     pub accessor: String,
     pub description: String,
+    #[serde(default)]
+    pub config: MountConfig,
 }
 
 impl MountEntry {

@@ -1,5 +1,5 @@
 use crate::CoreError;
-use crate::mounts::{MountEntry, MountTable, MountType, normalize};
+use crate::mounts::{MountEntry, MountTable, MountType, Tune, normalize};
 use std::sync::Arc;
 use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use tresor_kv::{KvEngine, MetadataCache};
@@ -49,7 +49,7 @@ impl Store {
     pub fn resolve(&self, path: &str) -> Result<(MountEntry, String), CoreError> {
         let (table, _) = self.table()?;
         let (mount, rest) = table
-            .resolve(path.trim_start_matches('/'))
+            .resolve(path)
             .ok_or_else(|| CoreError::NoMount(path.to_owned()))?;
         Ok((mount.clone(), rest))
     }
@@ -121,6 +121,36 @@ impl Store {
         table.mounts.insert(path.clone(), entry.clone());
         self.save_table(&table, stamp.as_ref())?;
         Ok(entry)
+    }
+
+    /// Changes a mount's tunable settings; returns the mount as it now is.
+    pub fn tune(&self, path: &str, tune: &Tune) -> Result<MountEntry, CoreError> {
+        let path = normalize(path).map_err(CoreError::InvalidMount)?;
+        let (table, stamp) = self.table()?;
+        let mut table = MountTable::clone(&table);
+        let entry = table
+            .mounts
+            .get_mut(&path)
+            .ok_or_else(|| CoreError::NoMount(path.clone()))?;
+        let config = &mut entry.config;
+        let default_ttl = tune.default_lease_ttl.unwrap_or(config.default_lease_ttl);
+        let max_ttl = tune.max_lease_ttl.unwrap_or(config.max_lease_ttl);
+        if max_ttl != 0 && default_ttl > max_ttl {
+            return Err(CoreError::InvalidMount(
+                "the default lease TTL cannot be longer than the maximum".into(),
+            ));
+        }
+        config.default_lease_ttl = default_ttl;
+        config.max_lease_ttl = max_ttl;
+        if let Some(visibility) = tune.listing_visibility {
+            config.listing_visibility = visibility;
+        }
+        if let Some(description) = &tune.description {
+            entry.description.clone_from(description);
+        }
+        let tuned = entry.clone();
+        self.save_table(&table, stamp.as_ref())?;
+        Ok(tuned)
     }
 
     /// Unmounts `path` and deletes everything its engine stored. Returns
@@ -201,6 +231,7 @@ pub(crate) fn new_entry(path: &str, kind: MountType, description: &str) -> Mount
         uuid: random_uuid(),
         accessor: format!("{}_{}", kind.name(), &random_uuid()[..8]),
         description: description.to_owned(),
+        config: Default::default(),
     }
 }
 

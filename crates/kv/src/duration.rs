@@ -1,19 +1,6 @@
 use std::time::Duration;
 
-/// Parses a duration as Vault accepts one: `90s`, `3h`, `1h30m`, `3h0m0s`,
-/// or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|e| format!("invalid duration `{text}`: {e}"));
-    }
-    humantime::parse_duration(text).map_err(|e| {
-        format!("invalid duration `{text}` ({e}); use forms like `30s`, `3h` or `1h30m`")
-    })
-}
+pub use tresor_request::parse_duration;
 
 /// Prints a duration as Go does (`3h0m0s`, `1m30s`, `0s`), as Vault returns them.
 pub fn format_duration(duration: Duration) -> String {

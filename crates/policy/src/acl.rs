@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::capability::{Capability, CapabilitySet, Operation};
+use crate::capability::{Capability, CapabilitySet};
 use crate::params::ParameterRules;
 use crate::pattern::PathPattern;
 use crate::policy::Policy;
+use tresor_request::Operation;
 
 /// The outcome of an access check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +141,8 @@ impl Acl {
         self.allowed_with_parameters(path, operation, &Map::new())
     }
 
-    /// Checks an operation on a path; for create/update/patch, the request's top-level
-    /// parameters are checked against the matched rule's parameter constraints.
+    /// Checks an operation on a path; for read, create, update and patch (as Vault does), the
+    /// request's top-level parameters are checked against the matched rule's constraints.
     pub fn allowed_with_parameters(
         &self,
         path: &str,
@@ -158,10 +159,10 @@ impl Acl {
         if capabilities.is_deny() {
             return Decision::Deny(DenyReason::ExplicitDeny);
         }
-        if !capabilities.contains(operation.required_capability()) {
+        if !capabilities.contains(Capability::required_for(operation)) {
             return Decision::Deny(DenyReason::MissingCapability);
         }
-        if operation.writes_parameters()
+        if checks_parameters(operation)
             && let Err(reason) = rule.parameters.check(parameters)
         {
             return Decision::Deny(reason);
@@ -198,4 +199,13 @@ impl Acl {
             .find_map(|group| group.iter().find(|w| w.pattern.matches(path)))
             .map(|w| &w.rule)
     }
+}
+
+/// Operations whose parameters the constraints apply to: those that read
+/// parameters to act on (a read's are its query string), as in Vault.
+fn checks_parameters(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::Read | Operation::Create | Operation::Update | Operation::Patch
+    )
 }

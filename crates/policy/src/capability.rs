@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use tresor_request::Operation;
+
 /// One capability a policy rule can grant on a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Capability {
@@ -138,21 +140,10 @@ impl fmt::Debug for CapabilitySet {
     }
 }
 
-/// What a request does to a path; each maps to the capability of the same name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
-    Create,
-    Read,
-    Update,
-    Patch,
-    Delete,
-    List,
-}
-
-impl Operation {
-    /// The capability a rule must grant for this operation.
-    pub fn required_capability(self) -> Capability {
-        match self {
+impl Capability {
+    /// The capability a rule must grant for `operation`.
+    pub fn required_for(operation: Operation) -> Capability {
+        match operation {
             Operation::Create => Capability::Create,
             Operation::Read => Capability::Read,
             Operation::Update => Capability::Update,
@@ -160,13 +151,5 @@ impl Operation {
             Operation::Delete => Capability::Delete,
             Operation::List => Capability::List,
         }
-    }
-
-    /// Operations that carry request parameters, the only ones parameter constraints apply to.
-    pub fn writes_parameters(self) -> bool {
-        matches!(
-            self,
-            Operation::Create | Operation::Update | Operation::Patch
-        )
     }
 }

@@ -82,7 +82,8 @@ impl Policy {
     /// Parses HCL or JSON policy text. The name is normalized (see [`normalize_name`]);
     /// `root` is refused because the root policy cannot be written.
     pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
-        let name = ensure_writable(name)?;
+        let name = normalize_name(name)?;
+        ensure_writable(&name)?;
         Ok(Policy {
             name,
             rules: parse_rules(text)?,
@@ -139,9 +140,22 @@ pub fn normalize_name(name: &str) -> Result<String, PolicyError> {
     }
 }
 
-/// Normalizes a name for `sys/policies/acl/:name` writes: `root` cannot be written.
-pub fn ensure_writable(name: &str) -> Result<String, PolicyError> {
-    let name = normalize_name(name)?;
+/// Checks that `name` is already in its stored form ([`normalize_name`]):
+/// the store never normalizes a name itself, so the name a request was
+/// authorized for is exactly the name it changes.
+pub fn ensure_canonical(name: &str) -> Result<&str, PolicyError> {
+    if normalize_name(name)? != name {
+        return Err(PolicyError::InvalidName {
+            name: name.to_owned(),
+            reason: "names are kept lowercase, without surrounding whitespace",
+        });
+    }
+    Ok(name)
+}
+
+/// Checks a name for `sys/policies/acl/:name` writes: canonical, and not `root`.
+pub fn ensure_writable(name: &str) -> Result<&str, PolicyError> {
+    let name = ensure_canonical(name)?;
     if name == ROOT_POLICY_NAME {
         return Err(PolicyError::Builtin {
             name: ROOT_POLICY_NAME,
@@ -151,10 +165,9 @@ pub fn ensure_writable(name: &str) -> Result<String, PolicyError> {
     Ok(name)
 }
 
-/// Normalizes a name for deletes: neither `root` nor `default` can be deleted.
-pub fn ensure_deletable(name: &str) -> Result<String, PolicyError> {
-    let name = normalize_name(name)?;
-    match name.as_str() {
+/// Checks a name for deletes: canonical, and neither `root` nor `default`.
+pub fn ensure_deletable(name: &str) -> Result<&str, PolicyError> {
+    match ensure_canonical(name)? {
         ROOT_POLICY_NAME => Err(PolicyError::Builtin {
             name: ROOT_POLICY_NAME,
             action: "deleted",
@@ -163,6 +176,6 @@ pub fn ensure_deletable(name: &str) -> Result<String, PolicyError> {
             name: DEFAULT_POLICY_NAME,
             action: "deleted",
         }),
-        _ => Ok(name),
+        name => Ok(name),
     }
 }

@@ -469,10 +469,10 @@ fn capabilities_reports_the_winning_rule() {
 }
 
 #[test]
-fn parameter_constraints_apply_to_writes() {
+fn parameter_constraints_apply_to_reads_and_writes_as_in_vault() {
     let acl = compile(&[r#"
         path "secret/restricted" {
-          capabilities = ["create", "read"]
+          capabilities = ["create", "read", "list", "delete"]
           allowed_parameters = {
             "foo" = []
             "bar" = ["zip", "zap"]
@@ -490,8 +490,15 @@ fn parameter_constraints_apply_to_writes() {
         acl.allowed_with_parameters("secret/restricted", Create, &bad),
         Decision::Deny(DenyReason::ParameterNotAllowed)
     );
-    assert!(
-        acl.allowed_with_parameters("secret/restricted", Read, &bad)
-            .is_allowed()
+    // A read's parameters are its query string: constrained too.
+    assert_eq!(
+        acl.allowed_with_parameters("secret/restricted", Read, &bad),
+        Decision::Deny(DenyReason::ParameterNotAllowed)
     );
+    for op in [List, Delete] {
+        assert!(
+            acl.allowed_with_parameters("secret/restricted", op, &bad)
+                .is_allowed()
+        );
+    }
 }

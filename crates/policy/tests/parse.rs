@@ -216,21 +216,44 @@ fn names_are_normalized_like_vault() {
 #[test]
 fn builtin_names_are_protected() {
     assert!(matches!(
-        ensure_writable("ROOT"),
+        ensure_writable("root"),
         Err(PolicyError::Builtin { name: "root", .. })
     ));
-    assert_eq!(ensure_writable("Default").unwrap(), "default");
+    assert_eq!(ensure_writable("default").unwrap(), "default");
     assert!(matches!(
         ensure_deletable("root"),
         Err(PolicyError::Builtin { name: "root", .. })
     ));
     assert!(matches!(
-        ensure_deletable(" default"),
+        ensure_deletable("default"),
         Err(PolicyError::Builtin {
             name: "default",
             ..
         })
     ));
     assert_eq!(ensure_deletable("team").unwrap(), "team");
+}
+
+#[test]
+fn the_store_never_normalizes_a_name_after_the_check() {
+    // `ROOT`, ` admin` or `Default` would name another policy once
+    // normalized: refused, so a request authorized for one name cannot
+    // change another.
+    for spelled in ["ROOT", "Default", " admin", "admin ", "Team"] {
+        assert!(
+            matches!(
+                ensure_writable(spelled),
+                Err(PolicyError::InvalidName { .. })
+            ),
+            "{spelled:?}"
+        );
+        assert!(
+            matches!(
+                ensure_deletable(spelled),
+                Err(PolicyError::InvalidName { .. })
+            ),
+            "{spelled:?}"
+        );
+    }
     assert!(Policy::parse("root", r#"path "a" { capabilities = ["read"] }"#).is_err());
 }

@@ -33,6 +33,27 @@ pub struct ListenerConfig {
     /// Plain HTTP; refused unless the address is loopback.
     #[serde(default)]
     pub tls_disable: bool,
+    /// To send a request's head (line and headers), counted from when the
+    /// server waits for it; an idle keep-alive connection is closed after it.
+    #[serde(default = "default_header_timeout", with = "humantime_serde_like")]
+    pub header_timeout: Duration,
+    /// To send a request's body.
+    #[serde(default = "default_body_timeout", with = "humantime_serde_like")]
+    pub body_timeout: Duration,
+    /// To finish the TLS handshake.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde_like")]
+    pub tls_handshake_timeout: Duration,
+    /// With no byte moving either way (an HTTP/2 connection left open, a
+    /// client that stopped reading its answer), the connection is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde_like")]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish before
+    /// the server stops anyway.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde_like")]
+    pub shutdown_grace: Duration,
+    /// Connections served at once; more wait in the kernel's queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ListenerConfig {
@@ -42,8 +63,51 @@ impl Default for ListenerConfig {
             tls_cert_file: None,
             tls_key_file: None,
             tls_disable: false,
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            tls_handshake_timeout: default_handshake_timeout(),
+            idle_timeout: default_idle_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+impl ListenerConfig {
+    /// The limits on clients this section sets.
+    pub fn timeouts(&self) -> crate::Timeouts {
+        crate::Timeouts {
+            header: self.header_timeout,
+            body: self.body_timeout,
+            tls_handshake: self.tls_handshake_timeout,
+            idle: self.idle_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 fn default_address() -> SocketAddr {
@@ -225,6 +289,29 @@ pub struct AuditConfig {
     /// where `tresor audit verify --checkpoint` finds it.
     #[serde(default = "default_checkpoint_interval", with = "humantime_serde_like")]
     pub checkpoint_interval: Duration,
+    /// The devices, opened when the store is unsealed: the server is
+    /// audited from its first request.
+    #[serde(default, rename = "device")]
+    pub devices: Vec<AuditDevice>,
+    /// Devices may also be enabled through the API (`sys/audit/<path>`),
+    /// writing only under this directory; unset: they may not.
+    pub api_device_dir: Option<PathBuf>,
+}
+
+/// `[[audit.device]]`: a file audit device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditDevice {
+    /// Its name under `sys/audit/` (default `file`).
+    #[serde(default = "default_device_path")]
+    pub path: String,
+    pub file_path: PathBuf,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_device_path() -> String {
+    "file".into()
 }
 
 impl Default for AuditConfig {
@@ -233,6 +320,8 @@ impl Default for AuditConfig {
             write_timeout: default_audit_timeout(),
             fsync: false,
             checkpoint_interval: default_checkpoint_interval(),
+            devices: Vec::new(),
+            api_device_dir: None,
         }
     }
 }
@@ -285,6 +374,12 @@ pub enum ConfigError {
     Storage(&'static str),
     #[error("[audit] checkpoint_interval must be longer than zero (for example \"5s\")")]
     CheckpointInterval,
+    #[error("[[audit.device]]: {0}")]
+    AuditDevice(String),
+    #[error("[listener] {0} must be longer than zero")]
+    ZeroTimeout(&'static str),
+    #[error("[listener] max_connections must be at least 1")]
+    NoConnections,
     #[error(
         "[storage] url_env names {0}, which is not set (or not UTF-8); export it with the PostgreSQL URL"
     )]
@@ -320,7 +415,72 @@ impl Config {
         if self.audit.checkpoint_interval.is_zero() {
             return Err(ConfigError::CheckpointInterval);
         }
+        self.check_audit_devices()?;
+        for (name, value) in [
+            ("header_timeout", l.header_timeout),
+            ("body_timeout", l.body_timeout),
+            ("tls_handshake_timeout", l.tls_handshake_timeout),
+            ("idle_timeout", l.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
+        if l.max_connections == 0 {
+            return Err(ConfigError::NoConnections);
+        }
         Ok(())
+    }
+
+    fn check_audit_devices(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for device in &self.audit.devices {
+            let path = &device.path;
+            if path.is_empty() || path.contains('/') || path.trim() != path {
+                return Err(ConfigError::AuditDevice(format!(
+                    "path `{path}` must be one name, such as \"file\""
+                )));
+            }
+            if !seen.insert(path.as_str()) {
+                return Err(ConfigError::AuditDevice(format!(
+                    "two devices are named `{path}`"
+                )));
+            }
+            if !device.file_path.is_absolute() {
+                return Err(ConfigError::AuditDevice(format!(
+                    "file_path of `{path}` must be an absolute path, not {}",
+                    device.file_path.display()
+                )));
+            }
+        }
+        if let Some(dir) = &self.audit.api_device_dir
+            && !dir.is_absolute()
+        {
+            return Err(ConfigError::AuditDevice(format!(
+                "[audit] api_device_dir must be an absolute path, not {}",
+                dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The audit broker's settings from `[audit]`.
+    pub fn broker(&self) -> tresor_audit::BrokerConfig {
+        let mut broker =
+            tresor_audit::BrokerConfig::new(self.audit.write_timeout, self.audit.fsync);
+        broker.checkpoint_interval = self.audit.checkpoint_interval;
+        broker.api_dir.clone_from(&self.audit.api_device_dir);
+        broker.declared = self
+            .audit
+            .devices
+            .iter()
+            .map(|d| tresor_audit::DeclaredDevice {
+                path: d.path.clone(),
+                file_path: d.file_path.clone(),
+                description: d.description.clone(),
+            })
+            .collect();
+        broker
     }
 }
 
@@ -356,6 +516,48 @@ mod tests {
             parse(limits).unwrap().limits.failed_auth_window,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn audit_devices_are_declared_and_api_devices_confined() {
+        let base = "[storage]\npath='/s'\n[listener]\ntls_disable=true\n";
+        let config = parse(&format!(
+            "{base}[audit]\napi_device_dir='/var/log/tresor'\n[[audit.device]]\nfile_path='/var/log/tresor/audit.log'\n"
+        ))
+        .unwrap();
+        let broker = config.broker();
+        assert_eq!(broker.declared.len(), 1);
+        assert_eq!(broker.declared[0].path, "file");
+        assert_eq!(
+            broker.api_dir.as_deref(),
+            Some(Path::new("/var/log/tresor"))
+        );
+        assert!(
+            parse(base).unwrap().broker().api_dir.is_none(),
+            "off by default"
+        );
+        for bad in [
+            "[[audit.device]]\nfile_path='relative.log'\n",
+            "[[audit.device]]\npath='a/b'\nfile_path='/x'\n",
+            "[[audit.device]]\nfile_path='/x'\n[[audit.device]]\nfile_path='/y'\n",
+            "[audit]\napi_device_dir='logs'\n",
+            "[[audit.device]]\nfile_path='/x'\nprefix='#!/bin/sh'\n",
+        ] {
+            assert!(parse(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listener_timeouts_have_defaults_and_are_never_zero() {
+        let base = "[storage]\npath='/s'\n[listener]\ntls_disable=true\n";
+        let config = parse(base).unwrap();
+        assert_eq!(config.listener.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.listener.max_connections, 1024);
+        let tuned = parse(&format!("{base}header_timeout='2s'\nmax_connections=8\n")).unwrap();
+        assert_eq!(tuned.listener.header_timeout, Duration::from_secs(2));
+        assert_eq!(tuned.listener.max_connections, 8);
+        assert!(parse(&format!("{base}body_timeout='0s'\n")).is_err());
+        assert!(parse(&format!("{base}max_connections=0\n")).is_err());
     }
 
     #[test]

@@ -1,25 +1,27 @@
-//! The HTTP face: turns HTTP requests into [`Request`]s, runs them on the
-//! blocking pool (the engines do synchronous, durable I/O), and writes
-//! Vault-shaped responses.
+//! The HTTP edge: reads each request once into the canonical
+//! [`Request`], runs it through the core (on the blocking pool unless it
+//! only reads a local store), and writes the answer in Vault's shapes. It
+//! is the only place that knows HTTP: status codes are decided here.
 
-use crate::api;
 use crate::limiter::FailedAuthLimiter;
-use crate::request::{ApiError, ClientToken, Method, Request, Response};
-use crate::state::Core;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::routing::any;
-use serde_json::{Map, Value};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use zeroize::Zeroizing;
+use std::time::Duration;
+use tresor_logical::{Error, Node, Response};
+use tresor_request::{RawRequest, Request, RequestError};
 
 pub struct App {
-    pub core: Arc<Core>,
+    pub node: Arc<Node>,
     pub limiter: FailedAuthLimiter,
     pub max_request_bytes: usize,
+    /// Longest a client may take to send a request's body.
+    pub body_timeout: Duration,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -30,7 +32,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn not_found() -> axum::response::Response {
-    to_http(ApiError::not_found().into_response(), false)
+    error_response(&Error::NotFound, false)
 }
 
 async fn v1(
@@ -42,158 +44,158 @@ async fn v1(
     body: Body,
 ) -> axum::response::Response {
     let head = method == axum::http::Method::HEAD;
-    if app.limiter.blocked(peer.ip()) {
-        let error = ApiError::new(
-            429,
-            "too many failed authentication attempts from this client; wait a minute and retry",
-        );
-        return to_http(error.into_response(), head);
-    }
-    let request = match translate(&app, peer, &method, &uri, &headers, body).await {
+    let request = match read_request(&app, peer, &method, &uri, &headers, body).await {
         Ok(request) => request,
-        Err(error) => return to_http(error.into_response(), head),
+        Err(refused) => {
+            let (status, message) = refused.status_and_message();
+            let record = tresor_logical::Refused {
+                id: &request_id(),
+                method: method.as_str(),
+                path: uri.path().strip_prefix("/v1/").unwrap_or(uri.path()),
+                query: uri.query(),
+                token: headers.get("x-vault-token").and_then(|v| v.to_str().ok()),
+                remote_address: Some(peer.ip()),
+                error: &message,
+            };
+            // Refused either way; the audit log's failure is the answer then.
+            if let Err(e) = tresor_logical::audit_refused(&app.node, &record).await {
+                return error_response(&e, head);
+            }
+            return json_response(status, Some(json!({ "errors": [message] })), head);
+        }
     };
-    let outcome = if api::reads_only(request.method) && app.core.reads_are_local() {
+    let id = request.id.clone();
+    let outcome = if tresor_logical::reads_only(request.operation) && app.node.reads_are_local() {
         // A read from a local store takes microseconds and queues its audit
         // entries without waiting: serving it on this worker and awaiting
         // the devices spares two thread hand-offs per request.
-        api::handle(&app.core, &request)
+        tresor_logical::handle(&app.node, request)
     } else {
-        let core = Arc::clone(&app.core);
-        match tokio::task::spawn_blocking(move || api::handle(&core, &request)).await {
+        let node = Arc::clone(&app.node);
+        match tokio::task::spawn_blocking(move || tresor_logical::handle(&node, request)).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                let error = ApiError::internal("internal error: the request handler stopped");
-                return to_http(error.into_response(), head);
+                let error = Error::Internal("the request handler stopped".into());
+                tracing::error!(request = %id, "a request handler panicked");
+                return error_response(&error, head);
             }
         }
     };
-    if outcome.auth_failed {
-        app.limiter.record_failure(peer.ip());
+    let auth_failed = outcome.auth_failed;
+    let result = outcome.finish_async().await;
+    if auth_failed {
+        // A client that keeps guessing tokens is told to wait; a valid
+        // token, or an endpoint that needs none, is never turned away.
+        if app.limiter.record_failure(peer.ip()) {
+            return too_many_failures(head);
+        }
     }
-    to_http(outcome.finish_async().await, head)
+    match result {
+        Ok(response) => to_http(response, &id, head),
+        Err(error) => error_response(&error, head),
+    }
 }
 
-async fn translate(
+/// Why a request never reached the core.
+enum Refused {
+    Request(RequestError),
+    TooLarge,
+    SlowBody(Duration),
+    Header(&'static str),
+}
+
+impl Refused {
+    fn status_and_message(self) -> (StatusCode, String) {
+        match self {
+            Refused::Request(RequestError::UnsupportedMethod(m)) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("unsupported method {m}"),
+            ),
+            Refused::Request(e @ RequestError::PatchContentType) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string())
+            }
+            Refused::Request(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+            Refused::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large".to_string(),
+            ),
+            Refused::SlowBody(limit) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {}s",
+                    limit.as_secs()
+                ),
+            ),
+            Refused::Header(why) => (StatusCode::BAD_REQUEST, why.to_string()),
+        }
+    }
+}
+
+async fn read_request(
     app: &App,
     peer: SocketAddr,
     method: &axum::http::Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Request, ApiError> {
-    let method = match method.as_str() {
-        "GET" => Method::Get,
-        "HEAD" => Method::Head,
-        "LIST" => Method::List,
-        "POST" | "PUT" => Method::Write,
-        "PATCH" => Method::Patch,
-        "DELETE" => Method::Delete,
-        _ => return Err(ApiError::new(405, "unsupported method")),
-    };
-    if let Some(length) = headers
+) -> Result<Request, Refused> {
+    if headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        && length > app.max_request_bytes
+        .is_some_and(|length| length > app.max_request_bytes)
     {
-        return Err(too_large());
+        return Err(Refused::TooLarge);
     }
-    let bytes = axum::body::to_bytes(body, app.max_request_bytes)
-        .await
-        .map_err(|_| too_large())?;
-    let body = parse_body(&bytes)?;
-    let query = uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (decode(k, true), decode(v, true))
-                })
-                .collect()
+    let bytes = match tokio::time::timeout(
+        app.body_timeout,
+        axum::body::to_bytes(body, app.max_request_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(Refused::TooLarge),
+        Err(_) => return Err(Refused::SlowBody(app.body_timeout)),
+    };
+    let vault_token = header_values(headers, "x-vault-token")?;
+    let authorization = header_values(headers, header::AUTHORIZATION.as_str())?;
+    let content_type = single_header(headers, header::CONTENT_TYPE.as_str())?;
+    let wrap_ttl = single_header(headers, "x-vault-wrap-ttl")?;
+    let raw = RawRequest {
+        method: method.as_str(),
+        path: uri.path().strip_prefix("/v1/").unwrap_or_default(),
+        query: uri.query(),
+        content_type,
+        body: &bytes,
+        vault_token: &vault_token,
+        authorization: &authorization,
+        wrap_ttl,
+    };
+    let mut request = Request::from_raw(&raw).map_err(Refused::Request)?;
+    request.id = request_id();
+    request.remote_address = Some(peer.ip());
+    Ok(request)
+}
+
+fn header_values<'h>(headers: &'h HeaderMap, name: &str) -> Result<Vec<&'h str>, Refused> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| Refused::Header("a header value is not visible ASCII"))
         })
-        .unwrap_or_default();
-    let path = decode(uri.path().strip_prefix("/v1/").unwrap_or_default(), false);
-    let merge_patch = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/merge-patch+json"));
-    Ok(Request {
-        id: request_id(),
-        method,
-        path: path.trim_end_matches('/').to_string(),
-        query,
-        body,
-        token: token(headers),
-        remote: Some(peer.ip()),
-        merge_patch,
-    })
+        .collect()
 }
 
-fn too_large() -> ApiError {
-    ApiError::new(413, "request body too large")
-}
-
-fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "failed to parse JSON input: the body must be a JSON object",
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Refused> {
+    match header_values(headers, name)?.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        _ => Err(Refused::Header(
+            "a header the server reads was sent more than once",
         )),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "failed to parse JSON input: {e}"
-        ))),
     }
-}
-
-fn token(headers: &HeaderMap) -> Option<ClientToken> {
-    let raw = headers
-        .get("x-vault-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| {
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_string)
-        })?;
-    let raw = Zeroizing::new(raw.trim().to_string());
-    (!raw.is_empty()).then(|| ClientToken(raw))
-}
-
-/// Percent-decoding; `+` is a space in query strings only.
-fn decode(text: &str, plus_is_space: bool) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match bytes[i] {
-            b'%' => {
-                let pair = bytes
-                    .get(i + 1)
-                    .copied()
-                    .and_then(hex)
-                    .zip(bytes.get(i + 2).copied().and_then(hex));
-                if let Some((high, low)) = pair {
-                    out.push((high * 16 + low) as u8);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b'+' if plus_is_space => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A fresh random UUID (version 4), naming the request in its audit entries.
@@ -214,9 +216,60 @@ fn request_id() -> String {
     id
 }
 
-fn to_http(response: Response, head: bool) -> axum::response::Response {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut out = match (response.body, head) {
+fn too_many_failures(head: bool) -> axum::response::Response {
+    json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(json!({
+            "errors": ["too many failed authentication attempts from this client; wait a minute and retry"]
+        })),
+        head,
+    )
+}
+
+/// Vault's status code for each error of the core.
+fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::PermissionDenied => StatusCode::FORBIDDEN,
+        Error::UnsupportedPath(_) | Error::NotFound => StatusCode::NOT_FOUND,
+        Error::UnsupportedOperation => StatusCode::METHOD_NOT_ALLOWED,
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::Sealed | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::NotInitialized => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_response(error: &Error, head: bool) -> axum::response::Response {
+    // Vault answers a plain 404 with no message.
+    let errors: Vec<String> = match error {
+        Error::NotFound => Vec::new(),
+        other => vec![other.to_string()],
+    };
+    json_response(status_of(error), Some(json!({ "errors": errors })), head)
+}
+
+fn to_http(response: Response, id: &str, head: bool) -> axum::response::Response {
+    match response {
+        Response::NoContent => json_response(StatusCode::NO_CONTENT, None, head),
+        Response::Raw { status, body } => json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Some(body),
+            head,
+        ),
+        Response::Envelope(envelope) => {
+            let status = if envelope.missing {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::OK
+            };
+            json_response(status, Some(envelope.to_json(id)), head)
+        }
+        _ => json_response(StatusCode::INTERNAL_SERVER_ERROR, None, head),
+    }
+}
+
+fn json_response(status: StatusCode, body: Option<Value>, head: bool) -> axum::response::Response {
+    let mut out = match (body, head) {
         (Some(body), false) => {
             let mut bytes = serde_json::to_vec(&body).expect("JSON values serialize");
             bytes.push(b'\n');
@@ -239,15 +292,6 @@ fn to_http(response: Response, head: bool) -> axum::response::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decoding() {
-        assert_eq!(decode("a%2Fb+c", true), "a/b c");
-        assert_eq!(decode("a+b", false), "a+b");
-        assert_eq!(decode("100%", true), "100%");
-        assert_eq!(decode("%zz%4", true), "%zz%4");
-        assert_eq!(decode("%C3%A9", false), "é");
-    }
 
     #[test]
     fn request_ids_are_version_4_uuids() {

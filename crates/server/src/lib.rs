@@ -1,32 +1,25 @@
-//! `tresor server`: HashiCorp Vault's HTTP API (sys, token auth, ACL
-//! policies, KV version 2, audit) over tresor's engines, so existing Vault
-//! clients work against it unchanged.
+//! `tresor server`: HashiCorp Vault's HTTP API over tresor's engines, so
+//! existing Vault clients work against it unchanged.
 //!
-//! Layers inside: [`http`] translates HTTP to transport-free requests;
-//! `api` authenticates, checks the ACL, audits and routes them; the handlers
-//! call the engines (KV, tokens, policies, audit), which hold no HTTP.
+//! This crate is the edge: configuration, listening (TLS, limits on slow and
+//! many clients), and [`http`], which reads each HTTP request once into the
+//! canonical request that `tresor_logical` serves; nothing below it knows
+//! HTTP.
 #![forbid(unsafe_code)]
 
-mod api;
-mod audit;
-mod auth;
-mod blocking;
 pub mod config;
-mod errors;
 mod http;
 mod limiter;
-mod policies;
-mod request;
 pub mod rotation;
 mod serve;
-mod state;
 mod tls;
+mod watch;
 
-pub use audit::load_checkpoint;
-pub use request::ApiError;
 pub use serve::{
-    Dev, Listener, PendingUnseal, ServeError, Server, Started, dev_core, embedded_core, store_core,
+    Dev, Listener, PendingUnseal, ServeError, Server, Started, Timeouts, dev_node, embedded_node,
+    store_node,
 };
-pub use state::{Core, CoreSettings};
 pub use tls::TlsError;
+pub use tresor_audit::load_checkpoint;
+pub use tresor_logical::{Node, NodeSettings};
 pub use tresor_tokens::Limits as TokenLimits;

@@ -4,13 +4,13 @@
 //! rotation record's lease (a check-and-set write) lets one rotate a secret
 //! at a time, and the others skip it.
 
-use crate::state::{Core, Unsealed};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tresor_audit::{AuditEntry, AuthInfo, EntryKind, RequestInfo, ResponseInfo};
+use tresor_logical::{Node, Unsealed};
 use tresor_platform::StoreSpec;
 use tresor_rotation::{Engine, Kubernetes, RotateError};
 
@@ -41,7 +41,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 /// Checks for due rotations every `check_interval`, forever.
-pub async fn schedule(core: Arc<Core>, config: RotationConfig) {
+pub async fn schedule(core: Arc<Node>, config: RotationConfig) {
     let mut interval = tokio::time::interval(config.check_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

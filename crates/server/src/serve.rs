@@ -3,20 +3,23 @@
 use crate::config::Storage;
 use crate::http::{App, router};
 use crate::limiter::FailedAuthLimiter;
-use crate::state::{Core, CoreSettings};
 use crate::tls::{ReloadableCert, TlsError};
+use crate::watch::{Activity, Watched};
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Service;
 use tresor_barrier::{SealKind, UnsealKey};
+use tresor_logical::{Error, Node, NodeSettings};
 use tresor_storage::{Backend, Embedded, Memory};
 use zeroize::Zeroizing;
 
@@ -47,6 +50,24 @@ pub struct Listener {
     pub max_request_bytes: usize,
     pub failed_auth_burst: u32,
     pub failed_auth_window: Duration,
+    pub timeouts: Timeouts,
+    pub max_connections: usize,
+}
+
+/// How long a client may take (see `[listener]` in tresor.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub body: Duration,
+    pub tls_handshake: Duration,
+    pub idle: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        crate::config::ListenerConfig::default().timeouts()
+    }
 }
 
 /// What dev mode prints for its user.
@@ -55,13 +76,13 @@ pub struct Dev {
     pub unseal_key: Zeroizing<String>,
 }
 
-/// A dev core: in-memory storage, initialized, unsealed, `secret/` mounted.
-pub fn dev_core(
-    settings: CoreSettings,
+/// A dev node: in-memory storage, initialized, unsealed, `secret/` mounted.
+pub fn dev_node(
+    settings: NodeSettings,
     root_token: Option<&str>,
-) -> Result<(Arc<Core>, Dev), ServeError> {
+) -> Result<(Arc<Node>, Dev), ServeError> {
     let storage: Arc<dyn Backend> = Arc::new(Memory::new());
-    let core = Arc::new(Core::new(storage, settings));
+    let core = Arc::new(Node::new(storage, settings));
     let key = UnsealKey::generate();
     let share = key
         .split(1, 1)
@@ -76,7 +97,7 @@ pub fn dev_core(
             &key,
             root_token,
         )
-        .map_err(|e| ServeError::Store(e.errors.join("; ")))?;
+        .map_err(|e| ServeError::Store(e.to_string()))?;
     Ok((
         core,
         Dev {
@@ -86,29 +107,29 @@ pub fn dev_core(
     ))
 }
 
-/// A core over the embedded store in `dir` (created empty if missing),
+/// A node over the embedded store in `dir` (created empty if missing),
 /// unsealed with `key_file` when the store is sealed by one.
-pub fn embedded_core(
+pub fn embedded_node(
     dir: &Path,
     key_file: Option<&Path>,
-    settings: CoreSettings,
-) -> Result<Arc<Core>, ServeError> {
+    settings: NodeSettings,
+) -> Result<Arc<Node>, ServeError> {
     let storage = if Embedded::exists(dir) {
         Embedded::open(dir)
     } else {
         Embedded::create(dir)
     }
     .map_err(|e| ServeError::Store(e.to_string()))?;
-    let core = Arc::new(Core::new(Arc::new(storage), settings));
+    let core = Arc::new(Node::new(Arc::new(storage), settings));
     unseal_by_key_file(&core, key_file)?;
     Ok(core)
 }
 
-/// A core over the configured store, and when that store could not be
+/// A node over the configured store, and when that store could not be
 /// reached at start, the unseal still to do (see
 /// [`Server::unseal_once_reachable`]).
 pub struct Started {
-    pub core: Arc<Core>,
+    pub node: Arc<Node>,
     pub pending: Option<PendingUnseal>,
 }
 
@@ -117,19 +138,19 @@ pub struct PendingUnseal {
     key_file: Option<PathBuf>,
 }
 
-/// A core over the store `storage` names, unsealed with `key_file` when the
+/// A node over the store `storage` names, unsealed with `key_file` when the
 /// store is sealed by one. A PostgreSQL database gets tresor's schema
 /// (created or migrated) on first contact; every server on it unseals itself.
 /// A PostgreSQL database that does not answer yet does not stop the start:
 /// the core comes back sealed, with the unseal pending.
-pub fn store_core(
+pub fn store_node(
     storage: &Storage,
     key_file: Option<&Path>,
-    settings: CoreSettings,
+    settings: NodeSettings,
 ) -> Result<Started, ServeError> {
     match storage {
         Storage::Embedded(dir) => Ok(Started {
-            core: embedded_core(dir, key_file, settings)?,
+            node: embedded_node(dir, key_file, settings)?,
             pending: None,
         }),
         Storage::Postgres {
@@ -155,7 +176,7 @@ fn postgres_core(
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
     key_file: Option<&Path>,
-    settings: CoreSettings,
+    settings: NodeSettings,
 ) -> Result<Started, ServeError> {
     let defaults = tresor_storage_postgres::Options::default();
     let options = tresor_storage_postgres::Options {
@@ -165,7 +186,7 @@ fn postgres_core(
     };
     let storage = tresor_storage_postgres::Postgres::open(url, &options)
         .map_err(|e| ServeError::Store(e.to_string()))?;
-    let core = Arc::new(Core::new(Arc::new(storage), settings));
+    let core = Arc::new(Node::new(Arc::new(storage), settings));
     let pending = match unseal_by_key_file(&core, key_file) {
         Ok(()) => None,
         Err(ServeError::Unavailable(why)) => {
@@ -176,7 +197,10 @@ fn postgres_core(
         }
         Err(e) => return Err(e),
     };
-    Ok(Started { core, pending })
+    Ok(Started {
+        node: core,
+        pending,
+    })
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -186,7 +210,7 @@ fn postgres_core(
     _: Option<Duration>,
     _: Option<Duration>,
     _: Option<&Path>,
-    _: CoreSettings,
+    _: NodeSettings,
 ) -> Result<Started, ServeError> {
     Err(ServeError::Store(
         "this tresor was built without PostgreSQL support (cargo feature `postgres`)".into(),
@@ -194,15 +218,11 @@ fn postgres_core(
 }
 
 /// Unseals `core` with its key file when the store is sealed by one; a
-/// store that cannot be asked (503) is [`ServeError::Unavailable`].
-fn unseal_by_key_file(core: &Core, key_file: Option<&Path>) -> Result<(), ServeError> {
-    let failed = |e: crate::request::ApiError, other: fn(String) -> ServeError| {
-        let why = e.errors.join("; ");
-        if e.status == 503 {
-            ServeError::Unavailable(why)
-        } else {
-            other(why)
-        }
+/// store that cannot be asked is [`ServeError::Unavailable`].
+fn unseal_by_key_file(core: &Node, key_file: Option<&Path>) -> Result<(), ServeError> {
+    let failed = |e: Error, other: fn(String) -> ServeError| match e {
+        Error::Unavailable(why) => ServeError::Unavailable(why),
+        other_error => other(other_error.to_string()),
     };
     let config = core
         .seal_config()
@@ -225,7 +245,7 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// long after each failure, up to [`RETRY_MAX`]. A failure other than an
 /// unreachable store (a wrong key file) ends the retries: the server stays
 /// sealed and says why in its log.
-async fn unseal_when_reachable(core: Arc<Core>, pending: PendingUnseal) {
+async fn unseal_when_reachable(core: Arc<Node>, pending: PendingUnseal) {
     let mut pause = RETRY_FIRST;
     loop {
         tokio::time::sleep(pause).await;
@@ -262,14 +282,23 @@ pub struct Server {
     rotation: Option<crate::rotation::RotationConfig>,
     pending: Option<PendingUnseal>,
     audit_checkpoint_interval: Duration,
+    timeouts: Timeouts,
+    connections: Arc<Semaphore>,
 }
 
 /// How often audit chains' positions are saved, unless configured.
 pub const AUDIT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// First and longest pause after a failed accept (out of file descriptors,
+/// say): the loop waits instead of spinning and filling the log.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// At most one log line about failed accepts this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 impl Server {
     /// Binds the listener and loads the certificate.
-    pub async fn bind(core: Arc<Core>, listener: Listener) -> Result<Self, ServeError> {
+    pub async fn bind(node: Arc<Node>, listener: Listener) -> Result<Self, ServeError> {
         let cert = match &listener.tls {
             Some((cert, key)) => Some(Arc::new(ReloadableCert::load(cert, key)?)),
             None => None,
@@ -285,12 +314,14 @@ impl Server {
             source,
         })?;
         let app = Arc::new(App {
-            core,
+            node,
             limiter: FailedAuthLimiter::new(
                 listener.failed_auth_burst,
                 listener.failed_auth_window,
+                crate::limiter::DEFAULT_CAPACITY,
             ),
             max_request_bytes: listener.max_request_bytes,
+            body_timeout: listener.timeouts.body,
         });
         Ok(Self {
             listener: tcp,
@@ -300,6 +331,8 @@ impl Server {
             rotation: None,
             pending: None,
             audit_checkpoint_interval: AUDIT_CHECKPOINT_INTERVAL,
+            timeouts: listener.timeouts,
+            connections: Arc::new(Semaphore::new(listener.max_connections.max(1))),
         })
     }
 
@@ -327,21 +360,22 @@ impl Server {
     /// A handle that reloads this server from another task.
     pub fn reloader(&self) -> impl Fn() + Send + Sync + 'static {
         let cert = self.cert.clone();
-        let core = Arc::clone(&self.app.core);
+        let node = Arc::clone(&self.app.node);
         move || {
             if let Some(cert) = &cert
                 && let Err(e) = cert.reload()
             {
                 tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one");
             }
-            if let Ok(unsealed) = core.unsealed() {
+            if let Ok(unsealed) = node.unsealed() {
                 unsealed.audit.reopen();
             }
         }
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits for
-    /// the requests in flight to finish.
+    /// Serves until `shutdown` completes, then stops accepting and lets the
+    /// requests in flight finish, for at most the shutdown grace; the audit
+    /// chains' positions are saved last.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let router = router(Arc::clone(&self.app));
         let acceptor = self
@@ -349,28 +383,36 @@ impl Server {
             .as_ref()
             .map(|cert| tokio_rustls::TlsAcceptor::from(Arc::new(cert.server_config())));
         let graceful = GracefulShutdown::new();
-        let tidy = tokio::spawn(tidy_tokens(Arc::clone(&self.app.core)));
-        let checkpoints = tokio::spawn(save_audit_checkpoints(
-            Arc::clone(&self.app.core),
-            self.audit_checkpoint_interval,
-        ));
-        let unseal = self.pending.map(|pending| {
-            tokio::spawn(unseal_when_reachable(Arc::clone(&self.app.core), pending))
-        });
-        let rotation = self.rotation.map(|config| {
-            tokio::spawn(crate::rotation::schedule(
-                Arc::clone(&self.app.core),
-                config,
-            ))
-        });
+        let node = &self.app.node;
+        let background = [
+            Some(tokio::spawn(tidy_tokens(Arc::clone(node)))),
+            Some(tokio::spawn(save_audit_checkpoints(
+                Arc::clone(node),
+                self.audit_checkpoint_interval,
+            ))),
+            self.pending
+                .map(|pending| tokio::spawn(unseal_when_reachable(Arc::clone(node), pending))),
+            self.rotation
+                .map(|config| tokio::spawn(crate::rotation::schedule(Arc::clone(node), config))),
+        ];
+        let mut failures = AcceptFailures::default();
         tokio::pin!(shutdown);
         loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.connections).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let (tcp, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
+                    Ok(pair) => {
+                        failures.recovered();
+                        pair
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(failures.failed(&e)).await;
                         continue;
                     }
                 },
@@ -386,43 +428,146 @@ impl Server {
                     },
                 )
             };
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let connection = Connection {
+                watcher: graceful.watcher(),
+                timeouts: self.timeouts,
+                permit,
+            };
             match &acceptor {
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
+                    let handshake = self.timeouts.tls_handshake;
                     tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-                        let _ = watcher.watch(connection.into_owned()).await;
+                        let activity = Activity::new();
+                        let tcp = Watched::new(tcp, activity.clone());
+                        match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => connection.serve(tls, activity, service).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     });
                 }
                 None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    let connection = graceful.watch(connection.into_owned());
                     tokio::spawn(async move {
-                        let _ = connection.await;
+                        let activity = Activity::new();
+                        let tcp = Watched::new(tcp, activity.clone());
+                        connection.serve(tcp, activity, service).await;
                     });
                 }
             }
         }
         drop(self.listener);
-        tidy.abort();
-        checkpoints.abort();
-        for task in [rotation, unseal].into_iter().flatten() {
+        for task in background.into_iter().flatten() {
             task.abort();
         }
-        graceful.shutdown().await;
+        if tokio::time::timeout(self.timeouts.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?self.timeouts.shutdown_grace,
+                "stopping with requests still in flight after the shutdown grace"
+            );
+        }
         // The requests that finished last are on record: save where the chains stand.
-        save_audit_checkpoints_once(Arc::clone(&self.app.core)).await;
+        save_audit_checkpoints_once(Arc::clone(node)).await;
     }
 }
 
-async fn save_audit_checkpoints(core: Arc<Core>, every: Duration) {
+/// One accepted connection's limits and its place among the others.
+struct Connection {
+    watcher: Watcher,
+    timeouts: Timeouts,
+    /// Held while the connection lives: `max_connections` of them exist.
+    permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    /// Serves HTTP/1 or HTTP/2 on `io` until the client is done, the
+    /// server stops, or no byte moved for the idle timeout.
+    async fn serve<IO, S>(self, io: IO, activity: Activity, service: S)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::Service<
+                hyper::Request<hyper::body::Incoming>,
+                Response = axum::response::Response,
+                Error = std::convert::Infallible,
+            > + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.timeouts.header);
+        builder.http2().timer(TokioTimer::new());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = self.watcher.watch(connection);
+        tokio::pin!(connection);
+        let idle = self.timeouts.idle;
+        loop {
+            let quiet = activity.quiet_for();
+            if quiet >= idle {
+                tracing::debug!("closing a connection idle for {quiet:?}");
+                break;
+            }
+            tokio::select! {
+                _ = &mut connection => break,
+                () = tokio::time::sleep(idle - quiet) => {}
+            }
+        }
+        drop(self.permit);
+    }
+}
+
+/// Failed accepts in a row: how long to pause, and when to say so.
+struct AcceptFailures {
+    pause: Duration,
+    unreported: u64,
+    reported_at: Option<Instant>,
+}
+
+impl Default for AcceptFailures {
+    fn default() -> Self {
+        Self {
+            pause: ACCEPT_PAUSE_FIRST,
+            unreported: 0,
+            reported_at: None,
+        }
+    }
+}
+
+impl AcceptFailures {
+    /// Records a failure; returns how long to wait before accepting again.
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        self.unreported += 1;
+        if self
+            .reported_at
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
+        {
+            tracing::warn!(error = %error, failures = self.unreported, pause = ?self.pause, "accepting connections fails (out of file descriptors?); pausing");
+            self.unreported = 0;
+            self.reported_at = Some(Instant::now());
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(ACCEPT_PAUSE_MAX);
+        pause
+    }
+
+    fn recovered(&mut self) {
+        if self.pause != ACCEPT_PAUSE_FIRST {
+            tracing::info!(unreported = self.unreported, "accepting connections again");
+        }
+        *self = Self::default();
+    }
+}
+
+async fn save_audit_checkpoints(core: Arc<Node>, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -431,21 +576,21 @@ async fn save_audit_checkpoints(core: Arc<Core>, every: Duration) {
     }
 }
 
-async fn save_audit_checkpoints_once(core: Arc<Core>) {
+async fn save_audit_checkpoints_once(core: Arc<Node>) {
     let saved = tokio::task::spawn_blocking(move || match core.unsealed() {
         Ok(unsealed) => unsealed.audit.save_checkpoints(),
         Err(_) => Ok(()),
     })
     .await;
     if let Ok(Err(e)) = saved {
-        tracing::warn!(error = %e.errors.join("; "), "cannot save the audit checkpoints");
+        tracing::warn!(error = %e, "cannot save the audit checkpoints");
     }
 }
 
 /// How often expired tokens are removed.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);
 
-async fn tidy_tokens(core: Arc<Core>) {
+async fn tidy_tokens(core: Arc<Node>) {
     let mut interval = tokio::time::interval(TIDY_INTERVAL);
     loop {
         interval.tick().await;

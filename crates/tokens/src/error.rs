@@ -26,6 +26,10 @@ pub enum TokenError {
     OrphanNeedsSudo,
     #[error("root or sudo privileges are required to create a periodic token")]
     PeriodNeedsSudo,
+    #[error(
+        "a token with a limited number of uses cannot create tokens (its children would escape the limit); use a token without num_uses"
+    )]
+    UseLimitedParent,
     #[error("this token is not renewable; create a new one instead")]
     NotRenewable,
     #[error("this token has reached its maximum TTL and cannot be renewed; create a new one")]

@@ -128,6 +128,13 @@ impl TokenStore {
                 )),
                 None => None,
             };
+            // A child would let a use-limited token escape its limit.
+            if valid
+                .as_ref()
+                .is_some_and(|(_, v)| v.token.stored.num_uses > 0)
+            {
+                return Err(TokenError::UseLimitedParent);
+            }
             let mut stored =
                 self.plan(valid.as_ref().map(|(_, v)| &v.token.stored), &request, now)?;
             let token = Token::generate().map_err(TokenError::Random)?;

@@ -319,8 +319,6 @@ fn racing_threads_never_get_more_uses_than_granted() {
     let mut req = request(&[]);
     req.num_uses = 20;
     let (token, _) = f.store.create(Some(&root), req).unwrap();
-    let (_, limited) = (0, f.store.lookup(&token).unwrap().unwrap());
-    let (grandchild, _) = f.child(&limited, &[]);
     let stores: Vec<TokenStore> = (0..8).map(|_| f.other_store()).collect();
     let granted = AtomicUsize::new(0);
     let last_uses = AtomicUsize::new(0);
@@ -340,8 +338,6 @@ fn racing_threads_never_get_more_uses_than_granted() {
     assert_eq!(granted.load(Ordering::SeqCst), 20);
     assert_eq!(last_uses.load(Ordering::SeqCst), 1);
     assert!(!f.valid(&token));
-    // The last use revoked the token's children with it.
-    assert!(!f.valid(&grandchild));
     assert_eq!(f.storage.keys_under("sys/token/id/"), 1);
 }
 
@@ -889,7 +885,9 @@ mod model {
                         req.ttl = Duration::from_secs(ttl);
                         req.num_uses = uses;
                         let result = f.store.create(Some(&entries[p]), req);
-                        if m.valid(p) {
+                        if m.valid(p) && m.uses[p] > 0 {
+                            prop_assert!(matches!(result, Err(TokenError::UseLimitedParent)));
+                        } else if m.valid(p) {
                             let (token, entry) = result.unwrap();
                             tokens.push(token);
                             entries.push(entry);
@@ -978,4 +976,28 @@ fn another_servers_revocation_and_spent_uses_are_seen_through_the_parsed_cache()
     other.revoke(&token).unwrap();
     assert!(f.store.lookup(&token).unwrap().is_none());
     assert!(f.store.use_token(&token).unwrap().is_none());
+}
+
+#[test]
+fn a_use_limited_token_cannot_create_children() {
+    let f = Fixture::new();
+    let (_, root) = f.root();
+    let mut limited = request(&["app"]);
+    limited.num_uses = 5;
+    let (token, entry) = f.store.create(Some(&root), limited).unwrap();
+    assert!(matches!(
+        f.store.create(Some(&entry), request(&["app"])),
+        Err(TokenError::UseLimitedParent)
+    ));
+    let mut orphan = request(&["app"]);
+    orphan.orphan_endpoint = true;
+    assert!(matches!(
+        f.store.create(Some(&entry), orphan),
+        Err(TokenError::UseLimitedParent)
+    ));
+    // The refusal spends nothing beyond the request's own use.
+    assert_eq!(f.store.lookup(&token).unwrap().unwrap().num_uses(), 5);
+    // An unlimited token still can.
+    let (_, free) = f.child(&root, &["app"]);
+    f.store.create(Some(&free), request(&["app"])).unwrap();
 }

@@ -68,8 +68,10 @@ fn server_config(dir: &Path, n: usize, url_file: &Path) -> std::path::PathBuf {
         &path,
         format!(
             "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n\n\
-             [storage]\nkind = \"postgres\"\nurl_file = \"{}\"\nconnect_timeout = \"2s\"\ntimeout = \"3s\"\n",
-            url_file.display()
+             [storage]\nkind = \"postgres\"\nurl_file = \"{}\"\nconnect_timeout = \"2s\"\ntimeout = \"3s\"\n\n\
+             [audit]\napi_device_dir = \"{}\"\n",
+            url_file.display(),
+            std::env::temp_dir().display()
         ),
     )
     .unwrap();

@@ -27,9 +27,10 @@ fn applied_then_served(repo: &rotation_support::Repo) -> (TestServer, String) {
     let config = support::config(
         dir,
         &format!(
-            "\n[seal]\nkey_file = \"{}\"\n\n[rotation]\nspec = \"{}\"\ncheck_interval = \"1s\"\n",
+            "\n[seal]\nkey_file = \"{}\"\n\n[rotation]\nspec = \"{}\"\ncheck_interval = \"1s\"\n\n[audit]\napi_device_dir = \"{}\"\n",
             dir.join("unseal.key").display(),
-            dir.join("tresor.yaml").display()
+            dir.join("tresor.yaml").display(),
+            dir.display()
         ),
     );
     let server = TestServer::with_config(&config);

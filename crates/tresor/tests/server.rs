@@ -44,6 +44,17 @@ fn init_unseal_seal_and_503_while_sealed() {
 
     let (status, progress) = anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[0]})));
     assert_eq!((status, progress["progress"].as_u64()), (200, Some(1)));
+    // Given again, a share is ignored (as in Vault), not counted twice.
+    let (_, progress) = anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[0]})));
+    assert_eq!(progress["progress"], 1);
+    // A share that does not parse is refused without touching anyone's progress.
+    let (status, _) = anon.call(
+        "PUT",
+        "sys/unseal",
+        Some(&json!({"key": "%%% not a share"})),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(anon.get("sys/seal-status").1["progress"], 1);
     let (status, _) = anon.call(
         "PUT",
         "sys/unseal",
@@ -53,7 +64,7 @@ fn init_unseal_seal_and_503_while_sealed() {
     assert_eq!(
         anon.get("sys/seal-status").1["progress"],
         0,
-        "a bad share resets the progress"
+        "enough shares that do not combine into the key are spent"
     );
     anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[2]})));
     let (_, status) = anon.call("PUT", "sys/unseal", Some(&json!({"key": keys[1]})));
@@ -224,18 +235,23 @@ fn failed_authentications_are_limited_per_client() {
     let statuses: Vec<u16> = (0..25).map(|_| bad.get("secret/data/x").0).collect();
     assert!(statuses[..20].iter().all(|s| *s == 403), "{statuses:?}");
     assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Only the failures wait: a load balancer's health check and a valid
+    // token from the same address are served.
+    assert_eq!(server.client("").get("sys/health").0, 200);
+    let root = server.client(&server.root_token);
+    assert_eq!(root.get("auth/token/lookup-self").0, 200);
     assert_eq!(
-        server.client("").get("sys/health").0,
-        429,
-        "the client as a whole waits"
+        root.post("secret/data/x", json!({"data": {"a": "b"}})).0,
+        200
     );
+    assert_eq!(bad.get("secret/data/x").0, 429, "the guesses still wait");
 }
 
 #[test]
 fn audit_log_hashes_every_secret_and_detects_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("audit.log");
-    let server = TestServer::dev();
+    let server = TestServer::dev_with(&[&format!("-dev-audit-dir={}", tmp.path().display())]);
     let api = server.client(&server.root_token);
     assert_eq!(
         api.call(
@@ -300,9 +316,7 @@ fn audit_log_hashes_every_secret_and_detects_tampering() {
 
     let tampered = tmp.path().join("tampered.log");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines[3] = lines[3]
-        .replace("\"update\"", "\"read\"")
-        .replace("\"read\"", "\"list\"");
+    lines[3] = lines[3].replacen("\"type\":\"", "\"type\":\"x", 1);
     std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
     let out = verify(&tampered);
     assert!(!out.status.success());
@@ -336,7 +350,13 @@ fn a_stuck_audit_device_fails_requests_fast_instead_of_hanging() {
         .write(true)
         .open(&fifo)
         .unwrap();
-    let cfg = config(tmp.path(), "\n[audit]\nwrite_timeout = \"500ms\"\n");
+    let cfg = config(
+        tmp.path(),
+        &format!(
+            "\n[audit]\nwrite_timeout = \"500ms\"\napi_device_dir = \"{}\"\n",
+            tmp.path().display()
+        ),
+    );
     let server = TestServer::with_config(&cfg);
     let anon = Api::new(&server.addr, "");
     let (_, init) = anon.call(
@@ -512,8 +532,9 @@ fn lines_cut_from_the_end_of_an_audit_log_are_caught_by_the_saved_checkpoint() {
     let cfg = config(
         tmp.path(),
         &format!(
-            "\n[seal]\nkey_file = \"{}\"\n[audit]\ncheckpoint_interval = \"1s\"\n",
-            key.display()
+            "\n[seal]\nkey_file = \"{}\"\n[audit]\ncheckpoint_interval = \"1s\"\napi_device_dir = \"{}\"\n",
+            key.display(),
+            tmp.path().display()
         ),
     );
     let mut server = TestServer::with_config(&cfg);
@@ -598,6 +619,75 @@ fn lines_cut_from_the_end_of_an_audit_log_are_caught_by_the_saved_checkpoint() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // The live log cut while the server is down: it refuses to start on it,
+    // however often it is restarted, and the cut stays visible.
+    std::fs::copy(&cut, &log).unwrap();
+    for _ in 0..2 {
+        let refused = exits_within(
+            Command::new(env!("CARGO_BIN_EXE_tresor"))
+                .args(["server", "--config"])
+                .arg(&cfg),
+            Duration::from_secs(30),
+        );
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("lines were cut"), "{stderr}");
+        assert!(stderr.contains("--accept-audit-mismatch"), "{stderr}");
+    }
+    let out = tresor_offline(
+        &store,
+        &key,
+        &["audit", "verify", "--checkpoint", log.to_str().unwrap()],
+    );
+    assert!(
+        !out.status.success(),
+        "the saved position did not move back"
+    );
+    // Accepted knowingly: the cut log is kept aside, a new chain records
+    // where the saved one stood, and the cut is still reported.
+    let server = TestServer::with_config_args(&cfg, &["--accept-audit-mismatch"]);
+    assert_eq!(server.client(&root).get("secret/data/app").0, 200);
+    let aside = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("audit.log.mismatch-"))
+        .expect("the cut log is kept aside");
+    let out = tresor_offline(
+        &store,
+        &key,
+        &["audit", "verify", "--checkpoint", aside.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["type"], "chain_start");
+    assert_eq!(first["continues"]["seq"], last["chain"]["seq"]);
+}
+
+/// Runs `command` and waits for it to exit, failing the test after `limit`.
+fn exits_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the command did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -641,4 +731,330 @@ fn sigterm_finishes_requests_in_flight() {
             "a request in flight failed: {outcomes:?}"
         );
     }
+}
+
+/// A raw connection to `addr` (`http://host:port`).
+fn connect(addr: &str) -> std::net::TcpStream {
+    let stream = std::net::TcpStream::connect(addr.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Waits for the server to close `stream` (or answer on it); returns what it
+/// sent and how long that took. Fails if it kept the connection 20 s.
+fn read_until_closed(stream: &mut std::net::TcpStream) -> (String, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the server held the connection: {e} after {:?}",
+            started.elapsed()
+        ),
+    }
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Sends a space every 300 ms on `stream` until the server closes it.
+fn trickle(stream: &std::net::TcpStream) {
+    use std::io::Write;
+    let mut stream = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(300));
+            if stream.write_all(b" ").is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[test]
+fn slow_clients_are_cut_off_by_the_timeouts() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = support::config_listener(
+        tmp.path(),
+        "header_timeout = \"1s\"\nbody_timeout = \"1s\"\nidle_timeout = \"3s\"",
+        "",
+    );
+    let server = TestServer::with_config(&cfg);
+
+    // A request head that never ends, sent a byte at a time so the
+    // connection never looks idle: only the header timeout ends it.
+    let mut head = connect(&server.addr);
+    head.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: tresor\r\nX-Slow: ")
+        .unwrap();
+    trickle(&head);
+    let (_, after) = read_until_closed(&mut head);
+    assert!(after < Duration::from_secs(10), "closed after {after:?}");
+
+    // A body that never ends, trickled too: 408, and the connection is closed.
+    let mut body = connect(&server.addr);
+    body.write_all(
+        b"PUT /v1/sys/init HTTP/1.1\r\nHost: tresor\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"secret_",
+    )
+    .unwrap();
+    trickle(&body);
+    let (answer, after) = read_until_closed(&mut body);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(after < Duration::from_secs(10), "answered after {after:?}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+
+    // An idle keep-alive connection is closed too.
+    let mut idle = connect(&server.addr);
+    idle.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: tresor\r\n\r\n")
+        .unwrap();
+    let (answer, after) = read_until_closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    assert!(after < Duration::from_secs(10), "closed after {after:?}");
+
+    // Served meanwhile: nothing above held the server.
+    assert_eq!(Api::new(&server.addr, "").get("sys/health").0, 501);
+}
+
+#[test]
+fn a_tls_handshake_that_never_starts_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_cert(tmp.path(), "server");
+    let cfg = tmp.path().join("tls.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntls_handshake_timeout = \"1s\"\n[storage]\npath = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            tmp.path().join("store").display()
+        ),
+    )
+    .unwrap();
+    let server = TestServer::with_config(&cfg);
+    let mut silent = connect(server.addr.trim_start_matches("https://"));
+    let (_, after) = read_until_closed(&mut silent);
+    assert!(after < Duration::from_secs(10), "closed after {after:?}");
+    let api = Api::with_agent(tls_agent(&cert), &server.addr, "");
+    assert_eq!(api.get("sys/health").0, 501, "a real client is served");
+}
+
+#[test]
+fn connections_past_the_cap_wait_their_turn() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = support::config_listener(
+        tmp.path(),
+        "max_connections = 3\nheader_timeout = \"30s\"",
+        "",
+    );
+    let server = TestServer::with_config(&cfg);
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = connect(&server.addr);
+            stream
+                .write_all(b"GET /v1/sys/health HTTP/1.1\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = connect(&server.addr);
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    waiting
+        .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: tresor\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    assert!(
+        waiting.read(&mut first).is_err(),
+        "a fourth connection was served while three were held"
+    );
+    drop(held);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut waiting);
+    assert!(
+        answer.starts_with("HTTP/1.1 501"),
+        "served once a slot freed: {answer}"
+    );
+}
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "");
+    let launcher = tmp.path().join("low-fd-limit.sh");
+    std::fs::write(
+        &launcher,
+        format!(
+            "#!/bin/sh\nulimit -n 48\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_tresor")
+        ),
+    )
+    .unwrap();
+    let mut mode = std::fs::metadata(&launcher).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(&launcher, mode).unwrap();
+    let mut server = support::TestServer::from_command(
+        Command::new(&launcher)
+            .args(["server", "--config"])
+            .arg(&cfg),
+    );
+    let flood: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| {
+            std::net::TcpStream::connect(server.addr.trim_start_matches("http://")).ok()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let complaints = server
+        .log
+        .lock()
+        .unwrap()
+        .matches("accepting connections fails")
+        .count();
+    assert!(
+        (1..=2).contains(&complaints),
+        "{complaints} log lines about failed accepts in 3 s"
+    );
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let health = Api::new(&server.addr, "")
+            .raw("GET", "sys/health", Vec::new(), "application/json")
+            .map(|(status, _)| status);
+        if matches!(health, Ok(501)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not recover: {health:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.signal("TERM");
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[test]
+fn sigterm_stops_within_the_grace_despite_a_half_sent_request_and_saves_the_checkpoint() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, key) = (tmp.path().join("store"), tmp.path().join("unseal.key"));
+    assert!(
+        tresor_offline(&store, &key, &["operator", "init"])
+            .status
+            .success()
+    );
+    let root = tresor_offline(&store, &key, &["operator", "generate-root", "-format=json"]);
+    let root: Value = serde_json::from_slice(&root.stdout).unwrap();
+    let root = root["root_token"].as_str().unwrap().to_string();
+    let log = tmp.path().join("audit.log");
+    let cfg = support::config_listener(
+        tmp.path(),
+        "header_timeout = \"120s\"\nshutdown_grace = \"1s\"",
+        &format!(
+            "\n[seal]\nkey_file = \"{}\"\n[audit]\ncheckpoint_interval = \"1h\"\n[[audit.device]]\nfile_path = \"{}\"\n",
+            key.display(),
+            log.display()
+        ),
+    );
+    let mut server = TestServer::with_config(&cfg);
+    let api = server.client(&root);
+    for i in 0..3 {
+        assert_eq!(
+            api.post("secret/data/app", json!({"data": {"n": i}})).0,
+            200
+        );
+    }
+    let mut half = connect(&server.addr);
+    half.write_all(b"PUT /v1/secret/data/app HTTP/1.1\r\nHost: tresor\r\nContent-Len")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    // The position was saved at the stop (no interval save ran in the hour).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let out = tresor_offline(
+        &store,
+        &key,
+        &["audit", "verify", "--checkpoint", log.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("line {} of chain", last["chain"]["seq"])),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_sudo_token_cannot_make_the_server_write_a_file_of_its_choosing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::dev();
+    let api = server.client(&server.root_token);
+    let target = tmp.path().join("cron.d-evil");
+    let (status, body) = api.call(
+        "PUT",
+        "sys/audit/evil",
+        Some(&json!({"type": "file", "options": {"file_path": target}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("api_device_dir"),
+        "{body}"
+    );
+    assert!(!target.exists());
+
+    let allowed = tmp.path().join("audit");
+    std::fs::create_dir(&allowed).unwrap();
+    let dir = format!("-dev-audit-dir={}", allowed.display());
+    let server = TestServer::dev_with(&[&dir]);
+    let api = server.client(&server.root_token);
+    for (path, options) in [
+        ("a", json!({"file_path": target})),
+        ("b", json!({"file_path": allowed.join("../escape.log")})),
+        (
+            "c",
+            json!({"file_path": allowed.join("x.log"), "prefix": "* * * * * root sh -c id\n"}),
+        ),
+        ("d", json!({"file_path": "relative.log"})),
+    ] {
+        let (status, body) = api.call(
+            "PUT",
+            &format!("sys/audit/{path}"),
+            Some(&json!({"type": "file", "options": options})),
+        );
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    assert!(!target.exists() && !tmp.path().join("escape.log").exists());
+    let (status, body) = api.call(
+        "PUT",
+        "sys/audit/ok",
+        Some(&json!({"type": "file", "options": {"file_path": allowed.join("ok.log")}})),
+    );
+    assert_eq!(status, 204, "{body}");
 }

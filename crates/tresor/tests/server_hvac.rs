@@ -12,8 +12,9 @@ fn hvac_conformance_suite() {
             "TRESOR_TEST_PYTHON is not set: run ./scripts/test, which builds a virtualenv with hvac"
         )
     });
-    let server = support::TestServer::dev();
     let audit = tempfile::tempdir().unwrap();
+    let dir = format!("-dev-audit-dir={}", audit.path().display());
+    let server = support::TestServer::dev_with(&[&dir]);
     let suite = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hvac");
     let out = Command::new(python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", suite])

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tresor_server::config::Config;
-use tresor_server::{CoreSettings, Listener, Server, TokenLimits, dev_core, store_core};
+use tresor_server::{Listener, NodeSettings, Server, Timeouts, TokenLimits, dev_node, store_node};
 
 #[derive(Args)]
 pub struct ServerArgs {
@@ -25,6 +25,16 @@ pub struct ServerArgs {
     /// The dev server's address.
     #[arg(long, requires = "dev", default_value = "127.0.0.1:8200")]
     listen: SocketAddr,
+    /// Dev only: allow enabling audit devices through the API, writing under
+    /// this directory (what `[audit] api_device_dir` does in tresor.toml).
+    #[arg(long, requires = "dev")]
+    dev_audit_dir: Option<PathBuf>,
+    /// Start although an audit log does not match the position the store
+    /// saved for it (cut, replaced, or newer than the store): the log is
+    /// moved aside and a new chain starts that records where the saved one
+    /// stood. Check the old log with `tresor audit verify --checkpoint` first.
+    #[arg(long)]
+    accept_audit_mismatch: bool,
 }
 
 pub fn run(args: ServerArgs) -> CmdResult {
@@ -45,36 +55,40 @@ async fn serve(args: ServerArgs) -> CmdResult {
     let mut pending = None;
     let mut checkpoint_interval = None;
     let (core, listener, banner) = if args.dev {
-        let settings = CoreSettings {
-            audit_write_timeout: Duration::from_secs(2),
-            audit_fsync: false,
+        let mut audit = tresor_audit::BrokerConfig::new(Duration::from_secs(2), false);
+        audit.api_dir = args.dev_audit_dir;
+        let settings = NodeSettings {
+            audit,
             token_limits: TokenLimits::default(),
         };
         let (core, dev) =
-            dev_core(settings, args.dev_root_token.as_deref()).map_err(Failure::runtime)?;
+            dev_node(settings, args.dev_root_token.as_deref()).map_err(Failure::runtime)?;
         let listener = Listener {
             address: args.listen,
             tls: None,
             max_request_bytes: 32 * 1024 * 1024,
             failed_auth_burst: 20,
             failed_auth_window: Duration::from_secs(60),
+            timeouts: Timeouts::default(),
+            max_connections: 1024,
         };
         (core, listener, Some(dev))
     } else {
         let path = args.config.expect("clap requires --config without --dev");
         let config = Config::load(&path).map_err(Failure::usage)?;
-        let settings = CoreSettings {
-            audit_write_timeout: config.audit.write_timeout,
-            audit_fsync: config.audit.fsync,
+        let mut audit = config.broker();
+        audit.accept_mismatch = args.accept_audit_mismatch;
+        let settings = NodeSettings {
+            audit,
             token_limits: TokenLimits::default(),
         };
         let storage = config.storage.resolve().map_err(Failure::usage)?;
         let started = tokio::task::block_in_place(|| {
-            store_core(&storage, config.seal.key_file.as_deref(), settings)
+            store_node(&storage, config.seal.key_file.as_deref(), settings)
         })
         .map_err(Failure::runtime)?;
         pending = started.pending;
-        let core = started.core;
+        let core = started.node;
         let tls = match (
             &config.listener.tls_cert_file,
             &config.listener.tls_key_file,
@@ -90,6 +104,8 @@ async fn serve(args: ServerArgs) -> CmdResult {
             max_request_bytes: config.limits.max_request_bytes,
             failed_auth_burst: config.limits.failed_auth_burst,
             failed_auth_window: config.limits.failed_auth_window,
+            timeouts: config.listener.timeouts(),
+            max_connections: config.listener.max_connections,
         };
         rotation = config.rotation;
         checkpoint_interval = Some(config.audit.checkpoint_interval);

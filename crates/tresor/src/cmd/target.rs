@@ -260,8 +260,8 @@ impl Target for Local {
     }
 
     fn audit_checkpoint(&self, chain_id: &str) -> Result<Option<Value>, Failure> {
-        let checkpoint = tresor_server::load_checkpoint(self.store.barrier(), chain_id)
-            .map_err(|e| Failure::runtime(anyhow!(e.errors.join("; "))))?;
+        let checkpoint = tresor_audit::load_checkpoint(self.store.barrier(), chain_id)
+            .map_err(|e| Failure::runtime(anyhow!(e)))?;
         Ok(checkpoint.map(|c| to_json!(c)))
     }
 }

@@ -12,9 +12,14 @@ use std::time::{Duration, Instant};
 /// Writes a server configuration for a plain-HTTP loopback server on a free
 /// port, storing in `dir/store`, with `extra` TOML appended.
 pub fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    config_listener(dir, "", extra)
+}
+
+/// [`config`] with more `[listener]` settings.
+pub fn config_listener(dir: &Path, listener: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("tresor.toml");
     let text = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n\n[storage]\npath = \"{}\"\n{extra}",
+        "[listener]\naddress = \"127.0.0.1:0\"\ntls_disable = true\n{listener}\n\n[storage]\npath = \"{}\"\n{extra}",
         dir.join("store").display()
     );
     std::fs::write(&path, text).unwrap();
@@ -48,9 +53,15 @@ pub struct TestServer {
 impl TestServer {
     /// `tresor server -dev` with a random root token.
     pub fn dev() -> Self {
+        Self::dev_with(&[])
+    }
+
+    /// `tresor server -dev` with more arguments.
+    pub fn dev_with(args: &[&str]) -> Self {
         let token = format!("root-{}", std::process::id());
         let child = Command::new(env!("CARGO_BIN_EXE_tresor"))
             .args(["server", "-dev", "-listen=127.0.0.1:0"])
+            .args(args)
             .env("TRESOR_DEV_ROOT_TOKEN", &token)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -61,9 +72,22 @@ impl TestServer {
 
     /// `tresor server --config FILE`; the root token is not known.
     pub fn with_config(config: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_tresor"))
-            .args(["server", "--config"])
-            .arg(config)
+        Self::with_config_args(config, &[])
+    }
+
+    /// `tresor server --config FILE` with more arguments.
+    pub fn with_config_args(config: &Path, args: &[&str]) -> Self {
+        Self::from_command(
+            Command::new(env!("CARGO_BIN_EXE_tresor"))
+                .args(["server", "--config"])
+                .arg(config)
+                .args(args),
+        )
+    }
+
+    /// A server started by `command` (a wrapper around the binary, say).
+    pub fn from_command(command: &mut Command) -> Self {
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

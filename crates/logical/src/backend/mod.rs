@@ -1,0 +1,5 @@
+//! The backends requests are routed to, each a table of endpoints.
+
+pub(crate) mod kv;
+pub(crate) mod sys;
+pub(crate) mod token;
