@@ -27,6 +27,8 @@ apt_install() {
 
 missing=()
 [[ -x /usr/bin/etcd ]] || missing+=(etcd-server)
+# The KMS tests read what the API server stored straight from etcd.
+[[ -x /usr/bin/etcdctl ]] || missing+=(etcd-client)
 # The tests make the API server's certificates with openssl and drive it with kubectl.
 command -v openssl >/dev/null || missing+=(openssl)
 if [[ ! -x $binary ]]; then
@@ -102,3 +104,4 @@ fi
 
 echo "export TRESOR_TEST_KUBE_APISERVER=$binary"
 echo "export TRESOR_TEST_ETCD=/usr/bin/etcd"
+echo "export TRESOR_TEST_ETCDCTL=/usr/bin/etcdctl"

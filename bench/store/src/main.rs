@@ -89,7 +89,7 @@ fn engine(dir: &Path) -> KvEngine {
     tresor_core::init(&store_dir, InitOptions::KeyFile(Some(key.clone()))).expect("init");
     let unseal = Unseal {
         key_file: Some(key),
-        shares: Vec::new(),
+        ..Unseal::default()
     };
     let store = tresor_core::open(&store_dir, &unseal, Access::ReadWrite).expect("open");
     store

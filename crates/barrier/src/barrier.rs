@@ -1,7 +1,7 @@
 use crate::BarrierError;
 use crate::crypto::{self, SecretKey};
 use crate::keyring::Keyring;
-use crate::seal::{FORMAT_VERSION, SealConfig, SealKind, UnsealKey};
+use crate::seal::{FORMAT_VERSION, KmsSeal, SealConfig, SealKind, UnsealKey};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,9 @@ struct Unsealed {
     keyring_stamp: Stamp,
 }
 
+/// Makes a store's KMS seal record from its id (wrapping its unseal key).
+pub type WrapFor<'a> = dyn Fn(&str) -> Result<KmsSeal, BarrierError> + 'a;
+
 /// Longest a barrier keeps encrypting new values under its active term after
 /// another barrier on the same storage (another server) rotated the keyring.
 pub const KEYRING_RECHECK: Duration = Duration::from_secs(1);
@@ -160,10 +163,24 @@ impl Barrier {
         unseal_key: &UnsealKey,
         initial: &[(&str, &[u8])],
     ) -> Result<SealConfig, BarrierError> {
+        self.initialize_with_kms(seal, None, unseal_key, initial)
+    }
+
+    /// [`Barrier::initialize`], with the unseal key also wrapped by a KMS:
+    /// `kms` makes the record of it from the store's id.
+    pub fn initialize_with_kms(
+        &self,
+        seal: SealKind,
+        kms: Option<&WrapFor<'_>>,
+        unseal_key: &UnsealKey,
+        initial: &[(&str, &[u8])],
+    ) -> Result<SealConfig, BarrierError> {
         seal.validate()?;
+        let store_id = random_id();
         let config = SealConfig {
             format: FORMAT_VERSION,
-            store_id: random_id(),
+            kms: kms.map(|wrap| wrap(&store_id)).transpose()?,
+            store_id,
             seal,
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -211,6 +228,50 @@ impl Barrier {
         let unsealed = load_keyring(&*self.storage, root)?;
         *self.write_state() = Some(unsealed);
         Ok(())
+    }
+
+    /// Seals the root key under another unseal key and seal record, in one
+    /// transaction that also requires both records to be as `old` found
+    /// them: the keyring and every value stay as they are (nothing is
+    /// re-encrypted), and the old key no longer opens the store. A wrong
+    /// `old` key, or a store changed meanwhile, changes nothing.
+    pub fn reseal(
+        &self,
+        old: &UnsealKey,
+        seal: SealKind,
+        kms: Option<KmsSeal>,
+        new: &UnsealKey,
+    ) -> Result<SealConfig, BarrierError> {
+        seal.validate()?;
+        let config_bytes = self
+            .storage
+            .get(SEAL_CONFIG)?
+            .ok_or(BarrierError::NotInitialized)?;
+        let current = self.seal_config()?.ok_or(BarrierError::NotInitialized)?;
+        let sealed_root = self
+            .storage
+            .get(ROOT_KEY)?
+            .ok_or_else(|| integrity(ROOT_KEY))?;
+        let root = crypto::open(&old.0, ROOT_KEY.as_bytes(), &sealed_root)
+            .ok_or(BarrierError::WrongUnsealKey)?;
+        let resealed = crypto::seal(&new.0, 0, ROOT_KEY.as_bytes(), root.as_slice());
+        let config = SealConfig {
+            seal,
+            kms,
+            ..current
+        };
+        let new_bytes = serde_json::to_vec(&config).expect("a seal config serializes");
+        let txn = Transaction::new()
+            .expect(SEAL_CONFIG, Some(&config_bytes))
+            .expect(ROOT_KEY, Some(&sealed_root))
+            .put(SEAL_CONFIG, &new_bytes)
+            .put(ROOT_KEY, &resealed);
+        if !self.storage.commit(txn)?.applied() {
+            return Err(BarrierError::InvalidSeal(
+                "the store's seal changed at the same time; run the migration again".into(),
+            ));
+        }
+        Ok(config)
     }
 
     /// Forgets every key; reads and writes fail until the next unseal.
@@ -733,6 +794,42 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|e| e == "root-key")
+        );
+    }
+
+    #[test]
+    fn reseal_changes_only_the_root_key_envelope() {
+        let (storage, barrier, old) = fresh();
+        put(&barrier, "logical/a", b"kept");
+        let value_before = storage.get("logical/a").unwrap();
+        let keyring_before = storage.get("core/keyring").unwrap();
+        let config_before = storage.get("core/seal-config").unwrap();
+        let new = UnsealKey::generate();
+        let wrong = barrier.reseal(
+            &UnsealKey::generate(),
+            SealKind::KeyFile { path: "/k".into() },
+            None,
+            &new,
+        );
+        assert!(matches!(wrong, Err(BarrierError::WrongUnsealKey)));
+        assert_eq!(storage.get("core/seal-config").unwrap(), config_before);
+        let config = barrier
+            .reseal(&old, SealKind::KeyFile { path: "/k".into() }, None, &new)
+            .unwrap();
+        assert_eq!(config.seal, SealKind::KeyFile { path: "/k".into() });
+        assert_eq!(config.type_name(), "key-file");
+        assert_eq!(storage.get("logical/a").unwrap(), value_before);
+        assert_eq!(storage.get("core/keyring").unwrap(), keyring_before);
+        let reopened = Barrier::new(Arc::clone(&storage));
+        assert!(matches!(
+            reopened.unseal(&old),
+            Err(BarrierError::WrongUnsealKey)
+        ));
+        reopened.unseal(&new).unwrap();
+        assert_eq!(read(&reopened, "logical/a").unwrap().unwrap(), b"kept");
+        assert_eq!(
+            reopened.seal_config().unwrap().unwrap().store_id,
+            config.store_id
         );
     }
 

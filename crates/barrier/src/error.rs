@@ -30,4 +30,7 @@ pub enum BarrierError {
     BadShare(String),
     #[error("key file {path}: {problem}")]
     KeyFile { path: PathBuf, problem: String },
+    /// The KMS refused or could not be reached; the message says which.
+    #[error("{0}")]
+    Kms(String),
 }

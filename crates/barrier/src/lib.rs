@@ -17,7 +17,7 @@ pub mod seal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WriteSet};
+pub use barrier::{Barrier, Entry, Fresh, KEYRING_RECHECK, KeyStatus, Stamp, WrapFor, WriteSet};
 pub use cache::ParsedCache;
 pub use error::BarrierError;
-pub use seal::{SealConfig, SealKind, UnsealKey};
+pub use seal::{Kms, KmsSeal, SealConfig, SealKind, UnsealKey};

@@ -53,8 +53,63 @@ pub struct SealConfig {
     pub format: u32,
     /// Random, fixed at init; names the store in key-file defaults.
     pub store_id: String,
+    /// How people hold the unseal key. With `kms`, these are recovery
+    /// shares: they open the store when the KMS cannot.
     pub seal: SealKind,
+    /// The unseal key wrapped by a KMS (auto-unseal), if the store has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms: Option<KmsSeal>,
     pub created_unix: u64,
+}
+
+impl SealConfig {
+    /// The seal's name as `tresor status` and Vault's seal-status show it:
+    /// `awskms`, `shamir` or `key-file`.
+    pub fn type_name(&self) -> &'static str {
+        match (&self.kms, &self.seal) {
+            (Some(KmsSeal::Awskms { .. }), _) => "awskms",
+            (None, SealKind::Shamir { .. }) => "shamir",
+            (None, SealKind::KeyFile { .. }) => "key-file",
+        }
+    }
+}
+
+/// The unseal key as a KMS wrapped it, and which key of which KMS did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum KmsSeal {
+    /// AWS KMS (or a service speaking its API, such as a local test one).
+    Awskms {
+        key_id: String,
+        region: String,
+        /// A custom endpoint; none: the region's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// Base64 of the ciphertext blob KMS returned for the unseal key.
+        wrapped_key: String,
+    },
+}
+
+impl KmsSeal {
+    /// The ciphertext blob of the unseal key.
+    pub fn wrapped_key(&self) -> Result<Vec<u8>, BarrierError> {
+        let KmsSeal::Awskms { wrapped_key, .. } = self;
+        B64.decode(wrapped_key.as_bytes()).map_err(|_| {
+            BarrierError::BadSealConfig("the KMS-wrapped unseal key is not base64".into())
+        })
+    }
+}
+
+/// A key management service that wraps and unwraps a store's unseal key.
+/// `store_id` is bound to the ciphertext (AWS KMS: as encryption context),
+/// so one store's wrapped key does not open another.
+pub trait Kms: Send + Sync {
+    fn wrap(&self, plaintext: &[u8], store_id: &str) -> Result<Vec<u8>, BarrierError>;
+    fn unwrap(&self, ciphertext: &[u8], store_id: &str)
+    -> Result<Zeroizing<Vec<u8>>, BarrierError>;
+    /// The record that says which key wrapped `ciphertext`.
+    fn record(&self, ciphertext: &[u8]) -> KmsSeal;
 }
 
 /// The key that opens the root key.
@@ -70,6 +125,24 @@ impl std::fmt::Debug for UnsealKey {
 impl UnsealKey {
     pub fn generate() -> Self {
         Self(SecretKey::generate())
+    }
+
+    /// The key wrapped by `kms`, and the record to store for it.
+    pub fn wrap_with(&self, kms: &dyn Kms, store_id: &str) -> Result<KmsSeal, BarrierError> {
+        let blob = kms.wrap(self.0.0.as_slice(), store_id)?;
+        Ok(kms.record(&blob))
+    }
+
+    /// The key a KMS wrapped for the store `store_id`.
+    pub fn unwrap_with(
+        kms: &dyn Kms,
+        sealed: &KmsSeal,
+        store_id: &str,
+    ) -> Result<Self, BarrierError> {
+        let raw = kms.unwrap(&sealed.wrapped_key()?, store_id)?;
+        SecretKey::from_slice(&raw)
+            .map(Self)
+            .ok_or_else(|| BarrierError::Kms("the KMS returned a key of the wrong length".into()))
     }
 
     /// Splits the key into `shares` shares, any `threshold` of which rebuild it.

@@ -1,6 +1,7 @@
 use tresor_barrier::BarrierError;
 use tresor_kv::KvError;
 use tresor_storage::StorageError;
+use tresor_transit::TransitError;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +12,14 @@ pub enum CoreError {
     Barrier(#[from] BarrierError),
     #[error(transparent)]
     Kv(#[from] KvError),
+    #[error(transparent)]
+    Transit(#[from] TransitError),
+    #[error("the mount {mount} is {}, not {wanted}; see `tresor secrets list`", .found.name_with_version())]
+    WrongEngine {
+        mount: String,
+        wanted: &'static str,
+        found: crate::MountType,
+    },
     #[error("no secrets engine is mounted at the start of `{0}`; see `tresor secrets list`")]
     NoMount(String),
     #[error("invalid mount: {0}")]
@@ -23,18 +32,18 @@ pub enum CoreError {
         "no key file for this store: pass --key-file or set TRESOR_KEY_FILE (init recorded {recorded})"
     )]
     NoKeyFile { recorded: String },
+    #[error(
+        "the store is sealed by {seal}, and no client of it is at hand: this tresor was built without it, or give the recovery shares in TRESOR_UNSEAL_KEYS"
+    )]
+    NeedKms { seal: &'static str },
     #[error("the mount table is unreadable; restore the store from a backup")]
     CorruptMounts,
     #[error("a store already exists at {0}")]
     AlreadyExists(String),
     #[error("cannot migrate: {0}")]
     Migrate(String),
-    #[error("the mount {mount} is {}, not {wanted}", .found.name_with_version())]
-    WrongEngine {
-        mount: String,
-        wanted: &'static str,
-        found: crate::MountType,
-    },
+    #[error("{0}")]
+    Snapshot(String),
 }
 
 impl CoreError {
@@ -43,6 +52,7 @@ impl CoreError {
     pub fn is_usage(&self) -> bool {
         match self {
             CoreError::Kv(e) => e.is_client_error(),
+            CoreError::Transit(e) => e.is_client_error(),
             CoreError::NoMount(_)
             | CoreError::InvalidMount(_)
             | CoreError::AlreadyExists(_)

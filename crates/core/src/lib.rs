@@ -11,6 +11,7 @@ mod migrate;
 mod mounts;
 mod on_demand;
 mod open;
+pub mod snapshot;
 mod store;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ pub use error::CoreError;
 pub use migrate::{Copied, Summary, copy_store, summarize};
 pub use mounts::{ListingVisibility, MountConfig, MountEntry, MountType, Tune};
 pub use open::{
-    Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
+    Access, InitOptions, InitOutput, KmsConnector, Unseal, default_key_file, init, initialize,
+    initialize_with_kms, migrate_seal, open, seal_config, unseal_key,
 };
 pub use store::Store;

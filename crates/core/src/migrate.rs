@@ -134,7 +134,7 @@ fn apply(to: &dyn Backend, txn: Transaction) -> Result<(), CoreError> {
 
 /// Calls `visit` with every key under `prefix`, in key order, a page at a
 /// time.
-fn walk(
+pub(crate) fn walk(
     backend: &dyn Backend,
     prefix: &str,
     visit: &mut dyn FnMut(String) -> Result<(), CoreError>,

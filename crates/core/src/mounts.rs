@@ -10,6 +10,8 @@ pub enum MountType {
     KvV1,
     /// Key/value, version 2.
     KvV2,
+    /// Encryption as a service with named keys.
+    Transit,
     /// The token store, always at `auth/token/`.
     Token,
 }
@@ -19,7 +21,29 @@ impl MountType {
     pub fn name(self) -> &'static str {
         match self {
             MountType::KvV1 | MountType::KvV2 => "kv",
+            MountType::Transit => "transit",
             MountType::Token => "token",
+        }
+    }
+
+    /// The secrets engine `tresor secrets enable` names (`kv` is version 2
+    /// there, as tresor's own CLI has always made it).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "kv" | "kv-v2" => Some(MountType::KvV2),
+            "transit" => Some(MountType::Transit),
+            _ => None,
+        }
+    }
+
+    /// How `sys/mounts/<path>` is asked for this engine: its `type` and
+    /// `options.version`.
+    pub fn enable_request(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            MountType::KvV1 => ("kv", Some("1")),
+            MountType::KvV2 => ("kv-v2", None),
+            MountType::Transit => ("transit", None),
+            MountType::Token => ("token", None),
         }
     }
 
@@ -28,7 +52,7 @@ impl MountType {
         match self {
             MountType::KvV1 => [("version".to_string(), "1".to_string())].into(),
             MountType::KvV2 => [("version".to_string(), "2".to_string())].into(),
-            MountType::Token => BTreeMap::new(),
+            MountType::Transit | MountType::Token => BTreeMap::new(),
         }
     }
 
@@ -37,6 +61,7 @@ impl MountType {
         match self {
             MountType::KvV1 => "KV version 1",
             MountType::KvV2 => "KV version 2",
+            MountType::Transit => "transit",
             MountType::Token => "the token store",
         }
     }

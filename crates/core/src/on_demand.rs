@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use tresor_storage::{Backend, Embedded, Outcome, StorageError, Transaction};
+use tresor_storage::{Backend, Embedded, Outcome, ScanVisitor, StorageError, Transaction};
 
 pub(crate) struct WriteOnDemand {
     dir: PathBuf,
@@ -57,6 +57,10 @@ impl Backend for WriteOnDemand {
         limit: Option<usize>,
     ) -> Result<Vec<String>, StorageError> {
         self.with(|h| h.list(prefix, after, limit))
+    }
+
+    fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<(), StorageError> {
+        self.with(|h| h.scan(visit))
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {

@@ -5,7 +5,7 @@ use crate::store::{MOUNTS_KEY, Store, new_entry, table_bytes};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tresor_barrier::seal::Share;
-use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
+use tresor_barrier::{Barrier, Kms, KmsSeal, SealConfig, SealKind, UnsealKey};
 use tresor_storage::{Backend, Embedded};
 
 /// How a store is opened.
@@ -25,11 +25,19 @@ pub enum Access {
 pub struct Unseal {
     /// A key file given explicitly; otherwise the one recorded at init.
     pub key_file: Option<PathBuf>,
-    /// Shamir shares, for stores sealed that way.
+    /// Shamir shares, for stores sealed that way (or a KMS-sealed store's
+    /// recovery shares).
     pub shares: Vec<Share>,
+    /// Makes the client of the KMS a store's seal record names, when it
+    /// names one.
+    pub kms: Option<KmsConnector>,
 }
 
-/// How `init` seals a new store.
+/// Makes a KMS client from a seal record (with the caller's overrides).
+pub type KmsConnector =
+    Arc<dyn Fn(&KmsSeal) -> Result<Arc<dyn Kms>, tresor_barrier::BarrierError> + Send + Sync>;
+
+/// How `init` (or `migrate_seal`) seals a store.
 pub enum InitOptions {
     Shamir {
         shares: u8,
@@ -37,6 +45,13 @@ pub enum InitOptions {
     },
     /// A key file at this path, or at [`default_key_file`].
     KeyFile(Option<PathBuf>),
+    /// Wrapped by a KMS (auto-unseal), with recovery shares that open the
+    /// store when the KMS cannot.
+    Kms {
+        kms: Arc<dyn Kms>,
+        recovery_shares: u8,
+        recovery_threshold: u8,
+    },
 }
 
 /// What `init` hands back: the only copy of the unseal material.
@@ -52,45 +67,137 @@ pub fn init(dir: &Path, options: InitOptions) -> Result<InitOutput, CoreError> {
         return Err(CoreError::AlreadyExists(dir.display().to_string()));
     }
     let key = UnsealKey::generate();
-    let (seal, shares, key_file) = match options {
-        InitOptions::Shamir { shares, threshold } => {
-            let split = key.split(shares, threshold)?;
-            (SealKind::Shamir { shares, threshold }, split, None)
+    let sealed = seal_material(dir, options, &key)?;
+    let created = create(dir, &sealed, &key);
+    if created.is_err() {
+        sealed.forget();
+    }
+    Ok(InitOutput {
+        config: created?,
+        shares: sealed.shares,
+        key_file: sealed.key_file,
+    })
+}
+
+/// What holds an unseal key: the seal record's parts, the shares to hand
+/// out once, and the key file written.
+struct Material {
+    seal: SealKind,
+    kms: Option<Arc<dyn Kms>>,
+    shares: Vec<Share>,
+    key_file: Option<PathBuf>,
+}
+
+impl Material {
+    /// The key file opens nothing once the store was not written: do not
+    /// leave it behind to be mistaken for one that does.
+    fn forget(&self) {
+        if let Some(path) = &self.key_file {
+            let _ = std::fs::remove_file(path);
         }
+    }
+
+    fn kms_record(&self, key: &UnsealKey, store_id: &str) -> Result<Option<KmsSeal>, CoreError> {
+        Ok(self
+            .kms
+            .as_ref()
+            .map(|kms| key.wrap_with(&**kms, store_id))
+            .transpose()?)
+    }
+}
+
+fn seal_material(dir: &Path, options: InitOptions, key: &UnsealKey) -> Result<Material, CoreError> {
+    Ok(match options {
+        InitOptions::Shamir { shares, threshold } => Material {
+            seal: SealKind::Shamir { shares, threshold },
+            kms: None,
+            shares: key.split(shares, threshold)?,
+            key_file: None,
+        },
         InitOptions::KeyFile(path) => {
             let path = match path {
                 Some(path) => absolute(&path)?,
                 None => default_key_file(dir)?,
             };
             key.write_key_file(&path)?;
-            (
-                SealKind::KeyFile { path: path.clone() },
-                Vec::new(),
-                Some(path),
-            )
+            Material {
+                seal: SealKind::KeyFile { path: path.clone() },
+                kms: None,
+                shares: Vec::new(),
+                key_file: Some(path),
+            }
         }
-    };
-    let created = create(dir, seal, &key);
-    if created.is_err()
-        && let Some(path) = &key_file
-    {
-        // The key opens nothing: do not leave it behind to be mistaken for one that does.
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(InitOutput {
-        config: created?,
-        shares,
-        key_file,
+        InitOptions::Kms {
+            kms,
+            recovery_shares,
+            recovery_threshold,
+        } => Material {
+            seal: SealKind::Shamir {
+                shares: recovery_shares,
+                threshold: recovery_threshold,
+            },
+            kms: Some(kms),
+            shares: key.split(recovery_shares, recovery_threshold)?,
+            key_file: None,
+        },
     })
 }
 
-fn create(dir: &Path, seal: SealKind, key: &UnsealKey) -> Result<SealConfig, CoreError> {
+fn create(dir: &Path, sealed: &Material, key: &UnsealKey) -> Result<SealConfig, CoreError> {
     let storage: Arc<dyn Backend> = Arc::new(Embedded::create(dir)?);
-    let initialized = initialize(storage, seal, key);
+    let barrier = Arc::new(Barrier::new(storage));
+    let initialized = initialize_barrier(&barrier, sealed, key);
     if initialized.is_err() {
         let _ = std::fs::remove_file(dir.join(tresor_storage::STORE_FILE_NAME));
     }
-    Ok(initialized?.1)
+    initialized
+}
+
+fn initialize_barrier(
+    barrier: &Barrier,
+    sealed: &Material,
+    key: &UnsealKey,
+) -> Result<SealConfig, CoreError> {
+    let mut table = MountTable::default();
+    let secret = new_entry("secret/", MountType::KvV2, "key/value secret storage");
+    table.mounts.insert(secret.path.clone(), secret);
+    let mounts = table_bytes(&table);
+    let wrap = sealed
+        .kms
+        .as_ref()
+        .map(|kms| move |store_id: &str| key.wrap_with(&**kms, store_id));
+    let kms = wrap.as_ref().map(|w| w as &tresor_barrier::WrapFor<'_>);
+    Ok(barrier.initialize_with_kms(sealed.seal.clone(), kms, key, &[(MOUNTS_KEY, &mounts)])?)
+}
+
+/// Seals the embedded store in `dir` another way (key file, Shamir shares
+/// or a KMS) without re-encrypting anything: the root key is sealed again
+/// under a new unseal key, in one transaction with the new seal record. The
+/// old key file or shares stop opening the store. Anything refused (wrong
+/// current key, a KMS that does not answer) leaves the store as it was.
+pub fn migrate_seal(dir: &Path, unseal: &Unseal, to: InitOptions) -> Result<InitOutput, CoreError> {
+    let read_only: Arc<dyn Backend> = Arc::new(Embedded::open_read_only(dir)?);
+    let checker = Barrier::new(read_only);
+    let config = checker
+        .seal_config()?
+        .ok_or(tresor_barrier::BarrierError::NotInitialized)?;
+    let old = unseal_key(&config, unseal)?;
+    checker.unseal(&old)?;
+    drop(checker);
+    let new = UnsealKey::generate();
+    let sealed = seal_material(dir, to, &new)?;
+    let resealed = sealed.kms_record(&new, &config.store_id).and_then(|kms| {
+        let storage: Arc<dyn Backend> = Arc::new(Embedded::open(dir)?);
+        Ok(Barrier::new(storage).reseal(&old, sealed.seal.clone(), kms, &new)?)
+    });
+    if resealed.is_err() {
+        sealed.forget();
+    }
+    Ok(InitOutput {
+        config: resealed?,
+        shares: sealed.shares,
+        key_file: sealed.key_file,
+    })
 }
 
 /// Initializes any backend: root key, keyring and a mount table with KV
@@ -101,12 +208,39 @@ pub fn initialize(
     key: &UnsealKey,
 ) -> Result<(Arc<Barrier>, SealConfig), CoreError> {
     let barrier = Arc::new(Barrier::new(storage));
-    let mut table = MountTable::default();
-    let secret = new_entry("secret/", MountType::KvV2, "key/value secret storage");
-    table.mounts.insert(secret.path.clone(), secret);
-    let mounts = table_bytes(&table);
-    let config = barrier.initialize(seal, key, &[(MOUNTS_KEY, &mounts)])?;
+    let sealed = Material {
+        seal,
+        kms: None,
+        shares: Vec::new(),
+        key_file: None,
+    };
+    let config = initialize_barrier(&barrier, &sealed, key)?;
     Ok((barrier, config))
+}
+
+/// [`initialize`] for a store auto-unsealed by `kms`: the unseal key is
+/// made here, wrapped by the KMS, and split into recovery shares, which
+/// are returned (the only copy). For the server's `sys/init` with a KMS seal.
+pub fn initialize_with_kms(
+    storage: Arc<dyn Backend>,
+    kms: Arc<dyn Kms>,
+    recovery_shares: u8,
+    recovery_threshold: u8,
+) -> Result<(Arc<Barrier>, SealConfig, UnsealKey, Vec<Share>), CoreError> {
+    let barrier = Arc::new(Barrier::new(storage));
+    let key = UnsealKey::generate();
+    let shares = key.split(recovery_shares, recovery_threshold)?;
+    let sealed = Material {
+        seal: SealKind::Shamir {
+            shares: recovery_shares,
+            threshold: recovery_threshold,
+        },
+        kms: Some(kms),
+        shares: Vec::new(),
+        key_file: None,
+    };
+    let config = initialize_barrier(&barrier, &sealed, &key)?;
+    Ok((barrier, config, key, shares))
 }
 
 /// Opens and unseals the embedded store in `dir`. The unseal key is checked
@@ -143,7 +277,18 @@ pub fn seal_config(dir: &Path) -> Result<SealConfig, CoreError> {
         .ok_or(tresor_barrier::BarrierError::NotInitialized)?)
 }
 
-fn unseal_key(config: &SealConfig, unseal: &Unseal) -> Result<UnsealKey, CoreError> {
+/// The unseal key of a store with this seal record, from what the caller
+/// holds: a KMS-sealed store takes recovery shares if given, else its KMS.
+pub fn unseal_key(config: &SealConfig, unseal: &Unseal) -> Result<UnsealKey, CoreError> {
+    if let Some(sealed) = &config.kms
+        && unseal.shares.is_empty()
+    {
+        let connect = unseal.kms.as_ref().ok_or_else(|| CoreError::NeedKms {
+            seal: config.type_name(),
+        })?;
+        let kms = connect(sealed)?;
+        return Ok(UnsealKey::unwrap_with(&*kms, sealed, &config.store_id)?);
+    }
     match &config.seal {
         SealKind::KeyFile { path } => {
             let file = unseal.key_file.as_deref().unwrap_or(path);

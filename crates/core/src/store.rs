@@ -3,6 +3,7 @@ use crate::mounts::{MountEntry, MountTable, MountType, Tune, normalize, normaliz
 use std::sync::Arc;
 use tresor_barrier::{Barrier, ParsedCache, Stamp, WriteSet};
 use tresor_kv::{KvEngine, KvV1, MetadataCache};
+use tresor_transit::TransitEngine;
 use zeroize::Zeroizing;
 
 pub(crate) const MOUNTS_KEY: &str = "core/mounts";
@@ -113,6 +114,26 @@ impl Store {
                 found: other,
             }),
         }
+    }
+
+    /// The transit engine of a mount.
+    pub fn transit_of(&self, mount: &MountEntry) -> Result<TransitEngine, CoreError> {
+        match mount.kind {
+            MountType::Transit => Ok(TransitEngine::new(
+                Arc::clone(&self.barrier),
+                mount.storage_prefix(),
+            )),
+            other => Err(CoreError::WrongEngine {
+                mount: mount.path.clone(),
+                wanted: "transit",
+                found: other,
+            }),
+        }
+    }
+
+    /// The transit engine mounted at exactly `path`.
+    pub fn transit(&self, path: &str) -> Result<TransitEngine, CoreError> {
+        self.transit_of(&self.mount(path)?)
     }
 
     /// Mounts a new engine at `path`. Mounts may not nest.

@@ -96,7 +96,7 @@ fn a_wrong_key_file_leaves_the_store_byte_for_byte_unchanged() {
     let before = file_bytes(&dir);
     let unseal = Unseal {
         key_file: Some(other),
-        shares: Vec::new(),
+        ..Unseal::default()
     };
     let err = open(&dir, &unseal, Access::ReadWrite).err().unwrap();
     assert!(
@@ -135,8 +135,8 @@ fn shamir_stores_need_enough_right_shares() {
     assert!(out.key_file.is_none());
     let before = file_bytes(&dir);
     let with = |shares: &[Share]| Unseal {
-        key_file: None,
         shares: shares.to_vec(),
+        ..Unseal::default()
     };
 
     let err = open(&dir, &with(&out.shares[..2]), Access::ReadWrite)

@@ -258,6 +258,46 @@ pub fn encryption_config(provider: EncryptionProvider) -> Zeroizing<String> {
     text
 }
 
+/// Which KMS plugin API the API server speaks to the plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KmsApiVersion {
+    /// Every API server since 1.10; off by default from 1.29.
+    V1,
+    /// API servers 1.27 and later (`v2beta1` before 1.29).
+    V2,
+}
+
+/// Where the API server finds tresor's KMS plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsProvider {
+    /// The provider's name, part of every stored value's prefix
+    /// (`k8s:enc:kms:v1:<name>:`): changing it makes old values unreadable.
+    pub name: String,
+    /// The plugin's unix socket.
+    pub socket: String,
+    pub api_version: KmsApiVersion,
+    /// How long the API server waits for one call.
+    pub timeout: std::time::Duration,
+    /// How many unwrapped data keys a v1 API server keeps (v2 has no such setting).
+    pub cache_size: u32,
+}
+
+/// An `EncryptionConfiguration` sending Secrets through a KMS plugin, with
+/// `identity` last so that Secrets written before it stay readable. It
+/// holds no key: nothing in it is secret.
+pub fn kms_encryption_config(kms: &KmsProvider) -> String {
+    let version = match kms.api_version {
+        KmsApiVersion::V1 => format!("      cachesize: {}\n", kms.cache_size),
+        KmsApiVersion::V2 => "      apiVersion: v2\n".to_owned(),
+    };
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- providers:\n  - kms:\n{version}      endpoint: {endpoint}\n      name: {name}\n      timeout: {timeout}s\n  - identity: {{}}\n  resources:\n  - secrets\n",
+        endpoint = crate::yaml::scalar(&format!("unix://{}", kms.socket)),
+        name = crate::yaml::scalar(&kms.name),
+        timeout = kms.timeout.as_secs().max(1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +316,27 @@ mod tests {
         assert_eq!(env_name("db-password"), "DB_PASSWORD");
         assert_eq!(env_name("tls.crt"), "TLS_CRT");
         assert_eq!(env_name("1x"), "_1X");
+    }
+
+    #[test]
+    fn kms_encryption_config_names_the_socket() {
+        let mut kms = KmsProvider {
+            name: "tresor".into(),
+            socket: "/var/run/tresor/kms.sock".into(),
+            api_version: KmsApiVersion::V1,
+            timeout: std::time::Duration::from_secs(3),
+            cache_size: 1000,
+        };
+        assert_eq!(
+            kms_encryption_config(&kms),
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- providers:\n  - kms:\n      cachesize: 1000\n      endpoint: \"unix:///var/run/tresor/kms.sock\"\n      name: tresor\n      timeout: 3s\n  - identity: {}\n  resources:\n  - secrets\n"
+        );
+        kms.api_version = KmsApiVersion::V2;
+        let v2 = kms_encryption_config(&kms);
+        assert!(
+            v2.contains("      apiVersion: v2\n") && !v2.contains("cachesize"),
+            "{v2}"
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum Error {
         "internal error: no audit device could record the request, so it was refused; check the audit log's disk"
     )]
     AuditFailed,
+    /// The seal's key service (a KMS) did not unwrap the key.
+    #[error("{0}")]
+    Seal(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +72,7 @@ impl From<BarrierError> for Error {
             e @ (BarrierError::AlreadyInitialized
             | BarrierError::InvalidSeal(_)
             | BarrierError::BadShare(_)) => Error::BadRequest(e.to_string()),
+            BarrierError::Kms(why) => Error::Seal(why),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -95,6 +99,7 @@ impl From<CoreError> for Error {
     fn from(error: CoreError) -> Self {
         match error {
             CoreError::Kv(e) => e.into(),
+            CoreError::Transit(e) => e.into(),
             CoreError::Barrier(e) => e.into(),
             CoreError::Storage(e) => Error::Unavailable(e.to_string()),
             e @ (CoreError::NoMount(_) | CoreError::InvalidMount(_)) => {
@@ -109,6 +114,16 @@ impl From<TokenError> for Error {
     fn from(error: TokenError) -> Self {
         match error {
             TokenError::Barrier(e) => e.into(),
+            e if e.is_client_error() => Error::BadRequest(e.to_string()),
+            e => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<tresor_transit::TransitError> for Error {
+    fn from(error: tresor_transit::TransitError) -> Self {
+        match error {
+            tresor_transit::TransitError::Barrier(e) => e.into(),
             e if e.is_client_error() => Error::BadRequest(e.to_string()),
             e => Error::Internal(e.to_string()),
         }

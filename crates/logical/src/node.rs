@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use tresor_audit::{AuditBroker, BrokerConfig};
 use tresor_barrier::seal::Share;
-use tresor_barrier::{Barrier, SealConfig, SealKind, UnsealKey};
-use tresor_core::Store;
+use tresor_barrier::{Barrier, Kms, SealConfig, SealKind, UnsealKey};
+use tresor_core::{KmsConnector, Store};
 use tresor_policy::PolicyStore;
 use tresor_storage::Backend;
 use tresor_tokens::{Limits, TokenStore};
@@ -25,6 +25,12 @@ pub struct Unsealed {
 pub struct NodeSettings {
     pub audit: BrokerConfig,
     pub token_limits: Limits,
+    /// The KMS that seals a store this server initializes (auto-unseal);
+    /// `None`: `sys/init` makes Shamir shares.
+    pub kms: Option<Arc<dyn Kms>>,
+    /// Makes the client of the KMS a store's seal record names, to unseal
+    /// a store sealed by one.
+    pub kms_connector: Option<KmsConnector>,
 }
 
 /// A server's view of one store.
@@ -46,6 +52,9 @@ const REMOUNTS_KEPT: usize = 64;
 /// What sys/init returns: the shares and the root token, shown once.
 pub struct Initialized {
     pub shares: Vec<Share>,
+    /// The shares are recovery shares: a KMS seals the store, which is
+    /// unsealed already.
+    pub recovery: bool,
     pub root_token: zeroize::Zeroizing<String>,
 }
 
@@ -101,11 +110,31 @@ impl Node {
             .is_none()
     }
 
-    /// Initializes the store with Shamir shares and creates a root token.
-    /// The store stays sealed, as Vault's does after init.
+    /// Initializes the store with Shamir shares and creates a root token;
+    /// the store stays sealed, as Vault's does after init. With a KMS
+    /// configured, the KMS seals the store, the shares are recovery shares,
+    /// and the store is unsealed at once (Vault's auto-unseal).
     pub fn initialize(&self, shares: u8, threshold: u8) -> Result<Initialized> {
         if self.seal_config()?.is_some() {
             return Err(Error::bad_request("Vault is already initialized"));
+        }
+        if let Some(kms) = &self.settings.kms {
+            let (barrier, _, key, recovery) = tresor_core::initialize_with_kms(
+                Arc::clone(&self.storage),
+                Arc::clone(kms),
+                shares,
+                threshold,
+            )?;
+            barrier.unseal(&key)?;
+            self.barrier.unseal(&key)?;
+            let unsealed = self.load()?;
+            let (token, _) = unsealed.tokens.create_root(None)?;
+            *self.unsealed.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(unsealed));
+            return Ok(Initialized {
+                shares: recovery,
+                recovery: true,
+                root_token: zeroize::Zeroizing::new(token.expose().to_string()),
+            });
         }
         let key = UnsealKey::generate();
         let split = key.split(shares, threshold)?;
@@ -114,6 +143,7 @@ impl Node {
         self.seal();
         Ok(Initialized {
             shares: split,
+            recovery: false,
             root_token,
         })
     }
@@ -175,6 +205,20 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+    }
+
+    /// Whether this server initializes stores with a KMS.
+    pub fn seals_with_kms(&self) -> bool {
+        self.settings.kms.is_some()
+    }
+
+    /// The unseal key of a store a KMS seals, from the KMS.
+    pub fn kms_unseal_key(&self, config: &SealConfig) -> Result<UnsealKey> {
+        let unseal = tresor_core::Unseal {
+            kms: self.settings.kms_connector.clone(),
+            ..tresor_core::Unseal::default()
+        };
+        tresor_core::unseal_key(config, &unseal).map_err(Error::from)
     }
 
     /// Unseals with the whole key (key-file seal, or combined shares).

@@ -5,7 +5,7 @@
 //! [`Request`]; none sees the URL.
 
 use crate::auth::{self, Caller};
-use crate::backend::{kv, kv1, sys, token};
+use crate::backend::{kv, kv1, sys, token, transit};
 use crate::node::{Node, Unsealed};
 use crate::router::{self, Access, Captures, Ctx, Endpoint};
 use crate::{Envelope, Error, Response, Result, wrapping};
@@ -153,7 +153,7 @@ fn route(u: &Unsealed, path: &str) -> Result<Option<Routed>> {
                 let table = match mount.kind {
                     MountType::Token => token::ENDPOINTS,
                     // Auth methods never sit in the secrets table, nor engines here.
-                    MountType::KvV1 | MountType::KvV2 => return Ok(None),
+                    MountType::KvV1 | MountType::KvV2 | MountType::Transit => return Ok(None),
                 };
                 Ok(in_backend(table, &rest, Some(mount), "token"))
             }
@@ -163,12 +163,13 @@ fn route(u: &Unsealed, path: &str) -> Result<Option<Routed>> {
     }
     match u.store.resolve(path) {
         Ok((mount, rest)) => {
-            let table = match mount.kind {
-                MountType::KvV1 => kv1::ENDPOINTS,
-                MountType::KvV2 => kv::ENDPOINTS,
+            let (table, mount_type) = match mount.kind {
+                MountType::KvV1 => (kv1::ENDPOINTS, "kv"),
+                MountType::KvV2 => (kv::ENDPOINTS, "kv"),
+                MountType::Transit => (transit::ENDPOINTS, "transit"),
                 MountType::Token => return Ok(None),
             };
-            Ok(in_backend(table, &rest, Some(mount), "kv"))
+            Ok(in_backend(table, &rest, Some(mount), mount_type))
         }
         Err(tresor_core::CoreError::NoMount(_)) => Ok(None),
         Err(e) => Err(e.into()),

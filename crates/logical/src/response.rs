@@ -28,6 +28,10 @@ pub struct Envelope {
     pub missing: bool,
     /// Legacy endpoints also put the data's members at the top level.
     pub data_at_top: bool,
+    /// The status when it is not 200: a transit batch some of whose items
+    /// failed answers as Vault does (400, or the caller's
+    /// `partial_failure_response_code`).
+    pub status: Option<u16>,
 }
 
 impl Response {

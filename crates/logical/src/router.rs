@@ -46,6 +46,11 @@ impl Ctx<'_> {
         Ok(self.unsealed.store.kv(self.routed_mount()?)?)
     }
 
+    /// The transit engine of the mount the request was routed to.
+    pub fn transit(&self) -> Result<tresor_transit::TransitEngine> {
+        Ok(self.unsealed.store.transit_of(self.routed_mount()?)?)
+    }
+
     /// The KV version 1 engine of the mount the request was routed to.
     pub fn kv1(&self) -> Result<KvV1> {
         Ok(self.unsealed.store.kv1(self.routed_mount()?)?)

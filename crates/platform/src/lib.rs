@@ -138,7 +138,7 @@ pub fn open_store(
         path,
         &Unseal {
             key_file: key_file.clone(),
-            shares: Vec::new(),
+            ..Unseal::default()
         },
         access,
     )?;

@@ -147,7 +147,7 @@ fn structural_errors_name_the_line_and_the_fix() {
             "exactly one quoted pattern",
         ),
         (
-            "path \"a\" {\n capabilities = [\"read\"]\n max_wrapping_ttl = \"1h\"\n}",
+            "path \"a\" {\n capabilities = [\"read\"]\n policy = \"read\"\n}",
             3,
             "not supported",
         ),

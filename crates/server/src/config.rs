@@ -238,6 +238,21 @@ impl StorageConfig {
 pub struct SealConfig {
     /// Unseal automatically with this key file (the store's key-file seal).
     pub key_file: Option<PathBuf>,
+    /// `awskms`: a store this server initializes is sealed by an AWS KMS
+    /// key (and every KMS-sealed store unseals by itself at start).
+    pub kind: Option<SealType>,
+    /// The KMS key (id, ARN or alias) of `kind = "awskms"`.
+    pub key_id: Option<String>,
+    pub region: Option<String>,
+    /// A KMS endpoint other than AWS's (a VPC endpoint; a local KMS in tests).
+    pub endpoint: Option<String>,
+}
+
+/// The auto-unseal seals `[seal] kind` may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SealType {
+    Awskms,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +389,12 @@ pub enum ConfigError {
     Storage(&'static str),
     #[error("[audit] checkpoint_interval must be longer than zero (for example \"5s\")")]
     CheckpointInterval,
+    #[error(
+        "[seal] kind = \"awskms\" needs `key_id` and `region`, the KMS key that seals the store"
+    )]
+    KmsSeal,
+    #[error("[seal] `key_id`, `region` and `endpoint` are for kind = \"awskms\"")]
+    KmsWithoutKind,
     #[error("[[audit.device]]: {0}")]
     AuditDevice(String),
     #[error("[listener] {0} must be longer than zero")]
@@ -416,6 +437,16 @@ impl Config {
             return Err(ConfigError::CheckpointInterval);
         }
         self.check_audit_devices()?;
+        let seal = &self.seal;
+        match seal.kind {
+            Some(SealType::Awskms) if seal.key_id.is_none() || seal.region.is_none() => {
+                return Err(ConfigError::KmsSeal);
+            }
+            None if seal.key_id.is_some() || seal.region.is_some() || seal.endpoint.is_some() => {
+                return Err(ConfigError::KmsWithoutKind);
+            }
+            _ => {}
+        }
         for (name, value) in [
             ("header_timeout", l.header_timeout),
             ("body_timeout", l.body_timeout),

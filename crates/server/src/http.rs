@@ -257,10 +257,12 @@ fn to_http(response: Response, id: &str, head: bool) -> axum::response::Response
             head,
         ),
         Response::Envelope(envelope) => {
-            let status = if envelope.missing {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::OK
+            let status = match (envelope.missing, envelope.status) {
+                (true, _) => StatusCode::NOT_FOUND,
+                (false, Some(code)) => {
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+                }
+                (false, None) => StatusCode::OK,
             };
             json_response(status, Some(envelope.to_json(id)), head)
         }

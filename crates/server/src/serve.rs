@@ -224,16 +224,24 @@ fn unseal_by_key_file(core: &Node, key_file: Option<&Path>) -> Result<(), ServeE
         Error::Unavailable(why) => ServeError::Unavailable(why),
         other_error => other(other_error.to_string()),
     };
-    let config = core
+    let Some(config) = core
         .seal_config()
-        .map_err(|e| failed(e, ServeError::Store))?;
-    if let Some(SealKind::KeyFile { path }) = config.map(|c| c.seal) {
-        let file = key_file.unwrap_or(&path);
-        let key = UnsealKey::read_key_file(file).map_err(|e| ServeError::Unseal(e.to_string()))?;
-        core.unseal_with(&key)
-            .map_err(|e| failed(e, ServeError::Unseal))?;
-    }
-    Ok(())
+        .map_err(|e| failed(e, ServeError::Store))?
+    else {
+        return Ok(());
+    };
+    // A KMS-sealed store opens with its KMS (auto-unseal).
+    let key = if config.kms.is_some() {
+        core.kms_unseal_key(&config)
+            .map_err(|e| failed(e, ServeError::Unseal))?
+    } else if let SealKind::KeyFile { path } = &config.seal {
+        let file = key_file.unwrap_or(path);
+        UnsealKey::read_key_file(file).map_err(|e| ServeError::Unseal(e.to_string()))?
+    } else {
+        return Ok(());
+    };
+    core.unseal_with(&key)
+        .map_err(|e| failed(e, ServeError::Unseal))
 }
 
 /// First and longest pause between two attempts to reach a store that did

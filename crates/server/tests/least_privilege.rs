@@ -61,6 +61,8 @@ impl World {
             NodeSettings {
                 audit,
                 token_limits: tresor_server::TokenLimits::default(),
+                kms: None,
+                kms_connector: None,
             },
         ));
         node.initialize_with(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::OnceCell;
 use tokio_postgres::error::SqlState;
-use tresor_storage::{Backend, Condition, Op, Outcome, StorageError, Transaction};
+use tresor_storage::{Backend, Condition, Op, Outcome, ScanVisitor, StorageError, Transaction};
 
 /// Pool and timeout settings.
 #[derive(Clone, Debug)]
@@ -40,6 +40,12 @@ const DEADLOCK_RETRIES: usize = 5;
 const GET: &str = "SELECT value FROM tresor_kv WHERE key = $1";
 
 const COMMIT: &str = "SELECT tresor_commit($1, $2, $3, $4, $5, $6)";
+
+/// One page of a scan, inside its REPEATABLE READ transaction.
+const SCAN_PAGE: &str = "SELECT key, value FROM tresor_kv WHERE key > $1 ORDER BY key LIMIT $2";
+
+/// Rows per page of a scan.
+const SCAN_PAGE_ROWS: i64 = 1000;
 
 /// Entries of one "directory": a loose index scan that visits one key per
 /// entry and jumps past each folder (to `prefix || folder || '0'`, '0' being
@@ -351,6 +357,60 @@ impl Backend for Postgres {
         })
     }
 
+    /// Pages of one REPEATABLE READ, READ ONLY transaction: every page sees
+    /// the database as the first did, while other servers go on writing.
+    /// Each page is bounded by the call timeout, not the whole scan.
+    fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<(), StorageError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| self.error(Failure::Stopped))?;
+        type Page = Result<Vec<(String, Vec<u8>)>, Failure>;
+        let (pages, answer) = mpsc::sync_channel::<Page>(2);
+        let connections = self.connections.clone();
+        let timeout = self.timeout;
+        runtime.spawn(async move {
+            let scanned = async {
+                let mut client = within(timeout, connections.get()).await?;
+                let txn = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await?;
+                let mut after = String::new();
+                loop {
+                    let rows = within(timeout, async {
+                        Ok(txn.query(SCAN_PAGE, &[&after, &SCAN_PAGE_ROWS]).await?)
+                    })
+                    .await?;
+                    let page: Vec<(String, Vec<u8>)> = rows
+                        .iter()
+                        .map(|r: &tokio_postgres::Row| (r.get(0), r.get(1)))
+                        .collect();
+                    let last = page.len() < SCAN_PAGE_ROWS as usize;
+                    if let Some((key, _)) = page.last() {
+                        after = key.clone();
+                    }
+                    let sent = tokio::task::block_in_place(|| pages.send(Ok(page)));
+                    if sent.is_err() || last {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            if let Err(failure) = scanned {
+                let _ = tokio::task::block_in_place(|| pages.send(Err(failure)));
+            }
+        });
+        for page in answer {
+            for (key, value) in page.map_err(|f| self.error(f))? {
+                visit(&key, &value)?;
+            }
+        }
+        Ok(())
+    }
+
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {
         let args = CommitArgs::new(txn);
         let connections = self.connections.clone();
@@ -387,6 +447,16 @@ impl Backend for Postgres {
             unreachable!("the retry loop returns")
         })
     }
+}
+
+/// `what`, or a timeout failure once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    what: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(timeout, what)
+        .await
+        .unwrap_or(Err(Failure::Timeout(timeout)))
 }
 
 /// The first key a listing must look at: the prefix itself, or the key just

@@ -25,6 +25,7 @@ pub fn run_all(fresh: Factory<'_>) {
             "generation_moves_with_commits",
             generation_moves_with_commits,
         ),
+        ("scan_reads_one_moment", scan_reads_one_moment),
     ];
     for (name, check) in checks {
         let backend = fresh();
@@ -35,6 +36,41 @@ pub fn run_all(fresh: Factory<'_>) {
         }
     }
     concurrent_increments(fresh().into());
+}
+
+/// A scan sees every key in order, as it stood when the scan began: what
+/// commits while it runs (here, from inside it) is not in it.
+fn scan_reads_one_moment(b: &dyn Backend) {
+    let mut txn = Transaction::new();
+    for i in 0..2500 {
+        txn = txn.put(&format!("s/k{i:04}"), format!("v{i}").as_bytes());
+    }
+    assert!(b.commit(txn).unwrap().applied());
+    let mut seen = Vec::new();
+    let mut first = true;
+    b.scan(&mut |key, value| {
+        if first {
+            first = false;
+            b.commit(
+                Transaction::new()
+                    .delete("s/k1999")
+                    .put("s/k2500", b"late")
+                    .put("s/k0001", b"changed"),
+            )?;
+        }
+        seen.push((key.to_owned(), value.to_vec()));
+        Ok(())
+    })
+    .unwrap();
+    let expected: Vec<(String, Vec<u8>)> = (0..2500)
+        .map(|i| (format!("s/k{i:04}"), format!("v{i}").into_bytes()))
+        .collect();
+    assert_eq!(seen.len(), expected.len());
+    assert!(
+        seen == expected,
+        "the scan saw a commit made after it began"
+    );
+    assert_eq!(b.get("s/k0001").unwrap().as_deref(), Some(&b"changed"[..]));
 }
 
 /// A backend that offers a generation must move it with every change, and

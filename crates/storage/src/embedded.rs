@@ -4,7 +4,7 @@
 //! transactions are waiting and commits them with one fsync: concurrent
 //! writers share the cost of durability instead of queueing for it.
 
-use crate::{Backend, Op, Outcome, StorageError, Transaction};
+use crate::{Backend, Op, Outcome, ScanVisitor, StorageError, Transaction};
 use redb::backends::FileBackend;
 use redb::{
     Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
@@ -212,6 +212,21 @@ impl Backend for Embedded {
                     .map_err(|e| other(&self.path, e))
             }))
         })
+    }
+
+    /// One read transaction: redb keeps what it sees while commits go on.
+    fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<(), StorageError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(TABLE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(other(&self.path, e)),
+        };
+        for item in table.iter().map_err(|e| other(&self.path, e))? {
+            let (key, value) = item.map_err(|e| other(&self.path, e))?;
+            visit(key.value(), value.value())?;
+        }
+        Ok(())
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {

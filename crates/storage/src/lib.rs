@@ -21,6 +21,9 @@ pub use error::StorageError;
 pub use memory::Memory;
 pub use txn::{Condition, Op, Outcome, Transaction};
 
+/// What [`Backend::scan`] calls with each key and value.
+pub type ScanVisitor<'a> = dyn FnMut(&str, &[u8]) -> Result<(), StorageError> + 'a;
+
 /// A place that keeps bytes under keys.
 ///
 /// Keys are `/`-separated paths. Every method is safe to call from many
@@ -63,6 +66,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies the operations of `txn` all together if every condition holds,
     /// and none of them otherwise.
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError>;
+
+    /// Calls `visit` with every key and its value, in key order, all as
+    /// they stood at one moment while commits go on (a snapshot). A backend
+    /// that cannot read at one moment says so rather than mix moments.
+    fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<(), StorageError> {
+        let _ = visit;
+        Err(StorageError::Backend(format!(
+            "the {} backend cannot read everything at one moment",
+            self.kind()
+        )))
+    }
 
     /// Stores `value` under `key`, replacing what was there.
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {

@@ -1,4 +1,4 @@
-use crate::{Backend, Op, Outcome, StorageError, Transaction};
+use crate::{Backend, Op, Outcome, ScanVisitor, StorageError, Transaction};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,14 @@ impl Backend for Memory {
         crate::listing::list(prefix, after, limit, |from| {
             Ok::<_, StorageError>(map.range(from.to_owned()..).map(|(k, _)| Ok(k.clone())))
         })
+    }
+
+    fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<(), StorageError> {
+        let copy = self.read().clone();
+        for (key, value) in &copy {
+            visit(key, value)?;
+        }
+        Ok(())
     }
 
     fn commit(&self, txn: Transaction) -> Result<Outcome, StorageError> {

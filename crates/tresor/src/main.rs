@@ -44,6 +44,8 @@ enum Command {
     Import(cmd::import::ImportArgs),
     /// Enable, disable and list secrets engines.
     Secrets(Group<cmd::secrets::SecretsCommand>),
+    /// Manage a transit mount's keys and encrypt or decrypt with them.
+    Transit(Group<cmd::transit::TransitCommand>),
     /// Check audit logs.
     #[command(subcommand)]
     Audit(cmd::audit::AuditCommand),
@@ -70,9 +72,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
         Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
-        Command::Platform(command) => cmd::platform::run(command),
+        Command::Platform(command) => {
+            cmd::platform::run(command, &cli.store.with_format(store::Format::Table))
+        }
         Command::Import(args) => cmd::import::run(args),
         Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
+        Command::Transit(g) => cmd::transit::run(&cli.store.with_format(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
         Command::Status(args) => match &args.file {
             Some(file) => return cmd::status::rotation(file, args.format),

@@ -72,11 +72,51 @@ pub fn parse_shares(text: &str) -> Result<Vec<Share>, Failure> {
         .collect()
 }
 
-/// Opens and unseals the store named by the global options.
-pub fn open(global: &GlobalArgs, access: Access) -> Result<Store, Failure> {
-    let unseal = Unseal {
+/// What unseals the store named by the global options: its key file, the
+/// shares in TRESOR_UNSEAL_KEYS, or the KMS its seal record names.
+pub fn unseal(global: &GlobalArgs) -> Result<Unseal, Failure> {
+    Ok(Unseal {
         key_file: global.key_file.clone(),
         shares: shares_from_env()?,
-    };
-    Ok(tresor_core::open(&global.store, &unseal, access)?)
+        kms: kms_connector(),
+    })
+}
+
+/// Opens and unseals the store named by the global options.
+pub fn open(global: &GlobalArgs, access: Access) -> Result<Store, Failure> {
+    Ok(tresor_core::open(&global.store, &unseal(global)?, access)?)
+}
+
+/// The AWS KMS client of a store's seal record. TRESOR_AWSKMS_KEY_ID and
+/// TRESOR_AWSKMS_ENDPOINT override what the record says (a key re-created
+/// under another id, a new VPC endpoint).
+#[cfg(feature = "aws")]
+pub fn kms_connector() -> Option<tresor_core::KmsConnector> {
+    Some(std::sync::Arc::new(|record: &tresor_barrier::KmsSeal| {
+        let mut settings = tresor_awskms::Settings::from_record(record).ok_or_else(|| {
+            tresor_barrier::BarrierError::Kms(
+                "the store names a KMS this tresor does not know".into(),
+            )
+        })?;
+        if let Some(key_id) = std::env::var("TRESOR_AWSKMS_KEY_ID")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            settings.key_id = key_id;
+        }
+        if let Some(endpoint) = std::env::var("TRESOR_AWSKMS_ENDPOINT")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            settings.endpoint = Some(endpoint);
+        }
+        let kms: std::sync::Arc<dyn tresor_barrier::Kms> =
+            std::sync::Arc::new(tresor_awskms::AwsKms::new(settings)?);
+        Ok(kms)
+    }))
+}
+
+#[cfg(not(feature = "aws"))]
+pub fn kms_connector() -> Option<tresor_core::KmsConnector> {
+    None
 }

@@ -261,8 +261,13 @@ fn secrets_engines_enable_disable_list() {
         .args(["secrets", "enable", "-path=mlops-platform", "kv"])
         .assert()
         .code(2);
+    env.ok(&["secrets", "enable", "-version=1", "-path=legacy", "kv"]);
+    assert_eq!(
+        env.json(&["secrets", "list"])["legacy/"]["options"]["version"],
+        "1"
+    );
     env.cmd()
-        .args(["secrets", "enable", "-version=1", "kv"])
+        .args(["secrets", "enable", "-version=3", "kv"])
         .assert()
         .code(2);
     env.cmd()

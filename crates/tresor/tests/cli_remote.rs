@@ -282,7 +282,12 @@ fn secrets_engines_and_key_rotation_against_a_server() {
         &["secrets", "enable", "-path=mlops-platform", "kv"],
         2,
     );
-    env.fails(env.cmd(), &["secrets", "enable", "-version=1", "kv"], 2);
+    env.ok(&["secrets", "enable", "-version=1", "-path=legacy", "kv"]);
+    assert_eq!(
+        env.json(&["secrets", "list"])["legacy/"]["options"]["version"],
+        "1"
+    );
+    env.fails(env.cmd(), &["secrets", "enable", "-version=3", "kv"], 2);
     env.ok(&["secrets", "disable", "mlops-platform"]);
     env.fails(env.cmd(), &["kv", "get", "mlops-platform/postgres"], 2);
 

@@ -63,7 +63,7 @@ fn collect_acks(child: &mut Child) -> (std::thread::JoinHandle<()>, Arc<Mutex<Ve
 fn verify(store: &Path, key_file: &Path, acked: &BTreeMap<u64, ()>) {
     let unseal = Unseal {
         key_file: Some(key_file.into()),
-        shares: Vec::new(),
+        ..Unseal::default()
     };
     let store =
         tresor_core::open(store, &unseal, Access::ReadOnly).expect("the store opens after a kill");
@@ -103,7 +103,7 @@ fn engine_writer_child() {
     };
     let unseal = Unseal {
         key_file: Some(key.into()),
-        shares: Vec::new(),
+        ..Unseal::default()
     };
     let store = tresor_core::open(Path::new(&store), &unseal, Access::ReadWrite).unwrap();
     let kv = store.kv(&store.mount("secret").unwrap()).unwrap();

@@ -4,3 +4,4 @@ pub(crate) mod kv;
 pub(crate) mod kv1;
 pub(crate) mod sys;
 pub(crate) mod token;
+pub(crate) mod transit;

@@ -13,3 +13,4 @@ pub mod server;
 pub mod status;
 pub mod target;
 pub mod token;
+pub mod transit;

@@ -15,17 +15,48 @@ use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
-    /// Create a new store, sealed by a key file (the default) or by Shamir shares.
+    /// Create a new store, sealed by a key file (the default), by Shamir
+    /// shares, or by an AWS KMS key (--kms-key-id: auto-unseal, with
+    /// recovery shares).
     Init {
         /// Split the unseal key into this many shares.
-        #[arg(long, requires = "key_threshold", conflicts_with = "key_file")]
+        #[arg(long, requires = "key_threshold", conflicts_with_all = ["key_file", "kms_key_id"])]
         key_shares: Option<u8>,
         /// How many shares unseal the store.
         #[arg(long, requires = "key_shares")]
         key_threshold: Option<u8>,
         /// Where to write the key file (default: under ~/.config/tresor/keys/).
-        #[arg(long = "key-file", id = "key_file", value_name = "FILE")]
+        #[arg(
+            long = "key-file",
+            id = "key_file",
+            value_name = "FILE",
+            conflicts_with = "kms_key_id"
+        )]
         init_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        kms: KmsArgs,
+    },
+    /// Seal the store another way (key file, Shamir shares or AWS KMS)
+    /// without re-encrypting anything.
+    ///
+    /// The store is opened as usual (key file, TRESOR_UNSEAL_KEYS or its
+    /// KMS); its root key is then sealed under a new unseal key, in one
+    /// write with the new seal record. The old key file or shares stop
+    /// opening it. Anything refused leaves the store as it was.
+    MigrateSeal {
+        #[arg(long, value_enum)]
+        to: SealTo,
+        /// key-file: where to write the new key file (default: under ~/.config/tresor/keys/).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+        /// shamir: how many shares.
+        #[arg(long, requires = "key_threshold")]
+        key_shares: Option<u8>,
+        /// shamir: how many unseal.
+        #[arg(long, requires = "key_shares")]
+        key_threshold: Option<u8>,
+        #[command(flatten)]
+        kms: KmsArgs,
     },
     /// Check unseal shares (or the key file) against the store.
     ///
@@ -46,6 +77,9 @@ pub enum OperatorCommand {
     /// A store initialized here (not through a server's `sys/init`) has no
     /// token yet; whoever can unseal it can make one.
     GenerateRoot,
+    /// Save, restore, inspect and verify snapshots of the store.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Copy the store to another backend byte for byte (ciphertext and keys),
     /// then verify both sides by key count and checksum.
     ///
@@ -65,6 +99,76 @@ pub enum OperatorCommand {
     },
 }
 
+/// `tresor operator snapshot`.
+#[derive(Subcommand)]
+pub enum SnapshotCommand {
+    /// Write the store's ciphertext, as it stood at one moment, to FILE (or
+    /// to a time-named file in --dir, keeping the newest --keep); nothing
+    /// under FILE's name until the file is whole.
+    Save {
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Save as `tresor-<UTC time>.snapshot` in this directory, as the
+        /// server's scheduled snapshots do.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// With --dir: how many snapshots to keep.
+        #[arg(long, default_value_t = 24)]
+        keep: usize,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Restore FILE into an empty store (--store, or PostgreSQL), after
+    /// checking all of it; a restore cut short is finished by running it again.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Check FILE whole and print its manifest.
+    Inspect { file: PathBuf },
+    /// The restore drill: open FILE as a store in memory, unseal it (key
+    /// file, TRESOR_UNSEAL_KEYS or its KMS) and read every record.
+    Verify { file: PathBuf },
+}
+
+/// Which backend a snapshot comes from or goes to.
+#[derive(clap::Args)]
+pub struct BackendArgs {
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: BackendKind,
+    /// A file holding the PostgreSQL URL (else TRESOR_POSTGRES_URL).
+    #[arg(long, value_name = "FILE")]
+    postgres_url_file: Option<PathBuf>,
+}
+
+/// The AWS KMS key of a KMS seal.
+#[derive(clap::Args)]
+pub struct KmsArgs {
+    /// Seal with this AWS KMS key (id, ARN or alias/NAME).
+    #[arg(long, value_name = "KEY")]
+    kms_key_id: Option<String>,
+    /// The key's region (default: AWS_REGION, then AWS_DEFAULT_REGION).
+    #[arg(long, value_name = "REGION")]
+    kms_region: Option<String>,
+    /// A custom KMS endpoint (default: AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL, then AWS's).
+    #[arg(long, value_name = "URL")]
+    kms_endpoint: Option<String>,
+    /// Recovery shares, which open the store when the KMS cannot.
+    #[arg(long, default_value_t = 5)]
+    recovery_shares: u8,
+    #[arg(long, default_value_t = 3)]
+    recovery_threshold: u8,
+}
+
+/// What `migrate-seal` seals with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SealTo {
+    KeyFile,
+    Shamir,
+    Awskms,
+}
+
 /// Where a store can live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
@@ -78,6 +182,7 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             key_shares,
             key_threshold,
             init_key_file,
+            kms,
         } => match target::remote(global)? {
             Some(client) => init_remote(
                 global,
@@ -85,8 +190,38 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
                 key_shares.zip(key_threshold),
                 init_key_file,
             ),
-            None => init(global, key_shares.zip(key_threshold), init_key_file),
+            None => {
+                let options = match (key_shares.zip(key_threshold), kms.kms_key_id.is_some()) {
+                    (_, true) => kms_options(&kms)?,
+                    (Some((shares, threshold)), false) => InitOptions::Shamir { shares, threshold },
+                    (None, false) => {
+                        InitOptions::KeyFile(init_key_file.or_else(|| global.key_file.clone()))
+                    }
+                };
+                init(global, options)
+            }
         },
+        OperatorCommand::MigrateSeal {
+            to,
+            new_key_file,
+            key_shares,
+            key_threshold,
+            kms,
+        } => {
+            let options = match to {
+                SealTo::KeyFile => InitOptions::KeyFile(new_key_file),
+                SealTo::Shamir => {
+                    let (shares, threshold) = key_shares.zip(key_threshold).ok_or_else(|| {
+                        Failure::usage(anyhow!(
+                            "--to shamir needs --key-shares and --key-threshold"
+                        ))
+                    })?;
+                    InitOptions::Shamir { shares, threshold }
+                }
+                SealTo::Awskms => kms_options(&kms)?,
+            };
+            migrate_seal(global, options)
+        }
         OperatorCommand::Unseal { shares } => match target::remote(global)? {
             Some(client) => unseal_remote(global, &client, shares),
             None => unseal(global, shares),
@@ -99,7 +234,86 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             to,
             postgres_url_file,
         } => migrate(global, from, to, postgres_url_file.as_deref()),
+        OperatorCommand::Snapshot(command) => snapshot(global, command),
     }
+}
+
+fn snapshot(global: &GlobalArgs, command: SnapshotCommand) -> CmdResult {
+    use tresor_core::snapshot;
+    let show = |what: &str, path: &Path, manifest: &snapshot::Manifest| {
+        if global.format == Format::Json {
+            print_json(&json!({ "file": path, "manifest": manifest }));
+        } else {
+            println!(
+                "{what} {}: store {} ({} seal, from {}), {} keys, sha256 {}, {} audit checkpoint(s).",
+                path.display(),
+                manifest.store_id,
+                manifest.seal_type,
+                manifest.backend,
+                manifest.keys,
+                manifest.sha256,
+                manifest.audit_checkpoints.len()
+            );
+        }
+    };
+    match command {
+        SnapshotCommand::Save {
+            file,
+            dir,
+            keep,
+            backend,
+        } => {
+            let source = open_backend(
+                global,
+                backend.backend,
+                backend.postgres_url_file.as_deref(),
+                false,
+            )?;
+            let saved = match (file, dir) {
+                (Some(file), _) => snapshot::save(&*source, &file)?,
+                (None, Some(dir)) => {
+                    snapshot::save_into(&*source, &dir, keep, std::time::SystemTime::now())?
+                }
+                (None, None) => {
+                    return Err(Failure::usage(anyhow!("give FILE or --dir")));
+                }
+            };
+            show("Saved", &saved.path, &saved.manifest);
+        }
+        SnapshotCommand::Restore { file, backend } => {
+            let created =
+                backend.backend == BackendKind::Embedded && !Embedded::exists(&global.store);
+            let destination = open_backend(
+                global,
+                backend.backend,
+                backend.postgres_url_file.as_deref(),
+                true,
+            )?;
+            let restored = snapshot::restore(&file, &*destination);
+            let empty = matches!(destination.list("", None, Some(1)), Ok(keys) if keys.is_empty());
+            if restored.is_err() && created && empty {
+                drop(destination);
+                let _ = std::fs::remove_file(global.store.join(tresor_storage::STORE_FILE_NAME));
+            }
+            let restored = restored?;
+            if restored.resumed > 0 && global.format != Format::Json {
+                println!(
+                    "Finished an interrupted restore: {} keys were already there.",
+                    restored.resumed
+                );
+            }
+            show("Restored", &file, &restored.manifest);
+        }
+        SnapshotCommand::Inspect { file } => show("Checked", &file, &snapshot::inspect(&file)?),
+        SnapshotCommand::Verify { file } => {
+            let (manifest, read) = snapshot::verify(&file, &crate::store::unseal(global)?)?;
+            show("Verified", &file, &manifest);
+            if global.format != Format::Json {
+                println!("Unsealed it in memory and read all {read} records back.");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn migrate(
@@ -217,12 +431,78 @@ fn open_postgres(_: Option<&Path>) -> Result<Box<dyn Backend>, tresor_storage::S
     ))
 }
 
-fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>) -> CmdResult {
-    let options = match shamir {
-        Some((shares, threshold)) => InitOptions::Shamir { shares, threshold },
-        None => InitOptions::KeyFile(key_file.or_else(|| global.key_file.clone())),
-    };
+/// A KMS seal from the command line, its region and endpoint defaulting
+/// to the AWS SDK's variables.
+#[cfg(feature = "aws")]
+fn kms_options(args: &KmsArgs) -> Result<InitOptions, Failure> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let key_id = args
+        .kms_key_id
+        .clone()
+        .ok_or_else(|| Failure::usage(anyhow!("a KMS seal needs --kms-key-id")))?;
+    let region = args
+        .kms_region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "give the KMS key's region: --kms-region or AWS_REGION"
+            ))
+        })?;
+    let endpoint = args
+        .kms_endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_KMS"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    let kms = tresor_awskms::AwsKms::new(tresor_awskms::Settings {
+        key_id,
+        region,
+        endpoint,
+    })?;
+    Ok(InitOptions::Kms {
+        kms: std::sync::Arc::new(kms),
+        recovery_shares: args.recovery_shares,
+        recovery_threshold: args.recovery_threshold,
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+fn kms_options(_: &KmsArgs) -> Result<InitOptions, Failure> {
+    Err(Failure::usage(anyhow!(
+        "this tresor was built without AWS support (cargo feature `aws`), so it cannot seal with AWS KMS"
+    )))
+}
+
+fn migrate_seal(global: &GlobalArgs, options: InitOptions) -> CmdResult {
+    let unseal = crate::store::unseal(global)?;
+    let before = tresor_core::seal_config(&global.store)?;
+    let out = tresor_core::migrate_seal(&global.store, &unseal, options)?;
+    print_sealed(global, &out, "Store resealed")?;
+    if global.format != Format::Json {
+        match &before.seal {
+            SealKind::KeyFile { path } if before.kms.is_none() => println!(
+                "The old key file {} no longer opens the store; delete it.",
+                global.key_file.as_ref().unwrap_or(path).display()
+            ),
+            _ => println!("The old unseal material no longer opens the store."),
+        }
+    }
+    Ok(())
+}
+
+fn init(global: &GlobalArgs, options: InitOptions) -> CmdResult {
     let out = tresor_core::init(&global.store, options)?;
+    print_sealed(global, &out, "Store initialized")?;
+    if global.format != Format::Json {
+        println!("KV version 2 is mounted at secret/.");
+    }
+    Ok(())
+}
+
+/// What `init` and `migrate-seal` print: the only copy of the new shares
+/// or where the key file went.
+fn print_sealed(global: &GlobalArgs, out: &tresor_core::InitOutput, done: &str) -> CmdResult {
     let store = std::path::absolute(&global.store)?;
     if global.format == Format::Json {
         let b64: Vec<Zeroizing<String>> = out.shares.iter().map(|s| s.to_base64()).collect();
@@ -234,6 +514,7 @@ fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>
         let mut value = json!({
             "store": store,
             "store_id": out.config.store_id,
+            "seal_type": out.config.type_name(),
             "key_file": out.key_file,
             "unseal_keys_b64": b64.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "unseal_keys_hex": hex.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
@@ -244,22 +525,34 @@ fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>
         zeroize_json(&mut value);
         return Ok(());
     }
+    let kms = out.config.kms.is_some();
     match (&out.config.seal, &out.key_file) {
         (SealKind::Shamir { shares, threshold }, _) => {
+            let name = if kms { "Recovery Key" } else { "Unseal Key" };
             for (i, share) in out.shares.iter().enumerate() {
-                println!("Unseal Key {}: {}", i + 1, share.to_base64().as_str());
+                println!("{name} {}: {}", i + 1, share.to_base64().as_str());
             }
             println!();
-            println!(
-                "Store initialized at {} with {shares} key shares and a key threshold of {threshold}.",
-                store.display()
-            );
-            println!(
-                "Distribute the shares to different people: any {threshold} of them unseal the store."
-            );
+            if let Some(tresor_barrier::KmsSeal::Awskms { key_id, region, .. }) = &out.config.kms {
+                println!(
+                    "{done} at {}, sealed by AWS KMS key {key_id} ({region}): it opens without a key file wherever that key may be used.",
+                    store.display()
+                );
+                println!(
+                    "Keep the {shares} recovery shares apart: any {threshold} of them open the store if the KMS key is lost or unreachable."
+                );
+            } else {
+                println!(
+                    "{done} at {} with {shares} key shares and a key threshold of {threshold}.",
+                    store.display()
+                );
+                println!(
+                    "Distribute the shares to different people: any {threshold} of them unseal the store."
+                );
+            }
         }
         (SealKind::KeyFile { .. }, Some(path)) => {
-            println!("Store initialized at {}.", store.display());
+            println!("{done} at {}.", store.display());
             println!("Unseal key file: {}", path.display());
             eprintln!(
                 "WARNING: back up the key file now, away from the store: without it the store cannot be opened."
@@ -267,7 +560,6 @@ fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>
         }
         (SealKind::KeyFile { path }, None) => println!("Unseal key file: {}", path.display()),
     }
-    println!("KV version 2 is mounted at secret/.");
     Ok(())
 }
 
@@ -291,7 +583,8 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
     for text in &given {
         shares.extend(parse_shares(text)?);
     }
-    if let SealKind::Shamir { threshold, .. } = config.seal {
+    if let (SealKind::Shamir { threshold, .. }, None) = (&config.seal, &config.kms) {
+        let threshold = *threshold;
         let stdin = std::io::stdin();
         let interactive = stdin.is_terminal();
         while shares.len() < usize::from(threshold) {
@@ -306,14 +599,11 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
         }
     }
     let unseal = Unseal {
-        key_file: global.key_file.clone(),
         shares,
+        ..crate::store::unseal(global)?
     };
     tresor_core::open(&global.store, &unseal, Access::ReadOnly)?;
-    let seal_type = match config.seal {
-        SealKind::Shamir { .. } => "shamir",
-        SealKind::KeyFile { .. } => "key-file",
-    };
+    let seal_type = config.type_name();
     let mut status = serde_json::Map::new();
     status.insert("Seal Type".into(), seal_type.into());
     match &config.seal {

@@ -60,12 +60,12 @@ pub struct GenerateArgs {
     pub no_ambiguous: bool,
 }
 
-pub fn run(command: PlatformCommand) -> CmdResult {
+pub fn run(command: PlatformCommand, global: &crate::store::GlobalArgs) -> CmdResult {
     match command {
         PlatformCommand::Apply(args) => apply(args),
         PlatformCommand::Generate(args) => generate(args),
         #[cfg(feature = "kubernetes")]
-        PlatformCommand::K8s(command) => k8s::run(command),
+        PlatformCommand::K8s(command) => k8s::run(command, global),
     }
 }
 

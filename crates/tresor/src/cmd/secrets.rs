@@ -5,11 +5,11 @@ use crate::store::{Format, GlobalArgs};
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::Value;
-use tresor_core::Access;
+use tresor_core::{Access, MountType};
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Mount a secrets engine (`kv` or `kv-v2`; both are KV version 2).
+    /// Mount a secrets engine: `kv` or `kv-v2` (both KV version 2), or `transit`.
     Enable {
         /// Where to mount it (default: the type's name).
         #[arg(long)]
@@ -36,19 +36,29 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
             description,
             kind,
         } => {
-            let kind_ok = matches!(kind.as_str(), "kv" | "kv-v2");
-            if !kind_ok {
-                return Err(Failure::usage(anyhow!(
-                    "unknown secrets engine type `{kind}`; tresor offers `kv` (version 2)"
-                )));
-            }
-            if version.is_some_and(|v| v != 2) {
-                return Err(Failure::usage(anyhow!("only KV version 2 is supported")));
-            }
+            let mount_type = match (MountType::parse(&kind), version) {
+                (Some(MountType::KvV2), Some(1)) => MountType::KvV1,
+                (Some(MountType::KvV2), None | Some(2)) => MountType::KvV2,
+                (Some(MountType::KvV2), Some(other)) => {
+                    return Err(Failure::usage(anyhow!(
+                        "KV version {other} does not exist; use -version=1 or -version=2"
+                    )));
+                }
+                (Some(other), _) => other,
+                (None, _) => {
+                    return Err(Failure::usage(anyhow!(
+                        "unknown secrets engine type `{kind}`; tresor offers `kv` (version 2, or 1 with -version=1) and `transit`"
+                    )));
+                }
+            };
             let path = path.unwrap_or_else(|| kind.clone());
-            let mounted =
-                target::open(global, Access::WriteOnDemand)?.enable(&path, &description)?;
-            println!("Success! Enabled the kv-v2 secrets engine at: {mounted}");
+            let mounted = target::open(global, Access::WriteOnDemand)?.enable(
+                &path,
+                mount_type,
+                &description,
+            )?;
+            let (shown, _) = mount_type.enable_request();
+            println!("Success! Enabled the {shown} secrets engine at: {mounted}");
             Ok(())
         }
         SecretsCommand::Disable { path } => {

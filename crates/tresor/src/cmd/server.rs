@@ -60,6 +60,8 @@ async fn serve(args: ServerArgs) -> CmdResult {
         let settings = NodeSettings {
             audit,
             token_limits: TokenLimits::default(),
+            kms: None,
+            kms_connector: None,
         };
         let (core, dev) =
             dev_node(settings, args.dev_root_token.as_deref()).map_err(Failure::runtime)?;
@@ -78,9 +80,22 @@ async fn serve(args: ServerArgs) -> CmdResult {
         let config = Config::load(&path).map_err(Failure::usage)?;
         let mut audit = config.broker();
         audit.accept_mismatch = args.accept_audit_mismatch;
+        let kms = configured_kms(&config.seal)?;
+        let kms_connector = match &kms {
+            // The configured key opens what it sealed, whatever the record says.
+            Some(kms) => {
+                let kms = std::sync::Arc::clone(kms);
+                Some(std::sync::Arc::new(move |_: &tresor_barrier::KmsSeal| {
+                    Ok(std::sync::Arc::clone(&kms))
+                }) as tresor_core::KmsConnector)
+            }
+            None => crate::store::kms_connector(),
+        };
         let settings = NodeSettings {
             audit,
             token_limits: TokenLimits::default(),
+            kms,
+            kms_connector,
         };
         let storage = config.storage.resolve().map_err(Failure::usage)?;
         let started = tokio::task::block_in_place(|| {
@@ -165,4 +180,35 @@ async fn shutdown_signal() {
         _ = int.recv() => {},
     }
     tracing::info!("shutting down: finishing the requests in flight");
+}
+
+/// The KMS `[seal] kind = "awskms"` names, if any.
+#[cfg(feature = "aws")]
+fn configured_kms(
+    seal: &tresor_server::config::SealConfig,
+) -> Result<Option<std::sync::Arc<dyn tresor_barrier::Kms>>, Failure> {
+    let (Some(tresor_server::config::SealType::Awskms), Some(key_id), Some(region)) =
+        (seal.kind, &seal.key_id, &seal.region)
+    else {
+        return Ok(None);
+    };
+    let kms = tresor_awskms::AwsKms::new(tresor_awskms::Settings {
+        key_id: key_id.clone(),
+        region: region.clone(),
+        endpoint: seal.endpoint.clone(),
+    })
+    .map_err(Failure::runtime)?;
+    Ok(Some(std::sync::Arc::new(kms)))
+}
+
+#[cfg(not(feature = "aws"))]
+fn configured_kms(
+    seal: &tresor_server::config::SealConfig,
+) -> Result<Option<std::sync::Arc<dyn tresor_barrier::Kms>>, Failure> {
+    match seal.kind {
+        Some(_) => Err(Failure::usage(anyhow::anyhow!(
+            "[seal] kind = \"awskms\" needs a tresor built with AWS support (cargo feature `aws`)"
+        ))),
+        None => Ok(None),
+    }
 }

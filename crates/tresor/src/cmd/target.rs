@@ -63,8 +63,8 @@ pub trait Target {
     fn kv_delete_metadata(&self, at: &KvPath) -> Result<(), Failure>;
     /// Mount path -> mount description, as `sys/mounts` has them.
     fn mounts(&self) -> Result<Map<String, Value>, Failure>;
-    /// Mounts KV version 2 at `path`; returns the mount's path (`path/`).
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure>;
+    /// Mounts an engine at `path`; returns the mount's path (`path/`).
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure>;
     fn disable(&self, path: &str) -> Result<(), Failure>;
     /// `term` and `install_time` of the active encryption key (and the
     /// number of `terms` when known).
@@ -232,8 +232,8 @@ impl Target for Local {
             .collect())
     }
 
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure> {
-        Ok(self.store.enable(path, MountType::KvV2, description)?.path)
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure> {
+        Ok(self.store.enable(path, kind, description)?.path)
     }
 
     fn disable(&self, path: &str) -> Result<(), Failure> {
@@ -461,12 +461,14 @@ impl Target for Remote {
         }
     }
 
-    fn enable(&self, path: &str, description: &str) -> Result<String, Failure> {
+    fn enable(&self, path: &str, kind: MountType, description: &str) -> Result<String, Failure> {
         let path = path.trim_matches('/');
-        self.client.write(
-            &format!("sys/mounts/{path}"),
-            &json!({ "type": "kv-v2", "description": description }),
-        )?;
+        let (kind, version) = kind.enable_request();
+        let mut request = json!({ "type": kind, "description": description });
+        if let Some(version) = version {
+            request["options"] = json!({ "version": version });
+        }
+        self.client.write(&format!("sys/mounts/{path}"), &request)?;
         Ok(format!("{path}/"))
     }
 

@@ -24,7 +24,7 @@ def test_mounts(client):
     with pytest.raises(hvac.exceptions.InvalidRequest):
         client.sys.enable_secrets_engine(backend_type="kv-v2", path="team-a")
     with pytest.raises(hvac.exceptions.InvalidRequest):
-        client.sys.enable_secrets_engine(backend_type="transit", path="transit")
+        client.sys.enable_secrets_engine(backend_type="pki", path="pki")
     client.sys.disable_secrets_engine(path="team-a")
     assert "team-a/" not in client.sys.list_mounted_secrets_engines()["data"]
 

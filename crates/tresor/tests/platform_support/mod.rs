@@ -50,7 +50,12 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     etcd: Child,
     apiserver: Child,
+    /// How the API server was started, to start it again.
+    apiserver_args: Vec<std::ffi::OsString>,
     pub kubeconfig: PathBuf,
+    /// etcd's client URL, for reading what the API server stored.
+    #[allow(dead_code)]
+    pub etcd_url: String,
 }
 
 impl Drop for Cluster {
@@ -95,7 +100,13 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Cluster {
+    #[allow(dead_code)]
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose API server gets these flags too.
+    pub fn start_with(extra_apiserver_args: &[&str]) -> Self {
         let apiserver_bin = binary("TRESOR_TEST_KUBE_APISERVER");
         let etcd_bin = binary("TRESOR_TEST_ETCD");
         let dir = tempfile::tempdir().unwrap();
@@ -188,7 +199,8 @@ impl Cluster {
             .stderr(log("etcd.log"))
             .spawn()
             .expect("etcd starts");
-        let apiserver = Command::new(apiserver_bin)
+        let mut apiserver = Command::new(&apiserver_bin);
+        apiserver
             .args(["--etcd-servers", &format!("http://127.0.0.1:{client}")])
             .args([
                 "--bind-address",
@@ -215,6 +227,10 @@ impl Cluster {
             .args(["--authorization-mode", "RBAC"])
             .args(["--service-cluster-ip-range", "10.96.0.0/24"])
             .args(["--disable-admission-plugins", "ServiceAccount"])
+            .args(extra_apiserver_args);
+        let apiserver_args: Vec<std::ffi::OsString> =
+            apiserver.get_args().map(ToOwned::to_owned).collect();
+        let apiserver = apiserver
             .stdout(Stdio::null())
             .stderr(log("apiserver.log"))
             .spawn()
@@ -234,10 +250,31 @@ impl Cluster {
             dir,
             etcd,
             apiserver,
+            apiserver_args,
             kubeconfig,
+            etcd_url: format!("http://127.0.0.1:{client}"),
         };
         cluster.wait_ready();
         cluster
+    }
+
+    /// Stops the API server and starts it again with the same flags (and
+    /// so with empty caches), waiting until it is ready.
+    #[allow(dead_code)]
+    pub fn restart_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("apiserver.log"))
+            .unwrap();
+        self.apiserver = Command::new(binary("TRESOR_TEST_KUBE_APISERVER"))
+            .args(&self.apiserver_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("kube-apiserver starts again");
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -253,11 +290,15 @@ impl Cluster {
                     self.log("apiserver.log")
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "kube-apiserver not ready after 90 s:\n{}",
-                self.log("apiserver.log")
-            );
+            if Instant::now() >= deadline {
+                let checks = self.kubectl(&["get", "--raw", "/readyz?verbose"]);
+                panic!(
+                    "kube-apiserver not ready after 90 s:\n{}\n{}{}",
+                    self.log("apiserver.log"),
+                    String::from_utf8_lossy(&checks.stdout),
+                    String::from_utf8_lossy(&checks.stderr)
+                );
+            }
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -309,6 +350,7 @@ impl Cluster {
     }
 
     /// Feeds a manifest to `kubectl apply -f -`.
+    #[allow(dead_code)]
     pub fn kubectl_apply(&self, manifest: &str) {
         use std::io::Write;
         let mut child = Command::new("kubectl")

@@ -192,11 +192,12 @@ fn seal_status(node: &Node, _: &Request) -> Result<Response> {
 
 fn seal_status_of(node: &Node) -> Result<Response> {
     let config = node.seal_config()?;
-    let (kind, n, t) = match config.as_ref().map(|c| &c.seal) {
-        Some(SealKind::Shamir { shares, threshold }) => ("shamir", *shares, *threshold),
-        Some(SealKind::KeyFile { .. }) => ("key-file", 1, 1),
-        None => ("shamir", 0, 0),
+    let (n, t) = match config.as_ref().map(|c| &c.seal) {
+        Some(SealKind::Shamir { shares, threshold }) => (*shares, *threshold),
+        Some(SealKind::KeyFile { .. }) => (1, 1),
+        None => (0, 0),
     };
+    let kind = config.as_ref().map_or("shamir", |c| c.type_name());
     Ok(Response::raw(
         200,
         json!({
@@ -210,7 +211,7 @@ fn seal_status_of(node: &Node) -> Result<Response> {
             "version": VERSION,
             "build_date": "",
             "migration": false,
-            "recovery_seal": false,
+            "recovery_seal": config.as_ref().is_some_and(|c| c.kms.is_some()),
             "storage_type": node.storage_kind(),
         }),
     ))
@@ -224,28 +225,39 @@ fn init_status(node: &Node, _: &Request) -> Result<Response> {
 }
 
 fn init(node: &Node, req: &Request) -> Result<Response> {
-    let shares = u64_param(&req.data, "secret_shares")?.unwrap_or(5);
-    let threshold = u64_param(&req.data, "secret_threshold")?.unwrap_or(3);
-    let (Ok(shares), Ok(threshold)) = (u8::try_from(shares), u8::try_from(threshold)) else {
-        return Err(Error::bad_request(
-            "secret_shares and secret_threshold must be at most 255",
-        ));
+    // With a KMS seal, Vault takes recovery shares instead.
+    let (shares, threshold) = if node.seals_with_kms() {
+        ("recovery_shares", "recovery_threshold")
+    } else {
+        ("secret_shares", "secret_threshold")
     };
-    let out = node.initialize(shares, threshold)?;
+    let count = |name, default| -> Result<u8> {
+        u8::try_from(u64_param(&req.data, name)?.unwrap_or(default))
+            .map_err(|_| Error::bad_request(format!("`{name}` must be at most 255")))
+    };
+    let out = node.initialize(count(shares, 5)?, count(threshold, 3)?)?;
     let hex: Vec<String> = out.shares.iter().map(|s| s.to_hex().to_string()).collect();
     let b64: Vec<String> = out
         .shares
         .iter()
         .map(|s| s.to_base64().to_string())
         .collect();
-    Ok(Response::raw(
-        200,
+    let body = if out.recovery {
+        json!({
+            "keys": [],
+            "keys_base64": [],
+            "recovery_keys": hex,
+            "recovery_keys_base64": b64,
+            "root_token": out.root_token.as_str(),
+        })
+    } else {
         json!({
             "keys": hex,
             "keys_base64": b64,
             "root_token": out.root_token.as_str(),
-        }),
-    ))
+        })
+    };
+    Ok(Response::raw(200, body))
 }
 
 fn unseal(node: &Node, req: &Request) -> Result<Response> {

@@ -125,6 +125,7 @@ pub(super) fn enable(ctx: &Ctx<'_>) -> Result<Response> {
     let data = ctx.data();
     let kind = required_str(data, "type")?;
     let kind = match (kind.as_str(), version_option(data)?.as_deref()) {
+        ("transit", None) => MountType::Transit,
         ("kv-v2", _) | ("kv", Some("2")) => MountType::KvV2,
         // Vault's `kv` without a version is version 1.
         ("kv", None | Some("1")) => MountType::KvV1,

@@ -2,14 +2,17 @@
 
 use super::{failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::store::GlobalArgs;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 use tresor_core::Access;
+use tresor_kms_plugin::KeyService;
 use tresor_kube::providers;
-use tresor_kube::render::{self, EncryptionProvider};
+use tresor_kube::render::{self, EncryptionProvider, KmsApiVersion, KmsProvider};
 use tresor_kube::{ApplyOptions, Delivery, KubeError};
 use tresor_platform::{Plan, Spec};
 use zeroize::Zeroizing;
@@ -24,6 +27,15 @@ pub enum K8sCommand {
     /// Server-side apply the Secrets (field manager `tresor`), restart the
     /// consumers of Secrets that changed, prune on request.
     Apply(K8sApplyArgs),
+    /// Serve the API server's KMS plugin API (v1beta1 and v2) on a unix
+    /// socket, wrapping its data keys with a transit key of the store.
+    ///
+    /// The store (--store, unsealed by its key file or TRESOR_UNSEAL_KEYS)
+    /// is opened read-only for each call, so `tresor transit rotate` can
+    /// run beside the plugin. Point the API server at the socket with the
+    /// EncryptionConfiguration of `tresor k8s render --kms`. Stops on
+    /// SIGTERM or SIGINT and removes the socket.
+    KmsPlugin(KmsPluginArgs),
     /// Find what breaks delivery: declared Secrets missing or different from
     /// the store, consumers whose service account may not read their Secret,
     /// consumers running pods older than their Secret. Exits 1 on findings.
@@ -44,10 +56,31 @@ pub struct DoctorArgs {
 }
 
 #[derive(Args)]
+pub struct KmsPluginArgs {
+    /// The unix socket to serve on (the API server's `endpoint: unix://PATH`).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// The transit key that wraps data keys.
+    #[arg(long, value_name = "NAME")]
+    pub key: String,
+    /// The transit mount holding the key.
+    #[arg(long, default_value = "transit")]
+    pub mount: String,
+    /// Longest one call may take (a store another command is writing is
+    /// waited for up to this long).
+    #[arg(long, default_value = "3s")]
+    pub timeout: humantime::Duration,
+    /// Also answer `GET /healthz` on this address (200 once a data key
+    /// wraps and unwraps, 503 with the reason otherwise).
+    #[arg(long, value_name = "ADDR")]
+    pub healthz: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args)]
 pub struct RenderArgs {
-    /// The platform spec.
-    #[arg(short = 'f', long = "filename", default_value = "tresor.yaml")]
-    pub file: PathBuf,
+    /// The platform spec (default tresor.yaml; with --kms alone, none is needed).
+    #[arg(short = 'f', long = "filename")]
+    pub file: Option<PathBuf>,
     /// Write one file per manifest into this directory (mode 0600) instead of printing.
     #[arg(short = 'o', long = "output-dir")]
     pub output: Option<PathBuf>,
@@ -58,15 +91,40 @@ pub struct RenderArgs {
     /// Also render each consumer's env entries (`secretKeyRef`).
     #[arg(long)]
     pub env: bool,
-    /// Also write an EncryptionConfiguration with a fresh key (needs -o).
-    #[arg(long, value_enum)]
+    /// Also write an EncryptionConfiguration: with a fresh key (aescbc,
+    /// secretbox; needs -o), or naming tresor's KMS plugin (kms).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "kms", value_name = "PROVIDER")]
     pub encryption_config: Option<Provider>,
+    /// The KMS EncryptionConfiguration (as `--encryption-config kms`): the
+    /// API server encrypts Secrets through `tresor k8s kms-plugin`.
+    #[arg(long)]
+    pub kms: bool,
+    /// The plugin's socket, as `tresor k8s kms-plugin --socket` serves it.
+    #[arg(long, default_value = "/var/run/tresor/kms.sock", value_name = "PATH")]
+    pub kms_socket: String,
+    /// The provider's name: part of every stored value's prefix; keep it once in use.
+    #[arg(long, default_value = "tresor")]
+    pub kms_name: String,
+    /// The KMS API the API server speaks: v1 (all versions; off by default
+    /// from 1.29) or v2 (1.27 and later).
+    #[arg(long, value_enum, default_value = "v1")]
+    pub kms_api_version: KmsApi,
+    /// How long the API server waits for one plugin call.
+    #[arg(long, default_value = "3s")]
+    pub kms_timeout: humantime::Duration,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Provider {
     Aescbc,
     Secretbox,
+    Kms,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KmsApi {
+    V1,
+    V2,
 }
 
 #[derive(Args)]
@@ -88,9 +146,10 @@ pub struct K8sApplyArgs {
     pub force_conflicts: bool,
 }
 
-pub fn run(command: K8sCommand) -> CmdResult {
+pub fn run(command: K8sCommand, global: &GlobalArgs) -> CmdResult {
     match command {
         K8sCommand::Render(args) => render_cmd(args),
+        K8sCommand::KmsPlugin(args) => kms_plugin(args, global),
         K8sCommand::Apply(args) => {
             let spec = load(&args.file)?;
             let deliveries = from_store(&spec, &args.file)?;
@@ -264,15 +323,94 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
     Ok(out)
 }
 
+fn kms_plugin(args: KmsPluginArgs, global: &GlobalArgs) -> CmdResult {
+    // Refused calls are logged (never a key or a data key) for whoever
+    // runs the plugin beside the API server.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+    let unseal = crate::store::unseal(global)?;
+    let timeout: std::time::Duration = args.timeout.into();
+    let service = tresor_kms_plugin::LocalTransit::new(
+        global.store.clone(),
+        unseal,
+        &args.mount,
+        &args.key,
+        timeout,
+    );
+    // A key that cannot be used is said at once; the plugin still serves,
+    // answering UNAVAILABLE until the store can be opened.
+    match tresor_kms_plugin::check(&service) {
+        Ok(key_id) => eprintln!("kms plugin: {} works ({key_id})", service.describe()),
+        Err(tresor_kms_plugin::ServiceError::Misconfigured(why)) => {
+            return Err(Failure::usage(anyhow::anyhow!(why)));
+        }
+        Err(e) => eprintln!(
+            "kms plugin: WARNING: {e}; serving anyway, every call fails until it is fixed"
+        ),
+    }
+    let options = tresor_kms_plugin::Options {
+        timeout,
+        ..tresor_kms_plugin::Options::default()
+    };
+    eprintln!("kms plugin: serving on {}", args.socket.display());
+    tresor_kms_plugin::run(&args.socket, Arc::new(service), options, args.healthz)
+        .map_err(Failure::runtime)
+}
+
 fn render_cmd(args: RenderArgs) -> CmdResult {
-    if args.encryption_config.is_some() && args.output.is_none() {
+    let provider = match (args.encryption_config, args.kms) {
+        (None, true) => Some(Provider::Kms),
+        (Some(p), true) if p != Provider::Kms => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--kms asks for the KMS EncryptionConfiguration; drop it or the other --encryption-config provider"
+            )));
+        }
+        (p, _) => p,
+    };
+    if provider.is_some_and(|p| p != Provider::Kms) && args.output.is_none() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--encryption-config writes a fresh encryption key: give -o DIR so that it goes to a file, not the terminal"
         )));
     }
-    let spec = load(&args.file)?;
-    let deliveries = from_store(&spec, &args.file)?;
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("tresor.yaml"));
     let mut files: Vec<(String, Zeroizing<String>)> = Vec::new();
+    // The KMS configuration alone needs no spec.
+    let only_kms = provider == Some(Provider::Kms) && args.file.is_none() && !file.exists();
+    if !only_kms {
+        render_spec(&args, &file, &mut files)?;
+    }
+    if let Some(provider) = provider {
+        let text = match provider {
+            Provider::Aescbc => render::encryption_config(EncryptionProvider::Aescbc),
+            Provider::Secretbox => render::encryption_config(EncryptionProvider::Secretbox),
+            Provider::Kms => Zeroizing::new(render::kms_encryption_config(&KmsProvider {
+                name: args.kms_name.clone(),
+                socket: args.kms_socket.clone(),
+                api_version: match args.kms_api_version {
+                    KmsApi::V1 => KmsApiVersion::V1,
+                    KmsApi::V2 => KmsApiVersion::V2,
+                },
+                timeout: args.kms_timeout.into(),
+                cache_size: 1000,
+            })),
+        };
+        files.push(("encryption-config.yaml".into(), text));
+    }
+    write_files(&args, &files)
+}
+
+fn render_spec(
+    args: &RenderArgs,
+    file: &Path,
+    files: &mut Vec<(String, Zeroizing<String>)>,
+) -> CmdResult {
+    let spec = load(file)?;
+    let deliveries = from_store(&spec, file)?;
     for d in &deliveries {
         let data: Vec<(String, &[u8])> = d
             .data
@@ -304,20 +442,14 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
     for (name, hcl) in providers::vault_policies(&spec) {
         files.push((name, Zeroizing::new(hcl)));
     }
-    if let Some(provider) = args.encryption_config {
-        let provider = match provider {
-            Provider::Aescbc => EncryptionProvider::Aescbc,
-            Provider::Secretbox => EncryptionProvider::Secretbox,
-        };
-        files.push((
-            "encryption-config.yaml".into(),
-            render::encryption_config(provider),
-        ));
-    }
+    Ok(())
+}
+
+fn write_files(args: &RenderArgs, files: &[(String, Zeroizing<String>)]) -> CmdResult {
     match &args.output {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
-            for (name, text) in &files {
+            for (name, text) in files {
                 let path = dir.join(name);
                 let mut file = std::fs::OpenOptions::new()
                     .write(true)
