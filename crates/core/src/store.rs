@@ -136,6 +136,23 @@ impl Store {
         self.transit_of(&self.mount(path)?)
     }
 
+    /// Rotates the transit keys whose `auto_rotate_period` has passed at
+    /// `at`, on every transit mount; each as its mount path and key name.
+    pub fn rotate_due_transit_keys(
+        &self,
+        at: std::time::SystemTime,
+    ) -> Result<Vec<(String, String)>, CoreError> {
+        let mut rotated = Vec::new();
+        for mount in self.mounts()? {
+            if mount.kind == MountType::Transit {
+                for name in self.transit_of(&mount)?.rotate_due(at)? {
+                    rotated.push((mount.path.clone(), name));
+                }
+            }
+        }
+        Ok(rotated)
+    }
+
     /// Mounts a new engine at `path`. Mounts may not nest.
     pub fn enable(
         &self,

@@ -222,6 +222,33 @@ fn mounts_enable_disable_and_refuse_nesting() {
 }
 
 #[test]
+fn due_transit_keys_rotate_on_every_transit_mount() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, unseal) = key_file_store(tmp.path());
+    let store = open(&dir, &unseal, Access::ReadWrite).unwrap();
+    let hourly = tresor_transit::CreateKey {
+        auto_rotate_period: std::time::Duration::from_secs(3600),
+        ..tresor_transit::CreateKey::default()
+    };
+    for path in ["transit", "team/transit"] {
+        let mount = store.enable(path, MountType::Transit, "").unwrap();
+        store
+            .transit_of(&mount)
+            .unwrap()
+            .create_key("db", &hourly)
+            .unwrap();
+    }
+    let now = std::time::SystemTime::now();
+    assert!(store.rotate_due_transit_keys(now).unwrap().is_empty());
+    let later = now + std::time::Duration::from_secs(3600);
+    let rotated = store.rotate_due_transit_keys(later).unwrap();
+    let expected = [("team/transit/", "db"), ("transit/", "db")];
+    assert_eq!(rotated, expected.map(|(m, k)| (m.to_owned(), k.to_owned())));
+    let key = store.transit("transit").unwrap().read_key("db").unwrap();
+    assert_eq!(key.unwrap().latest_version, 2);
+}
+
+#[test]
 fn foreign_truncated_or_missing_store_files_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = open(

@@ -237,6 +237,39 @@ impl Node {
         }
     }
 
+    /// Saves a snapshot of the store's ciphertext into `dir`, keeping the
+    /// newest `keep` (see [`tresor_core::snapshot::save_into`]); `None`
+    /// before the store is initialized, when there is nothing to save.
+    pub fn save_snapshot(
+        &self,
+        dir: &std::path::Path,
+        keep: usize,
+        at: std::time::SystemTime,
+    ) -> Result<Option<tresor_core::snapshot::Saved>> {
+        if self.seal_config()?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(tresor_core::snapshot::save_into(
+            &*self.storage,
+            dir,
+            keep,
+            at,
+        )?))
+    }
+
+    /// Rotates the transit keys due at `at` (their `auto_rotate_period`
+    /// passed); nothing while sealed.
+    pub fn rotate_due_transit_keys(
+        &self,
+        at: std::time::SystemTime,
+    ) -> Result<Vec<(String, String)>> {
+        match self.unsealed() {
+            Ok(unsealed) => Ok(unsealed.store.rotate_due_transit_keys(at)?),
+            Err(Error::Sealed) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records a remount done; returns its migration id.
     pub fn record_remount(&self, from: &str, to: &str) -> String {
         let mut id = [0u8; 16];

@@ -21,6 +21,24 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Scheduled rotation of a platform spec's secrets; none: off.
     pub rotation: Option<crate::rotation::RotationConfig>,
+    /// Scheduled snapshots of the store; none: off.
+    pub snapshot: Option<SnapshotConfig>,
+}
+
+/// `[snapshot]`: save a snapshot of the store's ciphertext this often into
+/// `dir`, keeping the newest `keep`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    #[serde(with = "humantime_serde_like")]
+    pub every: Duration,
+    #[serde(default = "default_snapshots_kept")]
+    pub keep: usize,
+    pub dir: PathBuf,
+}
+
+fn default_snapshots_kept() -> usize {
+    24
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +415,8 @@ pub enum ConfigError {
     KmsWithoutKind,
     #[error("[[audit.device]]: {0}")]
     AuditDevice(String),
+    #[error("[snapshot] {0}")]
+    Snapshot(String),
     #[error("[listener] {0} must be longer than zero")]
     ZeroTimeout(&'static str),
     #[error("[listener] max_connections must be at least 1")]
@@ -459,6 +479,19 @@ impl Config {
         }
         if l.max_connections == 0 {
             return Err(ConfigError::NoConnections);
+        }
+        if let Some(snapshot) = &self.snapshot {
+            if snapshot.every.is_zero() || snapshot.keep == 0 {
+                return Err(ConfigError::Snapshot(
+                    "`every` must be longer than zero and `keep` at least 1".into(),
+                ));
+            }
+            if !snapshot.dir.is_absolute() {
+                return Err(ConfigError::Snapshot(format!(
+                    "`dir` must be an absolute path, not {}",
+                    snapshot.dir.display()
+                )));
+            }
         }
         Ok(())
     }
@@ -573,6 +606,25 @@ mod tests {
             "[[audit.device]]\nfile_path='/x'\n[[audit.device]]\nfile_path='/y'\n",
             "[audit]\napi_device_dir='logs'\n",
             "[[audit.device]]\nfile_path='/x'\nprefix='#!/bin/sh'\n",
+        ] {
+            assert!(parse(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn snapshots_are_scheduled_into_an_absolute_dir() {
+        let base = "[storage]\npath='/s'\n[listener]\ntls_disable=true\n";
+        assert!(parse(base).unwrap().snapshot.is_none(), "off by default");
+        let config = parse(&format!("{base}[snapshot]\nevery='1h'\ndir='/backups'\n")).unwrap();
+        let snapshot = config.snapshot.unwrap();
+        assert_eq!(snapshot.every, Duration::from_secs(3600));
+        assert_eq!(snapshot.keep, 24);
+        for bad in [
+            "[snapshot]\nevery='0s'\ndir='/b'\n",
+            "[snapshot]\nevery='1h'\nkeep=0\ndir='/b'\n",
+            "[snapshot]\nevery='1h'\ndir='backups'\n",
+            "[snapshot]\ndir='/b'\n",
+            "[snapshot]\nevery='soon'\ndir='/b'\n",
         ] {
             assert!(parse(&format!("{base}{bad}")).is_err(), "{bad}");
         }

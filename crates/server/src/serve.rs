@@ -288,6 +288,7 @@ pub struct Server {
     app: Arc<App>,
     cert: Option<Arc<ReloadableCert>>,
     rotation: Option<crate::rotation::RotationConfig>,
+    snapshots: Option<crate::config::SnapshotConfig>,
     pending: Option<PendingUnseal>,
     audit_checkpoint_interval: Duration,
     timeouts: Timeouts,
@@ -337,6 +338,7 @@ impl Server {
             app,
             cert,
             rotation: None,
+            snapshots: None,
             pending: None,
             audit_checkpoint_interval: AUDIT_CHECKPOINT_INTERVAL,
             timeouts: listener.timeouts,
@@ -347,6 +349,11 @@ impl Server {
     /// Runs the due rotations of a platform spec on a schedule while serving.
     pub fn schedule_rotation(&mut self, config: crate::rotation::RotationConfig) {
         self.rotation = Some(config);
+    }
+
+    /// Saves snapshots of the store on a schedule while serving.
+    pub fn schedule_snapshots(&mut self, config: crate::config::SnapshotConfig) {
+        self.snapshots = Some(config);
     }
 
     /// Saves the audit chains' positions this often (and once more when the
@@ -394,6 +401,9 @@ impl Server {
         let node = &self.app.node;
         let background = [
             Some(tokio::spawn(tidy_tokens(Arc::clone(node)))),
+            Some(tokio::spawn(rotate_transit_keys(Arc::clone(node)))),
+            self.snapshots
+                .map(|config| tokio::spawn(save_snapshots(Arc::clone(node), config))),
             Some(tokio::spawn(save_audit_checkpoints(
                 Arc::clone(node),
                 self.audit_checkpoint_interval,
@@ -597,6 +607,59 @@ async fn save_audit_checkpoints_once(core: Arc<Node>) {
 
 /// How often expired tokens are removed.
 const TIDY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often transit keys are checked for a due rotation (Vault's
+/// periodic functions run each minute too); the shortest period is an hour.
+const TRANSIT_ROTATE_CHECK: Duration = Duration::from_secs(60);
+
+async fn rotate_transit_keys(core: Arc<Node>) {
+    let mut interval = tokio::time::interval(TRANSIT_ROTATE_CHECK);
+    loop {
+        interval.tick().await;
+        let core = Arc::clone(&core);
+        let rotated = tokio::task::spawn_blocking(move || {
+            core.rotate_due_transit_keys(std::time::SystemTime::now())
+        })
+        .await;
+        match rotated {
+            Ok(Ok(keys)) => {
+                for (mount, key) in keys {
+                    tracing::info!(%mount, %key, "transit key rotated (auto_rotate_period)");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "transit auto-rotation failed"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Saves a snapshot every `config.every`, the first one period after the
+/// start (a restart loop does not fill the directory).
+async fn save_snapshots(core: Arc<Node>, config: crate::config::SnapshotConfig) {
+    let start = tokio::time::Instant::now() + config.every;
+    let mut interval = tokio::time::interval_at(start, config.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let core = Arc::clone(&core);
+        let config = config.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            core.save_snapshot(&config.dir, config.keep, std::time::SystemTime::now())
+        })
+        .await;
+        match saved {
+            Ok(Ok(Some(saved))) => tracing::info!(
+                path = %saved.path.display(),
+                keys = saved.manifest.keys,
+                bytes = saved.bytes,
+                "snapshot saved"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduled snapshot failed"),
+            Err(_) => {}
+        }
+    }
+}
 
 async fn tidy_tokens(core: Arc<Node>) {
     let mut interval = tokio::time::interval(TIDY_INTERVAL);

@@ -531,20 +531,33 @@ impl TransitEngine {
         let at = seconds(at);
         let mut rotated = Vec::new();
         for name in self.list_keys(None, None)? {
-            let Some((key, _)) = self.load(&name)? else {
-                continue;
-            };
-            let period = key.settings.auto_rotate_period_secs;
-            let made = key
-                .versions
-                .get(&key.settings.latest_version)
-                .map_or(0, |v| v.created);
-            if period > 0 && at.saturating_sub(made) >= i64::try_from(period).unwrap_or(i64::MAX) {
-                self.rotate_key(&name)?;
+            if self.rotate_if_due(&name, at)? {
                 rotated.push(name);
             }
         }
         Ok(rotated)
+    }
+
+    /// Rotates `name` if it is due at `at`, deciding again after a
+    /// conflicting write: servers sharing a store rotate a due key once.
+    fn rotate_if_due(&self, name: &str, at: i64) -> Result<bool, TransitError> {
+        for _ in 0..RETRIES {
+            let Some((mut key, stamp)) = self.load(name)? else {
+                return Ok(false);
+            };
+            if !key.rotation_due(at) {
+                return Ok(false);
+            }
+            key.rotate(at);
+            let mut writes = WriteSet::new();
+            writes
+                .expect(&self.key_path(name), Some(&stamp))
+                .put(&self.key_path(name), key.to_bytes());
+            if self.barrier.commit(writes)?.applied() {
+                return Ok(true);
+            }
+        }
+        Err(TransitError::Contended(name.to_owned()))
     }
 
     /// The mount-wide settings.

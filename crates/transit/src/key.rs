@@ -196,6 +196,17 @@ impl Key {
     }
 
     /// Adds a version, which encrypts from now on.
+    /// Whether `auto_rotate_period` has passed at `at` since the latest
+    /// version was made.
+    pub(crate) fn rotation_due(&self, at: i64) -> bool {
+        let period = self.settings.auto_rotate_period_secs;
+        let made = self
+            .versions
+            .get(&self.settings.latest_version)
+            .map_or(0, |v| v.created);
+        period > 0 && at.saturating_sub(made) >= i64::try_from(period).unwrap_or(i64::MAX)
+    }
+
     pub(crate) fn rotate(&mut self, now: i64) {
         let mut material = Zeroizing::new(vec![0u8; self.settings.kind.key_len()]);
         fill_random(&mut material);

@@ -495,6 +495,25 @@ fn due_keys_rotate_automatically() {
 }
 
 #[test]
+fn two_servers_on_one_store_rotate_a_due_key_once() {
+    let (one, two) = tresor_barrier::testing::unsealed_pair(Arc::new(Memory::new()));
+    let first = TransitEngine::new(one, "logical/t/");
+    let second = TransitEngine::new(two, "logical/t/");
+    let hourly = CreateKey {
+        auto_rotate_period: Duration::from_secs(3600),
+        ..CreateKey::default()
+    };
+    first.create_key("hourly", &hourly).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(3601);
+    assert_eq!(first.rotate_due(later).unwrap(), ["hourly"]);
+    assert!(second.rotate_due(later).unwrap().is_empty());
+    assert_eq!(
+        second.read_key("hourly").unwrap().unwrap().latest_version,
+        2
+    );
+}
+
+#[test]
 fn a_sealed_store_refuses_everything() {
     let storage: Arc<dyn Backend> = Arc::new(Memory::new());
     let barrier = tresor_barrier::testing::unsealed(Arc::clone(&storage));

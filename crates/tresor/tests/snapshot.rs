@@ -2,7 +2,8 @@
 //! verify with the key file (a wrong one refused), restore into a fresh
 //! embedded store and into PostgreSQL with every secret and version equal;
 //! a cut snapshot refused with nothing created; SIGKILL during a save (to a
-//! file, or scheduled into a directory) leaves the previous snapshot whole.
+//! file, or scheduled into a directory) leaves the previous snapshot whole;
+//! `tresor server` saves them on its `[snapshot]` schedule.
 
 mod support;
 
@@ -160,6 +161,53 @@ fn save_inspect_verify_restore_and_refusals() {
         "{}",
         text(&again)
     );
+}
+
+/// The `tresor-*.snapshot` files in `dir`, oldest first.
+fn snapshots_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("tresor-") && n.ends_with(".snapshot"))
+    });
+    found.sort();
+    found
+}
+
+#[test]
+fn a_server_saves_snapshots_on_its_schedule_and_keeps_the_newest() {
+    let f = Fixture::new(3, 10);
+    let snaps = f.path("snapshots");
+    let config = support::config(
+        f.dir.path(),
+        &format!(
+            "[seal]\nkey_file = \"{}\"\n[snapshot]\nevery = \"1s\"\nkeep = 2\ndir = \"{}\"\n",
+            f.key().display(),
+            snaps.display()
+        ),
+    );
+    let server = support::TestServer::with_config(&config);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "saved only {seen:?}");
+        let now = snapshots_in(&snaps);
+        // `keep`, and the one being written before the oldest goes.
+        assert!(now.len() <= 3, "{now:?}");
+        seen.extend(now);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    let latest = snapshots_in(&snaps).pop().unwrap();
+    let latest_s = latest.to_str().unwrap();
+    let verified = f.ok(&f.store(), &["operator", "snapshot", "verify", latest_s]);
+    assert!(verified.contains("read all"), "{verified}");
+    let target = f.path("restored");
+    f.ok(&target, &["operator", "snapshot", "restore", latest_s]);
+    f.check_values(&target, 3);
 }
 
 fn save_in_background(f: &Fixture, args: &[&str]) -> std::process::Child {

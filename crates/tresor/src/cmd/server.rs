@@ -52,6 +52,7 @@ pub fn run(args: ServerArgs) -> CmdResult {
 
 async fn serve(args: ServerArgs) -> CmdResult {
     let mut rotation = None;
+    let mut snapshots = None;
     let mut pending = None;
     let mut checkpoint_interval = None;
     let (core, listener, banner) = if args.dev {
@@ -123,6 +124,7 @@ async fn serve(args: ServerArgs) -> CmdResult {
             max_connections: config.listener.max_connections,
         };
         rotation = config.rotation;
+        snapshots = config.snapshot;
         checkpoint_interval = Some(config.audit.checkpoint_interval);
         (core, listener, None)
     };
@@ -136,6 +138,9 @@ async fn serve(args: ServerArgs) -> CmdResult {
         .map_err(Failure::runtime)?;
     if let Some(rotation) = rotation {
         server.schedule_rotation(rotation);
+    }
+    if let Some(snapshots) = snapshots {
+        server.schedule_snapshots(snapshots);
     }
     if let Some(pending) = pending {
         server.unseal_once_reachable(pending);
