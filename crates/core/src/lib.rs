@@ -20,6 +20,8 @@ pub use error::CoreError;
 pub use migrate::{Copied, Summary, copy_store, summarize};
 pub use mounts::{MountEntry, MountType};
 pub use open::{
-    Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, seal_config,
+    Access, InitOptions, InitOutput, Unseal, default_key_file, init, initialize, open, open_with,
+    seal_config,
 };
 pub use store::Store;
+pub use tresor_storage::{DEFAULT_LOCK_WAIT, Locking};

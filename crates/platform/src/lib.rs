@@ -34,7 +34,7 @@ pub use target::{RemoteStore, SecretStore, Stored};
 pub use targets::{AwsTarget, Targets, VaultAuth, VaultTarget};
 
 use std::path::{Path, PathBuf};
-use tresor_core::{Access, CoreError, InitOptions, Unseal};
+use tresor_core::{Access, CoreError, InitOptions, Locking, Unseal};
 use tresor_kv::KvEngine;
 
 /// Why planning or applying failed.
@@ -102,13 +102,15 @@ impl Opened {
     }
 }
 
-/// Opens the spec's embedded store. A missing store is created (key file
-/// outside the repository) unless `create` is false, in which case `None`
-/// comes back: a dry run on a fresh clone writes nothing.
+/// Opens the spec's embedded store, waiting for other processes holding it
+/// as `locking` says. A missing store is created (key file outside the
+/// repository) unless `create` is false, in which case `None` comes back: a
+/// dry run on a fresh clone writes nothing.
 pub fn open_store(
     spec: &Spec,
     create: bool,
     access: Access,
+    locking: &Locking,
 ) -> Result<Option<Opened>, PlatformError> {
     let (path, key_file, mount) = match &spec.store {
         StoreSpec::Embedded {
@@ -134,13 +136,14 @@ pub fn open_store(
         let out = tresor_core::init(path, InitOptions::KeyFile(key_file.clone()))?;
         created_key_file = out.key_file;
     }
-    let store = tresor_core::open(
+    let store = tresor_core::open_with(
         path,
         &Unseal {
             key_file: key_file.clone(),
             shares: Vec::new(),
         },
         access,
+        locking,
     )?;
     let kv: KvEngine = store.kv(&store.mount(mount)?);
     Ok(Some(Opened {

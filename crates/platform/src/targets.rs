@@ -4,7 +4,7 @@
 //! Nothing here holds a credential: those come from the environment (or,
 //! for Vault, from a key declared in the spec).
 
-use crate::spec::{KeyRef, SecretSpec, Validator};
+use crate::spec::{KeyRef, SecretSpec, Source, Validator};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
@@ -282,24 +282,44 @@ impl Validator {
                 {
                     found.push(clash(other, format!("Vault `{}/{}`", v.mount, v.path)));
                 }
-                if let VaultAuth::Token(r) = &v.auth
-                    && !secrets
-                        .iter()
-                        .any(|t| t.name == r.secret && t.key(&r.key).is_some())
-                {
-                    found.push(crate::spec::Problem {
-                        line: s.line,
-                        column: 1,
-                        message: format!(
-                            "secret `{}`: vault `auth.token_ref: {r}` names no key declared in this spec",
-                            s.name
-                        ),
-                    });
+                if let VaultAuth::Token(r) = &v.auth {
+                    let problem = match literal_at_end(secrets, r) {
+                        None => Some(format!(
+                            "vault `auth.token_ref: {r}` names no key declared in this spec"
+                        )),
+                        Some(true) => Some(format!(
+                            "vault `auth.token_ref: {r}` names a key whose value is written in this file; a token must never be committed: declare it `generate` and import the real token (`tresor kv patch`), or use VAULT_TOKEN"
+                        )),
+                        Some(false) => None,
+                    };
+                    if let Some(problem) = problem {
+                        found.push(crate::spec::Problem {
+                            line: s.line,
+                            column: 1,
+                            message: format!("secret `{}`: {problem}", s.name),
+                        });
+                    }
                 }
             }
             self.problems.extend(found);
         }
     }
+}
+
+/// Whether the key `r` names (through its `ref` chain) holds a literal
+/// value; `None` when it names no declared key.
+fn literal_at_end(secrets: &[SecretSpec], r: &KeyRef) -> Option<bool> {
+    let mut at = r.clone();
+    // A chain longer than the spec's keys is a cycle, reported elsewhere.
+    for _ in 0..=secrets.iter().map(|s| s.keys.len()).sum::<usize>() {
+        let key = secrets.iter().find(|s| s.name == at.secret)?.key(&at.key)?;
+        match &key.source {
+            Source::Ref(next) => at = next.clone(),
+            Source::Literal(_) => return Some(true),
+            Source::Generate(_) => return Some(false),
+        }
+    }
+    Some(false)
 }
 
 fn is_region(r: &str) -> bool {
@@ -374,6 +394,28 @@ mod tests {
                     .iter()
                     .any(|p| p.contains("both deliver to Vault `kv/p`")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_vault_token_is_never_a_literal_of_the_spec() {
+        let spec = |token: &str| {
+            format!(
+                "{HEAD}  vault-token:\n    targets: {{kubernetes: false}}\n    keys: {{token: {token}, alias: {{ref: vault-token/token}}}}\n  db:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{auth: {{token_ref: vault-token/alias}}}}}}\n"
+            )
+        };
+        let literal = problems(&spec(
+            "{value: hvs.CAESIJ1zcXwKq2wPkQ5d8c3xT, allow_weak: test}",
+        ));
+        assert!(
+            literal
+                .iter()
+                .any(|p| p.contains("`auth.token_ref: vault-token/alias` names a key whose value is written in this file")),
+            "{literal:?}"
+        );
+        assert_eq!(
+            problems(&spec("{generate: base64:32}")),
+            Vec::<String>::new()
         );
     }
 

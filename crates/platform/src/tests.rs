@@ -1,7 +1,7 @@
 use crate::*;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-use tresor_core::Access;
+use tresor_core::{Access, Locking};
 
 const EXAMPLE: &str = include_str!("../../../examples/mlops-platform/tresor.yaml");
 
@@ -192,11 +192,11 @@ fn apply_creates_then_changes_nothing() {
     let spec = example_in(tmp.path());
     let now = SystemTime::now();
     assert!(
-        open_store(&spec, false, Access::ReadOnly)
+        open_store(&spec, false, Access::ReadOnly, &Locking::default())
             .unwrap()
             .is_none()
     );
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -290,7 +290,7 @@ fn apply_creates_then_changes_nothing() {
 fn changes_update_only_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     plan(&spec, Some(opened.store()), SystemTime::now())
@@ -375,7 +375,7 @@ fn apply_writes_each_secret_with_its_metadata_in_one_commit() {
 fn a_concurrent_change_stops_apply_without_overwriting() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     let p = plan(&spec, Some(opened.store()), SystemTime::now()).unwrap();

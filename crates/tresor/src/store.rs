@@ -3,8 +3,9 @@
 use crate::failure::Failure;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 use tresor_barrier::seal::Share;
-use tresor_core::{Access, Store, Unseal};
+use tresor_core::{Access, Locking, Store, Unseal};
 use zeroize::Zeroizing;
 
 /// Where the store is and how to unseal it.
@@ -19,6 +20,17 @@ pub struct StoreArgs {
     /// The server to use instead of the embedded store (default: TRESOR_ADDR, then VAULT_ADDR).
     #[arg(long, global = true, value_name = "URL")]
     pub address: Option<String>,
+    /// How long to wait for another command holding an embedded store (a
+    /// `tresor apply`, a `kv put`) to let go of it: `10s`, `1m`, `0s`.
+    #[arg(
+        long,
+        global = true,
+        env = "TRESOR_LOCK_WAIT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    pub lock_wait: Duration,
 }
 
 /// A group of store commands, with the output format they share.
@@ -37,15 +49,23 @@ pub struct GlobalArgs {
     pub key_file: Option<PathBuf>,
     pub address: Option<String>,
     pub format: Format,
+    /// How an embedded store is waited for, and how this command names
+    /// itself to the others waiting.
+    pub locking: Locking,
 }
 
 impl StoreArgs {
-    pub fn with_format(&self, format: Format) -> GlobalArgs {
+    /// The options of the command `holder` (`tresor kv put`: names only).
+    pub fn with_format(&self, format: Format, holder: &str) -> GlobalArgs {
         GlobalArgs {
             store: self.store.clone(),
             key_file: self.key_file.clone(),
             address: self.address.clone(),
             format,
+            locking: Locking {
+                wait: self.lock_wait,
+                holder: holder.to_owned(),
+            },
         }
     }
 }
@@ -78,5 +98,10 @@ pub fn open(global: &GlobalArgs, access: Access) -> Result<Store, Failure> {
         key_file: global.key_file.clone(),
         shares: shares_from_env()?,
     };
-    Ok(tresor_core::open(&global.store, &unseal, access)?)
+    Ok(tresor_core::open_with(
+        &global.store,
+        &unseal,
+        access,
+        &global.locking,
+    )?)
 }

@@ -1,5 +1,6 @@
 use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::output::outln;
 use crate::store::GlobalArgs;
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -28,7 +29,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
         AuditCommand::Verify { file, checkpoint } => {
             let report = tresor_audit::verify(&file).map_err(Failure::runtime)?;
             if !checkpoint {
-                println!(
+                outln!(
                     "{}: {} lines, hash chain intact (chain {})",
                     file.display(),
                     report.lines,
@@ -39,7 +40,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
             let saved = saved_checkpoint(global, &report.chain_id)?;
             let report =
                 tresor_audit::verify_with_checkpoint(&file, &saved).map_err(Failure::runtime)?;
-            println!(
+            outln!(
                 "{}: {} lines, hash chain intact and holding the saved checkpoint (line {} of chain {})",
                 file.display(),
                 report.lines,

@@ -4,6 +4,8 @@
 
 use crate::cmd::platform::{failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::output::out;
+use crate::store::GlobalArgs;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 use std::fmt::Write;
@@ -57,7 +59,7 @@ struct Found {
     extra: String,
 }
 
-pub fn run(args: ImportArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, args: ImportArgs) -> CmdResult {
     let spec = spec_or_default(&args.file)?;
     let found = match args.from {
         Origin::Aws => from_aws(&args, &spec)?,
@@ -70,11 +72,11 @@ pub fn run(args: ImportArgs) -> CmdResult {
         )));
     }
     check(&found, &spec)?;
-    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand)
+    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand, &global.locking)
         .map_err(failure)?
         .expect("created when missing");
     store(opened.store(), &found)?;
-    print!("{}", proposal(&found));
+    out!("{}", proposal(&found));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 use crate::cmd::target::{self, KvPath, KvRead, Target};
 use crate::failure::{CmdResult, Failure};
 use crate::output::{cell, envelope, key_values, print_json, section, table, wipe};
+use crate::output::{out, outln};
 use crate::store::{Format, GlobalArgs};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
@@ -157,7 +158,7 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
         KvCommand::Delete { versions, target } => {
             let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
             store.kv_delete(&at, &versions)?;
-            println!(
+            outln!(
                 "Success! Data deleted (if it existed) at: {}",
                 at.api("data")
             );
@@ -166,13 +167,13 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
         KvCommand::Undelete { versions, target } => {
             let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
             store.kv_undelete(&at, &versions)?;
-            println!("Success! Data written to: {}", at.api("undelete"));
+            outln!("Success! Data written to: {}", at.api("undelete"));
             Ok(())
         }
         KvCommand::Destroy { versions, target } => {
             let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
             store.kv_destroy(&at, &versions)?;
-            println!("Success! Data written to: {}", at.api("destroy"));
+            outln!("Success! Data written to: {}", at.api("destroy"));
             Ok(())
         }
         KvCommand::Rollback { version, target } => {
@@ -289,10 +290,10 @@ fn print_version_info(global: &GlobalArgs, at: &KvPath, info: &Value) {
     }
     let secret_path = at.api("data");
     let width = secret_path.len().max(24);
-    println!("{}\n{secret_path}\n", section("Secret Path", width));
-    println!("{}", section("Metadata", width));
+    outln!("{}\n{secret_path}\n", section("Secret Path", width));
+    outln!("{}", section("Metadata", width));
     if let Some(fields) = info.as_object() {
-        print!("{}", key_values(fields));
+        out!("{}", key_values(fields));
     }
 }
 
@@ -332,9 +333,9 @@ fn get(
             other => other.to_string(),
         });
         if std::io::stdout().is_terminal() {
-            println!("{}", text.as_str());
+            outln!("{}", text.as_str());
         } else {
-            print!("{}", text.as_str());
+            out!("{}", text.as_str());
         }
         return Ok(());
     }
@@ -345,15 +346,15 @@ fn get(
         return Ok(());
     }
     let width = secret_path.len().max(24);
-    println!("{}\n{secret_path}\n", section("Secret Path", width));
-    println!("{}", section("Metadata", width));
+    outln!("{}\n{secret_path}\n", section("Secret Path", width));
+    outln!("{}", section("Metadata", width));
     if let Some(fields) = meta.as_object() {
-        println!("{}", key_values(fields));
+        outln!("{}", key_values(fields));
     }
-    println!("{}", section("Data", width));
+    outln!("{}", section("Data", width));
     let rows: Vec<Vec<String>> = data.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect();
     let mut printed = Zeroizing::new(table(&["Key", "Value"], &rows));
-    print!("{}", printed.as_str());
+    out!("{}", printed.as_str());
     zeroize::Zeroize::zeroize(&mut *printed);
     for mut row in rows {
         row.iter_mut().for_each(zeroize::Zeroize::zeroize);
@@ -379,7 +380,7 @@ fn list(
         print_json(&json!(keys));
     } else {
         let rows: Vec<Vec<String>> = keys.into_iter().map(|k| vec![k]).collect();
-        print!("{}", table(&["Keys"], &rows));
+        out!("{}", table(&["Keys"], &rows));
     }
     Ok(())
 }
@@ -400,11 +401,11 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
             }
             let secret_path = at.api("metadata");
             let width = secret_path.len().max(24);
-            println!("{}\n{secret_path}\n", section("Metadata Path", width));
-            println!("{}", section("Metadata", width));
+            outln!("{}\n{secret_path}\n", section("Metadata Path", width));
+            outln!("{}", section("Metadata", width));
             let mut fields = value.as_object().cloned().unwrap_or_default();
             let versions = fields.remove("versions");
-            print!("{}", key_values(&fields));
+            out!("{}", key_values(&fields));
             if let Some(Value::Object(versions)) = versions {
                 let mut numbered: Vec<(u64, Value)> = versions
                     .into_iter()
@@ -412,9 +413,9 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                     .collect();
                 numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
                 for (n, v) in numbered {
-                    println!("\n{}", section(&format!("Version {n}"), width));
+                    outln!("\n{}", section(&format!("Version {n}"), width));
                     if let Some(v) = v.as_object() {
-                        print!("{}", key_values(v));
+                        out!("{}", key_values(v));
                     }
                 }
             }
@@ -442,13 +443,13 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
             };
             let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
             store.kv_write_metadata(&at, &update)?;
-            println!("Success! Data written to: {}", at.api("metadata"));
+            outln!("Success! Data written to: {}", at.api("metadata"));
             Ok(())
         }
         MetadataCommand::Delete { target } => {
             let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
             store.kv_delete_metadata(&at)?;
-            println!(
+            outln!(
                 "Success! Data deleted (if it existed) at: {}",
                 at.api("metadata")
             );

@@ -1,6 +1,7 @@
 use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
 use crate::output::{cell, key_values, print_json, table, wipe};
+use crate::output::{out, outln};
 use crate::store::{Format, GlobalArgs, parse_shares, shares_from_env};
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -17,11 +18,13 @@ use zeroize::Zeroizing;
 pub enum OperatorCommand {
     /// Create a new store, sealed by a key file (the default) or by Shamir shares.
     Init {
-        /// Split the unseal key into this many shares.
-        #[arg(long, requires = "key_threshold", conflicts_with = "key_file")]
+        /// Split the unseal key into this many shares (default 5 when only
+        /// -key-threshold is given, as Vault).
+        #[arg(long, conflicts_with = "key_file")]
         key_shares: Option<u8>,
-        /// How many shares unseal the store.
-        #[arg(long, requires = "key_shares")]
+        /// How many shares unseal the store (default 3 as Vault, or every
+        /// share when there are fewer).
+        #[arg(long, conflicts_with = "key_file")]
         key_threshold: Option<u8>,
         /// Where to write the key file (default: under ~/.config/tresor/keys/).
         #[arg(long = "key-file", id = "key_file", value_name = "FILE")]
@@ -82,10 +85,10 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             Some(client) => init_remote(
                 global,
                 &client,
-                key_shares.zip(key_threshold),
+                shamir(key_shares, key_threshold),
                 init_key_file,
             ),
-            None => init(global, key_shares.zip(key_threshold), init_key_file),
+            None => init(global, shamir(key_shares, key_threshold), init_key_file),
         },
         OperatorCommand::Unseal { shares } => match target::remote(global)? {
             Some(client) => unseal_remote(global, &client, shares),
@@ -99,6 +102,20 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             to,
             postgres_url_file,
         } => migrate(global, from, to, postgres_url_file.as_deref()),
+    }
+}
+
+/// Vault's defaults: 5 shares, a threshold of 3; either flag alone takes
+/// the other's default (a threshold no larger than the shares).
+const DEFAULT_SHARES: u8 = 5;
+const DEFAULT_THRESHOLD: u8 = 3;
+
+fn shamir(shares: Option<u8>, threshold: Option<u8>) -> Option<(u8, u8)> {
+    match (shares, threshold) {
+        (None, None) => None,
+        (Some(n), None) => Some((n, DEFAULT_THRESHOLD.min(n))),
+        (None, Some(t)) => Some((DEFAULT_SHARES, t)),
+        (Some(n), Some(t)) => Some((n, t)),
     }
 }
 
@@ -142,12 +159,12 @@ fn migrate(
         }));
     } else {
         if copied.resumed > 0 {
-            println!(
+            outln!(
                 "Resumed an interrupted copy: {} keys were already there with the same bytes.",
                 copied.resumed
             );
         }
-        println!(
+        outln!(
             "Copied {} keys from {} to {}; both sides verified: {} keys, sha256 {}.",
             summary.keys - copied.resumed,
             names.0,
@@ -247,27 +264,27 @@ fn init(global: &GlobalArgs, shamir: Option<(u8, u8)>, key_file: Option<PathBuf>
     match (&out.config.seal, &out.key_file) {
         (SealKind::Shamir { shares, threshold }, _) => {
             for (i, share) in out.shares.iter().enumerate() {
-                println!("Unseal Key {}: {}", i + 1, share.to_base64().as_str());
+                outln!("Unseal Key {}: {}", i + 1, share.to_base64().as_str());
             }
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "Store initialized at {} with {shares} key shares and a key threshold of {threshold}.",
                 store.display()
             );
-            println!(
+            outln!(
                 "Distribute the shares to different people: any {threshold} of them unseal the store."
             );
         }
         (SealKind::KeyFile { .. }, Some(path)) => {
-            println!("Store initialized at {}.", store.display());
-            println!("Unseal key file: {}", path.display());
+            outln!("Store initialized at {}.", store.display());
+            outln!("Unseal key file: {}", path.display());
             eprintln!(
                 "WARNING: back up the key file now, away from the store: without it the store cannot be opened."
             );
         }
-        (SealKind::KeyFile { path }, None) => println!("Unseal key file: {}", path.display()),
+        (SealKind::KeyFile { path }, None) => outln!("Unseal key file: {}", path.display()),
     }
-    println!("KV version 2 is mounted at secret/.");
+    outln!("KV version 2 is mounted at secret/.");
     Ok(())
 }
 
@@ -337,7 +354,7 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
             "store_id": config.store_id,
         }));
     } else {
-        print!("{}", key_values(&status));
+        out!("{}", key_values(&status));
     }
     Ok(())
 }
@@ -367,7 +384,7 @@ fn init_remote(
             "a server is sealed by Shamir shares or by its own config; -key-file is for the embedded store (unset TRESOR_ADDR)"
         )));
     }
-    let (shares, threshold) = shamir.unwrap_or((5, 3));
+    let (shares, threshold) = shamir.unwrap_or((DEFAULT_SHARES, DEFAULT_THRESHOLD));
     let mut answer = client
         .write(
             "sys/init",
@@ -391,10 +408,10 @@ fn init_remote(
         wipe(&mut value);
     } else {
         for (i, key) in b64.iter().enumerate() {
-            println!("Unseal Key {}: {key}", i + 1);
+            outln!("Unseal Key {}: {key}", i + 1);
         }
-        println!("\nInitial Root Token: {root}\n");
-        println!(
+        outln!("\nInitial Root Token: {root}\n");
+        outln!(
             "Server initialized with {shares} key shares and a key threshold of {threshold}. Unseal it with `tresor operator unseal` and {threshold} of the keys; it starts sealed after every restart."
         );
     }
@@ -435,7 +452,7 @@ fn generate_root(global: &GlobalArgs) -> CmdResult {
     if global.format == Format::Json {
         print_json(&json!({"root_token": token.expose(), "accessor": entry.accessor().expose()}));
     } else {
-        println!("Root Token: {}", token.expose());
+        outln!("Root Token: {}", token.expose());
         eprintln!(
             "Keep it secret; revoke it (tresor token revoke) once you have made narrower tokens."
         );
@@ -449,7 +466,7 @@ fn print_key_status(global: &GlobalArgs, status: &Value, rotated: bool) {
         return;
     }
     if rotated {
-        println!("Success! Rotated key\n");
+        outln!("Success! Rotated key\n");
     }
     let mut rows = vec![
         vec!["Key Term".into(), cell(&status["term"])],
@@ -458,5 +475,5 @@ fn print_key_status(global: &GlobalArgs, status: &Value, rotated: bool) {
     if !status["terms"].is_null() {
         rows.push(vec!["Terms".into(), cell(&status["terms"])]);
     }
-    print!("{}", table(&["Key", "Value"], &rows));
+    out!("{}", table(&["Key", "Value"], &rows));
 }

@@ -5,6 +5,8 @@
 mod k8s;
 
 use crate::failure::{CmdResult, Failure};
+use crate::output::{out, outln};
+use crate::store::GlobalArgs;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -60,12 +62,12 @@ pub struct GenerateArgs {
     pub no_ambiguous: bool,
 }
 
-pub fn run(command: PlatformCommand) -> CmdResult {
+pub fn run(global: &GlobalArgs, command: PlatformCommand) -> CmdResult {
     match command {
-        PlatformCommand::Apply(args) => apply(args),
+        PlatformCommand::Apply(args) => apply(global, args),
         PlatformCommand::Generate(args) => generate(args),
         #[cfg(feature = "kubernetes")]
-        PlatformCommand::K8s(command) => k8s::run(command),
+        PlatformCommand::K8s(command) => k8s::run(global, command),
     }
 }
 
@@ -81,11 +83,12 @@ pub(crate) fn load(file: &std::path::Path) -> Result<Spec, Failure> {
     tresor_platform::load(file).map_err(|e| failure(e.into()))
 }
 
-fn apply(args: ApplyArgs) -> CmdResult {
+fn apply(global: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let spec = load(&args.file)?;
     check_features(&spec)?;
-    let opened = tresor_platform::open_store(&spec, !args.dry_run, Access::WriteOnDemand)
-        .map_err(failure)?;
+    let opened =
+        tresor_platform::open_store(&spec, !args.dry_run, Access::WriteOnDemand, &global.locking)
+            .map_err(failure)?;
     if let Some(key_file) = opened.as_ref().and_then(|o| o.created_key_file.as_ref()) {
         eprintln!(
             "Created the store for {}; its key file is {} (mode 0600, outside the repository).\nBack the key file up: without it the secrets cannot be read.",
@@ -95,23 +98,25 @@ fn apply(args: ApplyArgs) -> CmdResult {
     }
     let plan = tresor_platform::plan(&spec, opened.as_ref().map(|o| o.store()), SystemTime::now())
         .map_err(failure)?;
-    print!("{}", plan.table());
+    out!("{}", plan.table());
     if args.dry_run {
-        println!("{}\nDry run: nothing was written.", plan.summary());
+        outln!("{}\nDry run: nothing was written.", plan.summary());
         return Ok(());
     }
     let opened = opened.expect("created above unless dry run");
     if plan.is_noop() {
-        println!("{}", plan.summary());
+        outln!("{}", plan.summary());
     } else {
         let outcome = plan.apply(opened.store()).map_err(failure)?;
-        println!(
+        outln!(
             "Applied: {} created, {} updated, {} unchanged.",
-            outcome.created, outcome.updated, outcome.unchanged
+            outcome.created,
+            outcome.updated,
+            outcome.unchanged
         );
     }
     let report = push_targets(&spec, &plan);
-    print!("{}", report.lines());
+    out!("{}", report.lines());
     let delivered = deliver(&args, &spec, &plan);
     match report.failure_summary() {
         None => delivered,
@@ -175,7 +180,7 @@ fn deliver(args: &ApplyArgs, _spec: &Spec, _plan: &tresor_platform::Plan) -> Cmd
 
 fn not_delivered(file: &std::path::Path) {
     let f = file.display();
-    println!(
+    outln!(
         "Stored only: the spec names no cluster (kubernetes.context). Render manifests with `tresor k8s render -f {f} -o DIR`, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
     );
 }
@@ -213,6 +218,6 @@ fn generate(args: GenerateArgs) -> CmdResult {
         eprintln!("Warning: {why}.");
     }
     let value = generator.generate();
-    println!("{}", *value);
+    outln!("{}", *value);
     Ok(())
 }

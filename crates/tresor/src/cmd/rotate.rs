@@ -2,6 +2,8 @@
 //! resume) rotations, then deliver what changed.
 
 use crate::failure::{CmdResult, Failure};
+use crate::output::{out, outln};
+use crate::store::GlobalArgs;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -24,7 +26,7 @@ pub struct RotateArgs {
     pub dry_run: bool,
 }
 
-pub fn run(args: RotateArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, args: RotateArgs) -> CmdResult {
     if args.names.is_empty() && !args.due {
         return Err(Failure::usage(anyhow::anyhow!(
             "name the secrets to rotate, or pass --due to rotate those due (see `tresor status -f {}`)",
@@ -38,7 +40,7 @@ pub fn run(args: RotateArgs) -> CmdResult {
         Access::WriteOnDemand
     };
     let f = args.file.display();
-    let opened = tresor_platform::open_store(&spec, false, access)
+    let opened = tresor_platform::open_store(&spec, false, access, &global.locking)
         .map_err(crate::cmd::platform::failure)?
         .ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
@@ -51,9 +53,9 @@ pub fn run(args: RotateArgs) -> CmdResult {
     let chosen = choose(&spec, &rows, &args)?;
     if args.dry_run {
         for row in &chosen {
-            println!("{}", plan_line(row));
+            outln!("{}", plan_line(row));
         }
-        println!("Dry run: nothing was rotated.");
+        outln!("Dry run: nothing was rotated.");
         return Ok(());
     }
     let engine = Engine::new(&spec, store);
@@ -62,7 +64,7 @@ pub fn run(args: RotateArgs) -> CmdResult {
     for row in &rows {
         let secret = engine.secret(&row.secret).map_err(failure)?;
         match engine.retire_due(secret, now) {
-            Ok(Some(role)) => println!("{}: retired login role `{role}`", row.secret),
+            Ok(Some(role)) => outln!("{}: retired login role `{role}`", row.secret),
             Ok(None) => {}
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -78,12 +80,13 @@ pub fn run(args: RotateArgs) -> CmdResult {
                     .resumed_after
                     .map(|s| format!(" (resumed after step `{s}`)"))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{}: rotated{resumed}; version {} is current",
-                    rotated.secret, rotated.version
+                    rotated.secret,
+                    rotated.version
                 );
                 for other in rotated.changed.iter().skip(1) {
-                    println!("{other}: follows `{}` (a reference)", rotated.secret);
+                    outln!("{other}: follows `{}` (a reference)", rotated.secret);
                 }
                 changed.extend(rotated.changed);
             }
@@ -127,7 +130,7 @@ fn choose<'a>(spec: &Spec, rows: &'a [Row], args: &RotateArgs) -> Result<Vec<&'a
         .collect();
     if chosen.is_empty() {
         let n = spec.secrets.iter().filter(|s| s.rotation.is_some()).count();
-        println!(
+        outln!(
             "Nothing is due for rotation among the {n} secret{} with a rotation policy.",
             if n == 1 { "" } else { "s" }
         );
@@ -151,7 +154,7 @@ fn plan_line(row: &Row) -> String {
 fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(), String> {
     let f = args.file.display();
     let delivery = engine.deliver(changed).map_err(|e| e.to_string())?;
-    print!("{}", delivery.targets.lines());
+    out!("{}", delivery.targets.lines());
     let mut incomplete = Vec::new();
     if let Some(counts) = delivery.targets.counts() {
         incomplete.push(format!(
@@ -161,14 +164,14 @@ fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(),
     match delivery.kubernetes {
         Ok(Kubernetes::Applied(lines)) => {
             for line in lines {
-                println!("{line}");
+                outln!("{line}");
             }
         }
-        Ok(Kubernetes::NoCluster) if !changed.is_empty() => println!(
+        Ok(Kubernetes::NoCluster) if !changed.is_empty() => outln!(
             "Not delivered to Kubernetes: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
         ),
         Ok(Kubernetes::NoCluster) => {}
-        Ok(Kubernetes::Unsupported) => println!(
+        Ok(Kubernetes::Unsupported) => outln!(
             "Not delivered to Kubernetes: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
         ),
         Err(e) => incomplete.push(e.to_string()),

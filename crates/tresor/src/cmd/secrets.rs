@@ -1,5 +1,6 @@
 use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::output::{out, outln};
 use crate::output::{print_json, table};
 use crate::store::{Format, GlobalArgs};
 use anyhow::anyhow;
@@ -48,12 +49,12 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
             let path = path.unwrap_or_else(|| kind.clone());
             let mounted =
                 target::open(global, Access::WriteOnDemand)?.enable(&path, &description)?;
-            println!("Success! Enabled the kv-v2 secrets engine at: {mounted}");
+            outln!("Success! Enabled the kv-v2 secrets engine at: {mounted}");
             Ok(())
         }
         SecretsCommand::Disable { path } => {
             target::open(global, Access::WriteOnDemand)?.disable(&path)?;
-            println!(
+            outln!(
                 "Success! Disabled the secrets engine (if it existed) at: {}/",
                 path.trim_matches('/')
             );
@@ -77,7 +78,7 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(&["Path", "Type", "Accessor", "Description"], &rows)
             );

@@ -4,6 +4,7 @@
 use crate::cmd::target;
 use crate::failure::Failure;
 use crate::output::{cell, print_json, table};
+use crate::output::{out, outln};
 use crate::store::{Format, GlobalArgs};
 use clap::Args;
 use serde_json::Value;
@@ -25,16 +26,17 @@ pub struct StatusArgs {
 }
 
 /// `tresor status -f tresor.yaml`: one row per secret, exit 0.
-pub fn rotation(file: &Path, format: Format) -> ExitCode {
-    match dashboard(file, format) {
+pub fn rotation(global: &GlobalArgs, file: &Path) -> ExitCode {
+    match dashboard(global, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
 }
 
-fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
+fn dashboard(global: &GlobalArgs, file: &Path) -> Result<(), Failure> {
+    let format = global.format;
     let spec = crate::cmd::platform::load(file)?;
-    let opened = tresor_platform::open_store(&spec, false, Access::ReadOnly)
+    let opened = tresor_platform::open_store(&spec, false, Access::ReadOnly, &global.locking)
         .map_err(crate::cmd::platform::failure)?;
     let now = SystemTime::now();
     let rows = tresor_rotation::status(&spec, opened.as_ref().map(|o| o.store()), now)
@@ -92,7 +94,7 @@ fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -110,7 +112,7 @@ fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
     );
     let overdue = rows.iter().filter(|r| r.overdue).count();
     if overdue > 0 {
-        println!(
+        outln!(
             "{overdue} secret{} overdue: run `tresor rotate -f {} --due`.",
             if overdue == 1 { " is" } else { "s are" },
             file.display()
@@ -182,5 +184,5 @@ pub fn print(global: &GlobalArgs, status: &Value) {
     rows.push(vec!["Version".into(), cell(&status["version"])]);
     rows.push(vec!["Storage Type".into(), cell(&status["storage_type"])]);
     rows.push(vec!["HA Enabled".into(), "false".into()]);
-    print!("{}", table(&["Key", "Value"], &rows));
+    out!("{}", table(&["Key", "Value"], &rows));
 }

@@ -2,6 +2,8 @@
 
 use super::{failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::output::{out, outln};
+use crate::store::GlobalArgs;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -88,12 +90,12 @@ pub struct K8sApplyArgs {
     pub force_conflicts: bool,
 }
 
-pub fn run(command: K8sCommand) -> CmdResult {
+pub fn run(global: &GlobalArgs, command: K8sCommand) -> CmdResult {
     match command {
-        K8sCommand::Render(args) => render_cmd(args),
+        K8sCommand::Render(args) => render_cmd(global, args),
         K8sCommand::Apply(args) => {
             let spec = load(&args.file)?;
-            let deliveries = from_store(&spec, &args.file)?;
+            let deliveries = from_store(global, &spec, &args.file)?;
             let context = args.context.or_else(|| spec.kubernetes.context.clone());
             let options = ApplyOptions {
                 prune: args.prune,
@@ -102,13 +104,13 @@ pub fn run(command: K8sCommand) -> CmdResult {
             };
             send(&spec, &deliveries, context, options)
         }
-        K8sCommand::Doctor(args) => doctor(args),
+        K8sCommand::Doctor(args) => doctor(global, args),
     }
 }
 
-fn doctor(args: DoctorArgs) -> CmdResult {
+fn doctor(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
     let spec = load(&args.file)?;
-    let deliveries = from_store(&spec, &args.file)?;
+    let deliveries = from_store(global, &spec, &args.file)?;
     let context = args.context.or_else(|| spec.kubernetes.context.clone());
     let file = args.file.display().to_string();
     let runtime = tresor_kube::runtime()?;
@@ -129,10 +131,10 @@ fn doctor(args: DoctorArgs) -> CmdResult {
         })
         .map_err(kube_failure)?;
     for finding in &findings {
-        println!("{}", finding.message);
+        outln!("{}", finding.message);
     }
     for line in &fixed {
-        println!("{line}");
+        outln!("{line}");
     }
     let open = findings
         .iter()
@@ -140,7 +142,7 @@ fn doctor(args: DoctorArgs) -> CmdResult {
         .count();
     if open == 0 {
         if findings.is_empty() {
-            println!("No problems found.");
+            outln!("No problems found.");
         }
         return Ok(());
     }
@@ -205,7 +207,7 @@ fn send(
         })
         .map_err(kube_failure)?;
     for line in report.lines {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }
@@ -226,9 +228,9 @@ fn kube_failure(error: KubeError) -> Failure {
 
 /// The values of every declared Secret, read from the store: rendering and
 /// delivering never generate anything.
-fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
+fn from_store(global: &GlobalArgs, spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
     let f = file.display();
-    let opened = tresor_platform::open_store(spec, false, Access::ReadOnly)
+    let opened = tresor_platform::open_store(spec, false, Access::ReadOnly, &global.locking)
         .map_err(failure)?
         .ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
@@ -264,14 +266,14 @@ fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
     Ok(out)
 }
 
-fn render_cmd(args: RenderArgs) -> CmdResult {
+fn render_cmd(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
     if args.encryption_config.is_some() && args.output.is_none() {
         return Err(Failure::usage(anyhow::anyhow!(
             "--encryption-config writes a fresh encryption key: give -o DIR so that it goes to a file, not the terminal"
         )));
     }
     let spec = load(&args.file)?;
-    let deliveries = from_store(&spec, &args.file)?;
+    let deliveries = from_store(global, &spec, &args.file)?;
     let mut files: Vec<(String, Zeroizing<String>)> = Vec::new();
     for d in &deliveries {
         let data: Vec<(String, &[u8])> = d
@@ -326,22 +328,21 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
                     .mode(0o600)
                     .open(&path)?;
                 file.write_all(text.as_bytes())?;
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
         }
         None => {
-            let mut out = std::io::stdout().lock();
             for (i, (name, text)) in files.iter().enumerate() {
                 if i > 0 {
-                    out.write_all(b"---\n")?;
+                    out!("---\n");
                 }
                 if name.ends_with(".hcl") {
                     // A Vault policy is not YAML: it goes out as a comment.
                     for line in text.lines() {
-                        writeln!(out, "# {line}")?;
+                        outln!("# {line}");
                     }
                 } else {
-                    out.write_all(text.as_bytes())?;
+                    out!("{}", text.as_str());
                 }
             }
         }
