@@ -510,7 +510,10 @@ pub async fn doctor(
         message,
         stale: None,
     };
-    for (secret, delivery) in spec.secrets.iter().zip(deliveries) {
+    for delivery in deliveries {
+        let Some(secret) = spec.secrets.iter().find(|s| s.name == delivery.name) else {
+            continue;
+        };
         let ns = ctx.namespace(secret.namespace.as_deref()).to_owned();
         let resource = format!("secret/{}", secret.name);
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);

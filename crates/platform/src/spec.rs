@@ -173,6 +173,9 @@ pub struct Rotation {
     pub every: Duration,
     /// `None`: the `generate` rotator (fresh values from the keys' generators).
     pub postgres: Option<PostgresRotation>,
+    /// The spec names the rotator (`rotator: generate`, or a `postgres`
+    /// section) rather than leaving it to the default.
+    pub rotator_named: bool,
 }
 
 /// The rotation period when `rotation:` names none.
@@ -306,6 +309,7 @@ struct RawSecret {
 #[serde(deny_unknown_fields)]
 struct RawRotation {
     every: Option<String>,
+    rotator: Option<String>,
     postgres: Option<Spanned<RawPostgres>>,
 }
 
@@ -665,11 +669,34 @@ impl Validator {
                 }
             },
         };
+        match (raw.rotator.as_deref(), &raw.postgres) {
+            (None | Some("postgres"), Some(_)) | (None | Some("generate"), None) => {}
+            (Some("generate"), Some(_)) => {
+                self.at(at, "rotation `rotator: generate` and a `postgres` section contradict each other: keep the one that changes the value where it is checked");
+                return None;
+            }
+            (Some("postgres"), None) => {
+                self.at(at, "rotation `rotator: postgres` needs a `postgres` section saying which database and role (see docs/rotation.md)");
+                return None;
+            }
+            (Some(other), _) => {
+                self.at(
+                    at,
+                    format!("rotation `rotator: {other}` is unknown; use `generate` or `postgres`"),
+                );
+                return None;
+            }
+        }
+        let rotator_named = raw.rotator.is_some() || raw.postgres.is_some();
         let postgres = match raw.postgres {
             Some(p) => Some(self.postgres(p)?),
             None => None,
         };
-        Some(Rotation { every, postgres })
+        Some(Rotation {
+            every,
+            postgres,
+            rotator_named,
+        })
     }
 
     fn postgres(&mut self, raw: Spanned<RawPostgres>) -> Option<PostgresRotation> {

@@ -41,6 +41,9 @@ pub fn for_secret(
         .rotation
         .as_ref()
         .ok_or_else(|| RotateError::NoPolicy(secret.name.clone()))?;
+    if let Some(refused) = crate::refusal(spec, secret) {
+        return Err(refused);
+    }
     match &rotation.postgres {
         None => Ok(Box::new(Generate::new(secret))),
         Some(pg) => {

@@ -99,20 +99,23 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     assert_eq!(keys(&mlflow), ["password", "username"]);
     assert_eq!(keys(&postgres), ["database", "password", "username"]);
     assert_eq!(keys(&api), ["api-key"]);
-    assert_eq!(mlflow["username"], "mlflow");
-    assert_eq!(
+    assert_eq!(mlflow["username"], "mlflow_a");
+    assert_eq!(postgres["username"], "postgres");
+    assert_ne!(
         mlflow["password"], postgres["password"],
-        "one shared password"
+        "MLflow's login is not the superuser's"
     );
-    let password = postgres["password"].as_str().unwrap();
-    assert_eq!(password.len(), 44);
-    assert!(!text(&first).contains(password), "a value was printed");
+    for password in [&mlflow["password"], &postgres["password"]] {
+        let password = password.as_str().unwrap();
+        assert_eq!(password.len(), 44);
+        assert!(!text(&first).contains(password), "a value was printed");
+    }
     assert_eq!(
         tags(&moto, NAMES[1]),
         [
             ("managed-by".to_owned(), "tresor".to_owned()),
             ("tresor-platform".into(), "mlops-platform".into()),
-            ("tresor-secret".into(), "postgres-secrets".into()),
+            ("tresor-secret".into(), "postgres-admin".into()),
         ]
     );
     let (current, previous, versions) = labels(&moto, NAMES[0]);
@@ -133,7 +136,7 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     }
 
     let changed = EXAMPLE.replace(
-        "db-username: {value: mlflow}",
+        "db-username: {ref: postgres-secrets/postgres-user}",
         "db-username: {value: mlflow-app}",
     );
     std::fs::write(dir.path().join("tresor.yaml"), changed).unwrap();
@@ -152,7 +155,7 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     assert_eq!(new_previous, current, "the former version is AWSPREVIOUS");
     assert_ne!(new_current, current);
     assert_eq!(moto.value(NAMES[0], "AWSCURRENT")["username"], "mlflow-app");
-    assert_eq!(moto.value(NAMES[0], "AWSPREVIOUS")["username"], "mlflow");
+    assert_eq!(moto.value(NAMES[0], "AWSPREVIOUS")["username"], "mlflow_a");
     assert_eq!(labels(&moto, NAMES[1]).2, 1, "postgres is untouched");
 }
 

@@ -99,6 +99,11 @@ fn apply(global: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let plan = tresor_platform::plan(&spec, opened.as_ref().map(|o| o.store()), SystemTime::now())
         .map_err(failure)?;
     out!("{}", plan.table());
+    for secret in &spec.secrets {
+        if let Some(refused) = tresor_rotation::refusal(&spec, secret) {
+            eprintln!("Warning: {refused}.");
+        }
+    }
     if args.dry_run {
         outln!("{}\nDry run: nothing was written.", plan.summary());
         return Ok(());

@@ -51,12 +51,26 @@ pub fn run(global: &GlobalArgs, args: RotateArgs) -> CmdResult {
     let now = SystemTime::now();
     let rows = tresor_rotation::status(&spec, Some(store), now).map_err(failure)?;
     let chosen = choose(&spec, &rows, &args)?;
+    // Due, but their policy does not let them be rotated: each says what to declare.
+    let refused: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            args.due && r.overdue && (args.names.is_empty() || args.names.contains(&r.secret))
+        })
+        .filter_map(|r| r.refused.as_deref())
+        .collect();
     if args.dry_run {
         for row in &chosen {
             outln!("{}", plan_line(row));
         }
+        for why in &refused {
+            outln!("would not rotate: {why}");
+        }
         outln!("Dry run: nothing was rotated.");
         return Ok(());
+    }
+    for why in &refused {
+        eprintln!("Error: {why}");
     }
     let engine = Engine::new(&spec, store);
     let mut changed = Vec::new();
@@ -98,6 +112,14 @@ pub fn run(global: &GlobalArgs, args: RotateArgs) -> CmdResult {
     }
     let delivered = deliver(&engine, &args, &changed);
     let mut failed: Vec<String> = Vec::new();
+    if !refused.is_empty() {
+        let n = refused.len();
+        failed.push(format!(
+            "{n} secret{} due but not rotated: declare {} rotator (see above)",
+            if n == 1 { " is" } else { "s are" },
+            if n == 1 { "its" } else { "their" }
+        ));
+    }
     if !errors.is_empty() {
         let n = errors.len();
         failed.push(format!(
@@ -120,6 +142,9 @@ fn choose<'a>(spec: &Spec, rows: &'a [Row], args: &RotateArgs) -> Result<Vec<&'a
         };
         if row.rotator.is_none() {
             return Err(failure(RotateError::NoPolicy(name.clone())));
+        }
+        if let Some(why) = &row.refused {
+            return Err(Failure::usage(anyhow::anyhow!("{why}")));
         }
     }
     let named = |r: &&Row| args.names.is_empty() || args.names.contains(&r.secret);

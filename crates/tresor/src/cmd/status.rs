@@ -69,6 +69,9 @@ fn dashboard(global: &GlobalArgs, file: &Path) -> Result<(), Failure> {
             if r.undelivered {
                 state.push_str(", not delivered");
             }
+            if r.refused.is_some() {
+                state.push_str(", refused: declare its rotator");
+            }
             vec![
                 r.secret.clone(),
                 r.keys.join(","),
@@ -110,6 +113,9 @@ fn dashboard(global: &GlobalArgs, file: &Path) -> Result<(), Failure> {
             &cells
         )
     );
+    for why in rows.iter().filter_map(|r| r.refused.as_deref()) {
+        outln!("Not rotatable as declared: {why}.");
+    }
     let overdue = rows.iter().filter(|r| r.overdue).count();
     if overdue > 0 {
         outln!(
@@ -141,6 +147,7 @@ fn row_json(r: &Row, now: SystemTime) -> Value {
         "in_progress_step": r.in_progress,
         "last_error": r.last_error,
         "undelivered": r.undelivered,
+        "refused": r.refused,
         "delivered_to": r.delivered_to,
     })
 }
