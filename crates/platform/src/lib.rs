@@ -13,7 +13,6 @@ mod plan;
 mod spec;
 pub mod strength;
 mod target;
-mod targets;
 
 pub use deliver::{
     DeliveryReport, Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult,
@@ -24,14 +23,12 @@ pub use plan::{
     Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan,
 };
 pub use spec::{
-    Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
-    SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
-};
-pub use spec::{
-    DEFAULT_ROTATION_EVERY, KeyPair, PostgresRotation, ROTATION_RECORD_PREFIX, Strategy,
+    AwsTarget, Consumer, ConsumerKind, DEFAULT_ROTATION_EVERY, KeyPair, KeyRef, KeySpec,
+    KubernetesSpec, PostgresRotation, Problem, ROTATION_RECORD_PREFIX, Rotation, SPEC_VERSION,
+    SecretSpec, Source, Spec, SpecError, StoreSpec, Strategy, Targets, VaultAuth, VaultTarget,
+    check_key_name, load, parse,
 };
 pub use target::{RemoteStore, SecretStore, Stored};
-pub use targets::{AwsTarget, Targets, VaultAuth, VaultTarget};
 
 use std::path::{Path, PathBuf};
 use tresor_core::{Access, CoreError, InitOptions, Locking, Unseal};

@@ -1,120 +1,16 @@
-//! Where a secret goes besides the store: a Kubernetes Secret, a secret in
-//! AWS Secrets Manager, a Vault KV v2 path. Parsed from `targets:` on a
-//! secret, with defaults from the spec's top-level `aws:` and `vault:`.
-//! Nothing here holds a credential: those come from the environment (or,
-//! for Vault, from a key declared in the spec).
+//! Validation of `targets:`, with the defaults from the spec's top-level
+//! `aws:` and `vault:`. Nothing here holds a credential: those come from
+//! the environment (or, for Vault, from a key declared in the spec).
 
-use crate::spec::{KeyRef, SecretSpec, Source, Validator};
-use serde::Deserialize;
+use super::model::{AwsTarget, KeyRef, SecretSpec, Source, Targets, VaultAuth, VaultTarget};
+use super::raw::{Defaults, RawAws, RawAwsDefaults, RawTargets, RawVault, RawVaultDefaults};
+use super::validate::{Problem, Validator};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
-/// The targets of one secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Targets {
-    /// Delivered as a Kubernetes Secret (the default).
-    pub kubernetes: bool,
-    pub aws: Option<AwsTarget>,
-    pub vault: Option<VaultTarget>,
-}
-
-impl Default for Targets {
-    fn default() -> Self {
-        Self {
-            kubernetes: true,
-            aws: None,
-            vault: None,
-        }
-    }
-}
-
-/// A secret in AWS Secrets Manager whose secret string is a JSON object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsTarget {
-    pub name: String,
-    /// `None`: the default provider chain's region (`AWS_REGION`, profile).
-    pub region: Option<String>,
-    pub kms_key: Option<String>,
-    /// The JSON object's fields and the key each one holds, by field.
-    pub json: BTreeMap<String, String>,
-}
-
-/// A path in a Vault KV version 2 mount, holding the secret's keys as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VaultTarget {
-    /// `None`: `VAULT_ADDR`.
-    pub address: Option<String>,
-    pub mount: String,
-    pub path: String,
-    pub auth: VaultAuth,
-}
-
-/// Where the token for a Vault target comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VaultAuth {
-    /// `VAULT_TOKEN`, else `~/.vault-token`.
-    Environment,
-    /// The value of a key declared in this spec (kept in the store).
-    Token(KeyRef),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAwsDefaults {
-    region: Option<String>,
-    kms_key: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawVaultDefaults {
-    address: Option<String>,
-    mount: Option<String>,
-    auth: Option<Spanned<RawVaultAuth>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTargets {
-    kubernetes: Option<bool>,
-    aws: Option<Spanned<RawAws>>,
-    vault: Option<Spanned<RawVault>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAws {
-    name: String,
-    region: Option<String>,
-    kms_key: Option<String>,
-    json: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVault {
-    address: Option<String>,
-    mount: Option<String>,
-    path: Option<String>,
-    auth: Option<Spanned<RawVaultAuth>>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawVaultAuth {
-    token_ref: String,
-}
-
-/// The spec's top-level `aws:` and `vault:` sections.
-#[derive(Default)]
-pub(crate) struct Defaults {
-    pub aws: RawAwsDefaults,
-    pub vault: RawVaultDefaults,
-}
-
 impl Validator {
     /// The targets of `secret`, with the defaults filled in.
-    pub(crate) fn targets(
+    pub(super) fn targets(
         &mut self,
         secret: &SecretSpec,
         raw: Option<Spanned<RawTargets>>,
@@ -133,7 +29,7 @@ impl Validator {
         }
     }
 
-    fn aws(
+    pub(super) fn aws(
         &mut self,
         secret: &SecretSpec,
         raw: Spanned<RawAws>,
@@ -192,7 +88,7 @@ impl Validator {
         }
     }
 
-    fn vault(
+    pub(super) fn vault(
         &mut self,
         secret: &SecretSpec,
         raw: Spanned<RawVault>,
@@ -258,11 +154,11 @@ impl Validator {
 
     /// Two secrets never share an AWS secret or a Vault path, and a token
     /// reference names a declared key.
-    pub(crate) fn target_clashes(&mut self, secrets: &[SecretSpec]) {
+    pub(super) fn target_clashes(&mut self, secrets: &[SecretSpec]) {
         let mut aws: BTreeMap<(Option<&str>, &str), &str> = BTreeMap::new();
         let mut vault: BTreeMap<(Option<&str>, &str, &str), &str> = BTreeMap::new();
         for s in secrets {
-            let clash = |other: &str, place: String| crate::spec::Problem {
+            let clash = |other: &str, place: String| Problem {
                 line: s.line,
                 column: 1,
                 message: format!(
@@ -293,7 +189,7 @@ impl Validator {
                         Some(false) => None,
                     };
                     if let Some(problem) = problem {
-                        found.push(crate::spec::Problem {
+                        found.push(Problem {
                             line: s.line,
                             column: 1,
                             message: format!("secret `{}`: {problem}", s.name),
@@ -338,7 +234,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    fn problems(text: &str) -> Vec<String> {
+    pub(super) fn problems(text: &str) -> Vec<String> {
         match crate::parse(text, Path::new(".")) {
             Ok(_) => Vec::new(),
             Err(p) => p.into_iter().map(|p| p.message).collect(),
@@ -348,7 +244,7 @@ mod tests {
     const HEAD: &str = "version: 1\naws: {region: eu-west-1}\nvault: {mount: kv, address: 'https://vault:8200'}\nsecrets:\n";
 
     #[test]
-    fn defaults_fill_in_and_shapes_default_to_the_keys() {
+    pub(super) fn defaults_fill_in_and_shapes_default_to_the_keys() {
         let text = format!(
             "{HEAD}  db:\n    keys: {{user: {{value: app}}, password: {{generate: base64:32}}}}\n    targets:\n      kubernetes: false\n      aws: {{name: team/db}}\n      vault: {{}}\n"
         );
@@ -371,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_targets_are_reported() {
+    pub(super) fn bad_targets_are_reported() {
         let text = format!(
             "{HEAD}  a:\n    keys: {{k: {{generate: base64:32}}}}\n    targets:\n      aws: {{name: 'bad name!', region: mars, json: {{x: nope}}}}\n      vault: {{path: '../x', auth: {{token_ref: nope/nope}}}}\n  b:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{path: a}}}}\n"
         );
@@ -398,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vault_token_is_never_a_literal_of_the_spec() {
+    pub(super) fn a_vault_token_is_never_a_literal_of_the_spec() {
         let spec = |token: &str| {
             format!(
                 "{HEAD}  vault-token:\n    targets: {{kubernetes: false}}\n    keys: {{token: {token}, alias: {{ref: vault-token/token}}}}\n  db:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{auth: {{token_ref: vault-token/alias}}}}}}\n"
@@ -420,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn a_vault_target_needs_a_mount() {
+    pub(super) fn a_vault_target_needs_a_mount() {
         let text = "version: 1\nsecrets:\n  a:\n    keys: {k: {generate: base64:32}}\n    targets: {vault: {path: a}}\n";
         assert!(
             problems(text).iter().any(|p| p.contains("needs a `mount`")),
