@@ -11,8 +11,8 @@ pub mod generate;
 pub mod parallel;
 mod plan;
 mod spec;
+mod store;
 pub mod strength;
-mod target;
 
 pub use deliver::{
     DeliveryReport, Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult,
@@ -28,7 +28,7 @@ pub use spec::{
     SecretSpec, Source, Spec, SpecError, StoreSpec, Strategy, Targets, VaultAuth, VaultTarget,
     check_key_name, load, parse,
 };
-pub use target::{RemoteStore, SecretStore, Stored};
+pub use store::{RemoteStore, SecretStore, Stored};
 
 use std::path::{Path, PathBuf};
 use tresor_core::{Access, CoreError, InitOptions, Locking, Unseal};
@@ -70,31 +70,31 @@ impl PlatformError {
 
 /// The spec's store, opened: an embedded store's KV mount or a server's.
 pub struct Opened {
-    pub target: Target,
+    store: SpecStore,
     /// Set when this call created the store: where its key file is.
     pub created_key_file: Option<PathBuf>,
 }
 
-/// Which kind of store the spec names.
-pub enum Target {
-    Local(KvEngine),
-    Remote(RemoteStore),
+/// The kind of store a spec names, opened.
+enum SpecStore {
+    Embedded(KvEngine),
+    Server(RemoteStore),
 }
 
 impl Opened {
     /// The store, for plan and apply.
     pub fn store(&self) -> &dyn SecretStore {
-        match &self.target {
-            Target::Local(kv) => kv,
-            Target::Remote(remote) => remote,
+        match &self.store {
+            SpecStore::Embedded(kv) => kv,
+            SpecStore::Server(remote) => remote,
         }
     }
 
     /// The embedded store's KV engine, when the spec names one.
     pub fn local(&self) -> Option<&KvEngine> {
-        match &self.target {
-            Target::Local(kv) => Some(kv),
-            Target::Remote(_) => None,
+        match &self.store {
+            SpecStore::Embedded(kv) => Some(kv),
+            SpecStore::Server(_) => None,
         }
     }
 }
@@ -120,7 +120,7 @@ pub fn open_store(
                 .filter(tresor_client::Client::has_token)
                 .ok_or_else(|| PlatformError::ServerStore(address.clone()))?;
             return Ok(Some(Opened {
-                target: Target::Remote(RemoteStore::new(client, "secret")),
+                store: SpecStore::Server(RemoteStore::new(client, "secret")),
                 created_key_file: None,
             }));
         }
@@ -144,7 +144,7 @@ pub fn open_store(
     )?;
     let kv: KvEngine = store.kv(&store.mount(mount)?);
     Ok(Some(Opened {
-        target: Target::Local(kv),
+        store: SpecStore::Embedded(kv),
         created_key_file,
     }))
 }
