@@ -486,7 +486,7 @@ async fn list(r: &Regional, prefix: &str) -> Result<Vec<String>, AwsError> {
     Ok(names)
 }
 
-/// `tresor apply`'s pushes to every AWS target of the spec.
+/// The pushes of one delivery to every AWS target of the spec.
 pub struct AwsDestination {
     platform: String,
     aws: Option<Aws>,

@@ -6,21 +6,21 @@
 //! plan table.
 #![forbid(unsafe_code)]
 
-mod deliver;
 pub mod generate;
 pub mod parallel;
 mod plan;
+mod push;
 mod spec;
 mod store;
 pub mod strength;
 
-pub use deliver::{
-    DeliveryReport, Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult,
-    Pushed, TargetError, Unreachable, deliver, deliver_values,
-};
 pub use generate::{Generator, GeneratorError};
 pub use plan::{
     Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan,
+};
+pub use push::{
+    Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushReport, PushResult, Pushed,
+    TargetError, Unreachable, push,
 };
 pub use spec::{
     AwsTarget, Consumer, ConsumerKind, DEFAULT_ROTATION_EVERY, KeyPair, KeyRef, KeySpec,

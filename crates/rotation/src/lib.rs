@@ -13,10 +13,11 @@ pub mod record;
 mod rotator;
 mod status;
 
-pub use deliver::{Delivery, Kubernetes, deliver};
+pub use deliver::deliver;
 pub use machine::{Engine, FAULT_HOOK, Rotated};
 pub use rotator::Rotator;
 pub use status::{Row, short_duration, status};
+pub use tresor_delivery::{Kubernetes, Report};
 
 use tresor_kv::SecretMap;
 use tresor_platform::{PlatformError, SecretSpec, Source, Spec};
@@ -65,13 +66,8 @@ pub enum RotateError {
         "the rotation record at `{0}` is not readable; delete it with `tresor kv metadata delete` only if no rotation is under way"
     )]
     Corrupt(String),
-    #[cfg(feature = "kubernetes")]
-    #[error(
-        "rotated and stored, but not delivered to the cluster: {0}. Run `tresor rotate --due` again (or `tresor k8s apply`) once the cluster is reachable: it delivers what is marked undelivered"
-    )]
-    Deliver(Box<tresor_kube::KubeError>),
-    #[error("cannot start an I/O runtime to deliver: {0}")]
-    Runtime(std::io::Error),
+    #[error(transparent)]
+    Delivery(tresor_delivery::DeliveryError),
 }
 
 impl RotateError {

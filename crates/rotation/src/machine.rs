@@ -8,7 +8,7 @@
 
 use crate::record::{self, Record, Retire, State, Step};
 use crate::rotator::{self, Rotator};
-use crate::{Delivery, RotateError, dependents, references};
+use crate::{Report, RotateError, dependents, references};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -332,7 +332,7 @@ impl<'a> Engine<'a> {
     /// earlier but never delivered (a crash, an unreachable target), with
     /// the secrets following it; then clears the "undelivered" mark of each
     /// rotated secret that every place now holds, its followers included.
-    pub fn deliver(&self, changed: &[String]) -> Result<Delivery, RotateError> {
+    pub fn deliver(&self, changed: &[String]) -> Result<Report, RotateError> {
         let mut names = changed.to_vec();
         let mut marked = Vec::new();
         for secret in self.spec.secrets.iter().filter(|s| s.rotation.is_some()) {
@@ -351,7 +351,7 @@ impl<'a> Engine<'a> {
             }
             marked.push((secret, group, state.current));
         }
-        let delivery = crate::deliver(self.spec, self.store, &names);
+        let delivery = crate::deliver(self.spec, self.store, &names)?;
         for (secret, group, version) in marked {
             if group.iter().all(|name| delivery.complete(name)) {
                 self.delivered(secret, version)?;

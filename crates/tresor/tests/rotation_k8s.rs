@@ -138,6 +138,11 @@ fn rotate_delivers_restarts_consumers_and_redelivers_after_an_apiserver_outage()
     }
     assert!(!out.contains("inference-api"), "{out}");
     assert!(!out.contains("statefulset.apps/postgres"), "{out}");
+    assert!(
+        !out.contains("secret/postgres-secrets"),
+        "kept out of the cluster: {out}"
+    );
+    assert!(!out.contains("no longer in the spec"), "{out}");
     assert_eq!(
         cluster_bytes(&cluster, "mlflow-secrets", "db-password"),
         after.as_bytes()

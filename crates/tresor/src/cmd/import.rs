@@ -7,7 +7,6 @@ use crate::failure::{CmdResult, Failure};
 use crate::output::out;
 use crate::store::GlobalArgs;
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use tresor_core::Access;
@@ -358,7 +357,7 @@ fn from_kubernetes(args: &ImportArgs) -> Result<Vec<Found>, Failure> {
                     "key `{key}` of Secret `{name}` is binary; tresor keeps text values"
                 ))
             })?;
-            map.insert(key, Value::String(text));
+            map.insert(key, serde_json::Value::String(text));
         }
         out.push(Found {
             origin: name.clone(),

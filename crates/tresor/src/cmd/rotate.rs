@@ -199,7 +199,9 @@ fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(),
         Ok(Kubernetes::Unsupported) => outln!(
             "Not delivered to Kubernetes: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
         ),
-        Err(e) => incomplete.push(e.to_string()),
+        Err(e) => incomplete.push(format!(
+            "rotated and stored, but not delivered to the cluster: {e}. Run `tresor rotate --due` again (or `tresor k8s apply`) once the cluster is reachable: it delivers what is marked undelivered"
+        )),
     }
     if incomplete.is_empty() {
         Ok(())

@@ -1,6 +1,6 @@
 //! `tresor k8s`: render manifests and deliver them to a cluster.
 
-use super::{failure, load};
+use super::{cluster_outcome, delivery_failure, failure, load};
 use crate::failure::{CmdResult, Failure};
 use crate::output::{out, outln};
 use crate::store::GlobalArgs;
@@ -10,10 +10,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tresor_core::Access;
+use tresor_delivery::{Cluster, DeliveryError, Options, Values};
+use tresor_kube::KubeError;
 use tresor_kube::providers;
 use tresor_kube::render::{self, EncryptionProvider};
-use tresor_kube::{ApplyOptions, Delivery, KubeError};
-use tresor_platform::{Plan, Spec};
+use tresor_platform::Spec;
 use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
@@ -95,14 +96,18 @@ pub fn run(global: &GlobalArgs, command: K8sCommand) -> CmdResult {
         K8sCommand::Render(args) => render_cmd(global, args),
         K8sCommand::Apply(args) => {
             let spec = load(&args.file)?;
-            let deliveries = from_store(global, &spec, &args.file)?;
-            let context = args.context.or_else(|| spec.kubernetes.context.clone());
-            let options = ApplyOptions {
-                prune: args.prune,
-                rbac: args.rbac,
-                force_conflicts: args.force_conflicts,
+            let values = from_store(global, &spec, &args.file)?;
+            let options = Options {
+                cluster: Some(Cluster {
+                    context: args.context.or_else(|| spec.kubernetes.context.clone()),
+                    prune: args.prune,
+                    rbac: args.rbac,
+                    force_conflicts: args.force_conflicts,
+                }),
+                targets: false,
             };
-            send(&spec, &deliveries, context, options)
+            let report = tresor_delivery::deliver(&values, &options);
+            cluster_outcome(report.kubernetes, &args.file)
         }
         K8sCommand::Doctor(args) => doctor(global, args),
     }
@@ -110,7 +115,7 @@ pub fn run(global: &GlobalArgs, command: K8sCommand) -> CmdResult {
 
 fn doctor(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
     let spec = load(&args.file)?;
-    let deliveries = from_store(global, &spec, &args.file)?;
+    let deliveries = from_store(global, &spec, &args.file)?.kubernetes();
     let context = args.context.or_else(|| spec.kubernetes.context.clone());
     let file = args.file.display().to_string();
     let runtime = tresor_kube::runtime()?;
@@ -152,74 +157,7 @@ fn doctor(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
     )))
 }
 
-/// `tresor apply`'s delivery step: the values just stored, to the cluster.
-pub fn deliver(
-    spec: &Spec,
-    plan: &Plan,
-    context: Option<String>,
-    force_conflicts: bool,
-) -> CmdResult {
-    let deliveries: Vec<Delivery> = plan
-        .secrets
-        .iter()
-        .filter(|s| to_kubernetes(spec, &s.name))
-        .map(|s| Delivery {
-            name: s.name.clone(),
-            namespace: s.namespace.clone(),
-            data: s
-                .data()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        Zeroizing::new(v.as_str().unwrap_or_default().as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let options = ApplyOptions {
-        force_conflicts,
-        ..ApplyOptions::default()
-    };
-    send(spec, &deliveries, context, options)
-}
-
-fn send(
-    spec: &Spec,
-    deliveries: &[Delivery],
-    context: Option<String>,
-    options: ApplyOptions,
-) -> CmdResult {
-    let runtime = tresor_kube::runtime()?;
-    let report = runtime
-        .block_on(async {
-            let client = tresor_kube::connect(context.as_deref()).await?;
-            tresor_kube::apply(
-                &client,
-                context.as_deref(),
-                spec,
-                deliveries,
-                options,
-                SystemTime::now(),
-            )
-            .await
-        })
-        .map_err(kube_failure)?;
-    for line in report.lines {
-        outln!("{line}");
-    }
-    Ok(())
-}
-
-/// Whether the spec delivers the secret `name` as a Kubernetes Secret.
-fn to_kubernetes(spec: &Spec, name: &str) -> bool {
-    spec.secrets
-        .iter()
-        .any(|s| s.name == name && s.targets.kubernetes)
-}
-
-fn kube_failure(error: KubeError) -> Failure {
+pub(crate) fn kube_failure(error: KubeError) -> Failure {
     match error {
         KubeError::Config { .. } | KubeError::Conflict { .. } => Failure::usage(error),
         _ => Failure::runtime(error),
@@ -227,8 +165,8 @@ fn kube_failure(error: KubeError) -> Failure {
 }
 
 /// The values of every declared Secret, read from the store: rendering and
-/// delivering never generate anything.
-fn from_store(global: &GlobalArgs, spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
+/// delivering never generate anything. The store is closed again at once.
+fn from_store<'a>(global: &GlobalArgs, spec: &'a Spec, file: &Path) -> Result<Values<'a>, Failure> {
     let f = file.display();
     let opened = tresor_platform::open_store(spec, false, Access::ReadOnly, &global.locking)
         .map_err(failure)?
@@ -237,33 +175,13 @@ fn from_store(global: &GlobalArgs, spec: &Spec, file: &Path) -> Result<Vec<Deliv
                 "the spec's store does not exist yet; run `tresor apply -f {f}` first"
             ))
         })?;
-    let mut out = Vec::new();
-    for secret in spec.secrets.iter().filter(|s| s.targets.kubernetes) {
-        let read = opened.store().read(&secret.path).map_err(failure)?;
-        let Some(data) = read.data else {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "secret `{}` is not in the store yet; run `tresor apply -f {f}` first",
-                secret.name
-            )));
-        };
-        let mut values = Vec::new();
-        for key in &secret.keys {
-            let Some(value) = data.get(&key.name).and_then(|v| v.as_str()) else {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "key `{}/{}` is not in the store yet; run `tresor apply -f {f}` first",
-                    secret.name,
-                    key.name
-                )));
-            };
-            values.push((key.name.clone(), Zeroizing::new(value.as_bytes().to_vec())));
+    let kubernetes = spec.secrets.iter().filter(|s| s.targets.kubernetes);
+    Values::stored(spec, opened.store(), kubernetes).map_err(|e| match e {
+        e @ (DeliveryError::MissingSecret(_) | DeliveryError::MissingKey { .. }) => {
+            Failure::usage(anyhow::anyhow!("{e}; run `tresor apply -f {f}` first"))
         }
-        out.push(Delivery {
-            name: secret.name.clone(),
-            namespace: secret.namespace.clone(),
-            data: values,
-        });
-    }
-    Ok(out)
+        other => delivery_failure(other),
+    })
 }
 
 fn render_cmd(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
@@ -273,7 +191,7 @@ fn render_cmd(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
         )));
     }
     let spec = load(&args.file)?;
-    let deliveries = from_store(global, &spec, &args.file)?;
+    let deliveries = from_store(global, &spec, &args.file)?.kubernetes();
     let mut files: Vec<(String, Zeroizing<String>)> = Vec::new();
     for d in &deliveries {
         let data: Vec<(String, &[u8])> = d
