@@ -3,12 +3,13 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use global::{Format, Group};
 use std::process::ExitCode;
-use store::{Format, Group};
 
 mod args;
 mod cmd;
 mod failure;
+mod global;
 mod output;
 mod store;
 
@@ -26,7 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(flatten)]
-    store: store::StoreArgs,
+    store: global::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }

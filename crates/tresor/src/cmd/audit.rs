@@ -1,7 +1,7 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
 use crate::output::outln;
-use crate::store::GlobalArgs;
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -53,7 +53,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
 }
 
 fn saved_checkpoint(global: &GlobalArgs, chain_id: &str) -> Result<Checkpoint, Failure> {
-    let found = target::open(global, Access::ReadOnly)?.audit_checkpoint(chain_id)?;
+    let found = store::open(global, Access::ReadOnly)?.audit_checkpoint(chain_id)?;
     let value = found.ok_or_else(|| {
         Failure::runtime(anyhow!(
             "no checkpoint is saved for chain {chain_id}: the server saves one every \

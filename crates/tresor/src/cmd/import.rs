@@ -4,8 +4,8 @@
 
 use crate::cmd::platform::{failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
 use crate::output::out;
-use crate::store::GlobalArgs;
 use clap::{Args, ValueEnum};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

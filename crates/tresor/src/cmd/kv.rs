@@ -1,8 +1,8 @@
-use crate::cmd::target::{self, KvPath, KvRead, Target};
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, envelope, key_values, print_json, section, table, wipe};
 use crate::output::{out, outln};
-use crate::store::{Format, GlobalArgs};
+use crate::store::{self, KvPath, KvRead, Store};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -29,7 +29,7 @@ pub enum KvCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
         /// KEY=VALUE pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
@@ -42,14 +42,14 @@ pub enum KvCommand {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Change some keys of the current version, keeping the others, as a new version.
     Patch {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
         #[arg(required = true)]
         pairs: Vec<String>,
     },
@@ -62,35 +62,35 @@ pub enum KvCommand {
         #[arg(long)]
         limit: Option<usize>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Soft-delete the current version, or the given versions.
     Delete {
         #[arg(long, value_delimiter = ',')]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Restore soft-deleted versions.
     Undelete {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Permanently remove the data of the given versions.
     Destroy {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Write an older version again as the new current version.
     Rollback {
         #[arg(long, required = true)]
         version: u64,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Read and change a secret's metadata.
     #[command(subcommand)]
@@ -102,7 +102,7 @@ pub enum MetadataCommand {
     /// Show a secret's metadata and versions.
     Get {
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Create or change a secret's metadata.
     Put {
@@ -120,27 +120,27 @@ pub enum MetadataCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Delete a secret with all its versions and metadata.
     Delete {
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
 }
 
 pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
     match command {
-        KvCommand::Put { cas, target, pairs } => {
+        KvCommand::Put { cas, secret, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_write(&at, &data, cas)?;
             print_version_info(global, &at, &info);
             Ok(())
         }
-        KvCommand::Patch { cas, target, pairs } => {
+        KvCommand::Patch { cas, secret, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_patch(&at, &data, cas)?;
             print_version_info(global, &at, &info);
             Ok(())
@@ -148,15 +148,15 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
         KvCommand::Get {
             version,
             field,
-            target,
-        } => get(global, &target, version, field.as_deref()),
+            secret,
+        } => get(global, &secret, version, field.as_deref()),
         KvCommand::List {
             after,
             limit,
-            target,
-        } => list(global, &target, after.as_deref(), limit),
-        KvCommand::Delete { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            secret,
+        } => list(global, &secret, after.as_deref(), limit),
+        KvCommand::Delete { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_delete(&at, &versions)?;
             outln!(
                 "Success! Data deleted (if it existed) at: {}",
@@ -164,20 +164,20 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
             );
             Ok(())
         }
-        KvCommand::Undelete { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Undelete { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_undelete(&at, &versions)?;
             outln!("Success! Data written to: {}", at.api("undelete"));
             Ok(())
         }
-        KvCommand::Destroy { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Destroy { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_destroy(&at, &versions)?;
             outln!("Success! Data written to: {}", at.api("destroy"));
             Ok(())
         }
-        KvCommand::Rollback { version, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Rollback { version, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_rollback(&at, version)?;
             print_version_info(global, &at, &info);
             Ok(())
@@ -189,11 +189,11 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
 /// Opens the embedded store or the server, and finds the secret's mount.
 fn resolve(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     access: Access,
-) -> Result<(Box<dyn Target>, KvPath), Failure> {
-    let store = target::open(global, access)?;
-    let at = store.kv_path(target.mount.as_deref(), &target.path)?;
+) -> Result<(Box<dyn Store>, KvPath), Failure> {
+    let store = store::open(global, access)?;
+    let at = store.kv_path(secret.mount.as_deref(), &secret.path)?;
     Ok((store, at))
 }
 
@@ -299,11 +299,11 @@ fn print_version_info(global: &GlobalArgs, at: &KvPath, info: &Value) {
 
 fn get(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     version: Option<u64>,
     field: Option<&str>,
 ) -> CmdResult {
-    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let (store, at) = resolve(global, secret, Access::ReadOnly)?;
     let secret_path = at.api("data");
     let (data, meta) = match store.kv_read(&at, version)? {
         KvRead::Missing => {
@@ -364,11 +364,11 @@ fn get(
 
 fn list(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     after: Option<&str>,
     limit: Option<usize>,
 ) -> CmdResult {
-    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let (store, at) = resolve(global, secret, Access::ReadOnly)?;
     let keys = store.kv_list(&at, after, limit)?;
     if keys.is_empty() {
         return Err(Failure::usage(anyhow!(
@@ -387,8 +387,8 @@ fn list(
 
 fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
     match command {
-        MetadataCommand::Get { target } => {
-            let (store, at) = resolve(global, &target, Access::ReadOnly)?;
+        MetadataCommand::Get { secret } => {
+            let (store, at) = resolve(global, &secret, Access::ReadOnly)?;
             let Some(value) = store.kv_metadata(&at)? else {
                 return Err(Failure::usage(anyhow!(
                     "no value found at {}",
@@ -427,7 +427,7 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
             delete_version_after,
             custom_metadata,
             cas,
-            target,
+            secret,
         } => {
             let delete_version_after = delete_version_after
                 .map(|d| parse_duration(&d).map_err(|e| Failure::usage(anyhow!(e))))
@@ -441,13 +441,13 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                 merge: false,
                 cas,
             };
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_write_metadata(&at, &update)?;
             outln!("Success! Data written to: {}", at.api("metadata"));
             Ok(())
         }
-        MetadataCommand::Delete { target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        MetadataCommand::Delete { secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_delete_metadata(&at)?;
             outln!(
                 "Success! Data deleted (if it existed) at: {}",

@@ -1,11 +1,11 @@
 //! `tresor login`: checks a token against the server and keeps it in a
 //! file only its owner can read, for later commands.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, print_json, table, wipe};
 use crate::output::{out, outln};
-use crate::store::{Format, GlobalArgs};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Args;
 use serde_json::Value;

@@ -11,5 +11,4 @@ pub mod scan;
 pub mod secrets;
 pub mod server;
 pub mod status;
-pub mod target;
 pub mod token;

@@ -1,8 +1,8 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs, parse_shares, shares_from_env};
 use crate::output::{cell, key_values, print_json, table, wipe};
 use crate::output::{out, outln};
-use crate::store::{Format, GlobalArgs, parse_shares, shares_from_env};
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -81,7 +81,7 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             key_shares,
             key_threshold,
             init_key_file,
-        } => match target::remote(global)? {
+        } => match store::remote(global)? {
             Some(client) => init_remote(
                 global,
                 &client,
@@ -90,7 +90,7 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             ),
             None => init(global, shamir(key_shares, key_threshold), init_key_file),
         },
-        OperatorCommand::Unseal { shares } => match target::remote(global)? {
+        OperatorCommand::Unseal { shares } => match store::remote(global)? {
             Some(client) => unseal_remote(global, &client, shares),
             None => unseal(global, shares),
         },
@@ -360,13 +360,13 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
 }
 
 fn rotate(global: &GlobalArgs) -> CmdResult {
-    let status = target::open(global, Access::WriteOnDemand)?.rotate()?;
+    let status = store::open(global, Access::WriteOnDemand)?.rotate()?;
     print_key_status(global, &status, true);
     Ok(())
 }
 
 fn key_status(global: &GlobalArgs) -> CmdResult {
-    let status = target::open(global, Access::ReadOnly)?.key_status()?;
+    let status = store::open(global, Access::ReadOnly)?.key_status()?;
     print_key_status(global, &status, false);
     Ok(())
 }
@@ -443,7 +443,7 @@ fn unseal_remote(global: &GlobalArgs, client: &Client, given: Vec<String>) -> Cm
 }
 
 fn generate_root(global: &GlobalArgs) -> CmdResult {
-    let store = crate::store::open(global, Access::WriteOnDemand)?;
+    let store = crate::store::open_embedded(global, Access::WriteOnDemand)?;
     let tokens = tresor_tokens::TokenStore::new(
         std::sync::Arc::clone(store.barrier()),
         tresor_tokens::Limits::default(),

@@ -5,8 +5,8 @@
 mod k8s;
 
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
 use crate::output::{out, outln};
-use crate::store::GlobalArgs;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::SystemTime;

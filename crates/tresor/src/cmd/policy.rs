@@ -1,10 +1,10 @@
 //! `tresor policy write|read|list|delete`: ACL policies on a server.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::outln;
 use crate::output::{envelope, print_json};
-use crate::store::{Format, GlobalArgs};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::json;

@@ -2,8 +2,8 @@
 //! resume) rotations, then deliver what changed.
 
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
 use crate::output::{out, outln};
-use crate::store::GlobalArgs;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::SystemTime;

@@ -1,8 +1,8 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{out, outln};
 use crate::output::{print_json, table};
-use crate::store::{Format, GlobalArgs};
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::Value;
@@ -48,12 +48,12 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
             }
             let path = path.unwrap_or_else(|| kind.clone());
             let mounted =
-                target::open(global, Access::WriteOnDemand)?.enable(&path, &description)?;
+                store::open(global, Access::WriteOnDemand)?.enable(&path, &description)?;
             outln!("Success! Enabled the kv-v2 secrets engine at: {mounted}");
             Ok(())
         }
         SecretsCommand::Disable { path } => {
-            target::open(global, Access::WriteOnDemand)?.disable(&path)?;
+            store::open(global, Access::WriteOnDemand)?.disable(&path)?;
             outln!(
                 "Success! Disabled the secrets engine (if it existed) at: {}/",
                 path.trim_matches('/')
@@ -61,7 +61,7 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
             Ok(())
         }
         SecretsCommand::List => {
-            let mounts = target::open(global, Access::ReadOnly)?.mounts()?;
+            let mounts = store::open(global, Access::ReadOnly)?.mounts()?;
             if global.format == Format::Json {
                 print_json(&Value::Object(mounts));
                 return Ok(());

@@ -1,11 +1,11 @@
 //! `tresor status`: a server's seal status, as `vault status` prints it;
 //! with `-f tresor.yaml`, the rotation dashboard of a platform's secrets.
 
-use crate::cmd::target;
 use crate::failure::Failure;
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, print_json, table};
 use crate::output::{out, outln};
-use crate::store::{Format, GlobalArgs};
+use crate::store;
 use clap::Args;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ fn row_json(r: &Row, now: SystemTime) -> Value {
 /// Exits 0 when unsealed, 2 when sealed (as `vault status` does, so
 /// scripts can wait on it), 1 when the server cannot be asked.
 pub fn run(global: &GlobalArgs) -> ExitCode {
-    let sealed = target::require_remote(global, "status").and_then(|client| {
+    let sealed = store::require_remote(global, "status").and_then(|client| {
         let status = client.seal_status().map_err(Failure::from)?;
         print(global, &status);
         Ok(status["sealed"].as_bool().unwrap_or(true))

@@ -1,10 +1,10 @@
 //! `tresor token create|lookup|renew|revoke` against a server.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, key_values, print_json, table, wipe};
 use crate::output::{out, outln};
-use crate::store::{Format, GlobalArgs};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Map, Value, json};

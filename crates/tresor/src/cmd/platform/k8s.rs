@@ -2,8 +2,8 @@
 
 use super::{cluster_outcome, delivery_failure, failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
 use crate::output::{out, outln};
-use crate::store::GlobalArgs;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
