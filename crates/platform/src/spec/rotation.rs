@@ -57,7 +57,7 @@ impl Validator {
         })
     }
 
-    pub(super) fn postgres(&mut self, raw: Spanned<RawPostgres>) -> Option<PostgresRotation> {
+    fn postgres(&mut self, raw: Spanned<RawPostgres>) -> Option<PostgresRotation> {
         let at = raw.referenced;
         let raw = raw.value;
         let grace = match raw.grace.as_deref().map(humantime::parse_duration) {

@@ -29,7 +29,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn aws(
+    fn aws(
         &mut self,
         secret: &SecretSpec,
         raw: Spanned<RawAws>,
@@ -88,7 +88,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn vault(
+    fn vault(
         &mut self,
         secret: &SecretSpec,
         raw: Spanned<RawVault>,
@@ -234,7 +234,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    pub(super) fn problems(text: &str) -> Vec<String> {
+    fn problems(text: &str) -> Vec<String> {
         match crate::parse(text, Path::new(".")) {
             Ok(_) => Vec::new(),
             Err(p) => p.into_iter().map(|p| p.message).collect(),
@@ -244,7 +244,7 @@ mod tests {
     const HEAD: &str = "version: 1\naws: {region: eu-west-1}\nvault: {mount: kv, address: 'https://vault:8200'}\nsecrets:\n";
 
     #[test]
-    pub(super) fn defaults_fill_in_and_shapes_default_to_the_keys() {
+    fn defaults_fill_in_and_shapes_default_to_the_keys() {
         let text = format!(
             "{HEAD}  db:\n    keys: {{user: {{value: app}}, password: {{generate: base64:32}}}}\n    targets:\n      kubernetes: false\n      aws: {{name: team/db}}\n      vault: {{}}\n"
         );
@@ -267,7 +267,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn bad_targets_are_reported() {
+    fn bad_targets_are_reported() {
         let text = format!(
             "{HEAD}  a:\n    keys: {{k: {{generate: base64:32}}}}\n    targets:\n      aws: {{name: 'bad name!', region: mars, json: {{x: nope}}}}\n      vault: {{path: '../x', auth: {{token_ref: nope/nope}}}}\n  b:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{path: a}}}}\n"
         );
@@ -294,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn a_vault_token_is_never_a_literal_of_the_spec() {
+    fn a_vault_token_is_never_a_literal_of_the_spec() {
         let spec = |token: &str| {
             format!(
                 "{HEAD}  vault-token:\n    targets: {{kubernetes: false}}\n    keys: {{token: {token}, alias: {{ref: vault-token/token}}}}\n  db:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{auth: {{token_ref: vault-token/alias}}}}}}\n"
@@ -316,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn a_vault_target_needs_a_mount() {
+    fn a_vault_target_needs_a_mount() {
         let text = "version: 1\nsecrets:\n  a:\n    keys: {k: {generate: base64:32}}\n    targets: {vault: {path: a}}\n";
         assert!(
             problems(text).iter().any(|p| p.contains("needs a `mount`")),

@@ -132,7 +132,7 @@ impl Validator {
         });
     }
 
-    pub(super) fn spec(&mut self, raw: RawSpec, dir: &Path) -> Spec {
+    fn spec(&mut self, raw: RawSpec, dir: &Path) -> Spec {
         if raw.version.value != SPEC_VERSION {
             self.at(
                 raw.version.referenced,
@@ -198,7 +198,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn store(&mut self, raw: Option<Spanned<RawStore>>, dir: &Path) -> StoreSpec {
+    fn store(&mut self, raw: Option<Spanned<RawStore>>, dir: &Path) -> StoreSpec {
         let Some(raw) = raw else {
             return StoreSpec::Embedded {
                 path: dir.join(".tresor"),
@@ -225,7 +225,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn namespace(&mut self, ns: &Spanned<String>) {
+    fn namespace(&mut self, ns: &Spanned<String>) {
         if !is_dns_label(&ns.value) {
             self.at(
                 ns.referenced,
@@ -237,7 +237,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn secret(
+    fn secret(
         &mut self,
         name: String,
         raw: Spanned<RawSecret>,
@@ -306,7 +306,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn paths(&mut self, secrets: &[SecretSpec]) {
+    fn paths(&mut self, secrets: &[SecretSpec]) {
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for s in secrets {
             if let Some(other) = seen.insert(&s.path, &s.name) {
@@ -324,7 +324,7 @@ impl Validator {
 
     /// Every reference names an existing key, and following them never
     /// comes back to where it started.
-    pub(super) fn references(&mut self, secrets: &[SecretSpec]) {
+    fn references(&mut self, secrets: &[SecretSpec]) {
         let find = |r: &KeyRef| {
             secrets
                 .iter()
