@@ -555,22 +555,26 @@ fn a_closed_output_ends_every_command_quietly() {
 }
 
 /// Reads while another command writes: each waits for the other's lock
-/// (`--lock-wait`) instead of failing at once. Returns the failed reads and
-/// the reads made.
-fn reads_during_writes(env: &Env, lock_wait: &str) -> (usize, usize) {
+/// (`--lock-wait`) instead of failing at once. Returns the failed reads,
+/// the reads made, and the failed writes.
+fn reads_during_writes(env: &Env, lock_wait: &str) -> (usize, usize, usize) {
     env.ok(&["kv", "put", "secret/read", "k=v"]);
     let writing = std::sync::atomic::AtomicBool::new(true);
     std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let writer = scope.spawn(|| {
+            let mut failed = 0;
             for i in 0..40 {
                 let n = format!("n={i}");
-                env.cmd()
+                let out = env
+                    .cmd()
                     .args(["kv", "put", "secret/write", &n])
-                    .env("TRESOR_LOCK_WAIT", "30s")
-                    .assert()
-                    .success();
+                    .env("TRESOR_LOCK_WAIT", lock_wait)
+                    .output()
+                    .unwrap();
+                failed += usize::from(!out.status.success());
             }
             writing.store(false, std::sync::atomic::Ordering::Relaxed);
+            failed
         });
         let (mut failed, mut reads) = (0, 0);
         while writing.load(std::sync::atomic::Ordering::Relaxed) || reads < 10 {
@@ -587,18 +591,24 @@ fn reads_during_writes(env: &Env, lock_wait: &str) -> (usize, usize) {
                 assert!(err.contains("is in use by"), "{err}");
             }
         }
-        (failed, reads)
+        (failed, reads, writer.join().unwrap())
     })
 }
 
 #[test]
 fn readers_and_writers_wait_for_each_other() {
     let env = Env::new();
-    let (failed, reads) = reads_during_writes(&env, "30s");
-    assert_eq!(failed, 0, "{failed} of {reads} reads failed");
+    let (failed, reads, writes_failed) = reads_during_writes(&env, "30s");
+    assert_eq!(
+        (failed, writes_failed),
+        (0, 0),
+        "{failed} of {reads} reads and {writes_failed} of 40 writes failed"
+    );
     // Without waiting, as before: printed for the record, not asserted.
-    let (failed, reads) = reads_during_writes(&env, "0s");
-    eprintln!("with --lock-wait=0s, {failed} of {reads} reads failed");
+    let (failed, reads, writes_failed) = reads_during_writes(&env, "0s");
+    eprintln!(
+        "with --lock-wait=0s, {failed} of {reads} reads and {writes_failed} of 40 writes failed"
+    );
 }
 
 #[test]
