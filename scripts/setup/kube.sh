@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Brings a real Kubernetes API server for the tests: kube-apiserver v1.20.2
 # built from Debian's own `kubernetes` source package with Debian's Go 1.19
-# (no registry ships the binary), and Debian's etcd. Built once per machine
+# (no registry ships the binary), Debian's etcd, and kubectl. Built once per machine
 # into a cache outside the repository. Progress goes to stderr; stdout carries
 # only the `export` lines that scripts/test evaluates.
 set -euo pipefail
@@ -29,8 +29,11 @@ missing=()
 [[ -x /usr/bin/etcd ]] || missing+=(etcd-server)
 # The KMS tests read what the API server stored straight from etcd.
 [[ -x /usr/bin/etcdctl ]] || missing+=(etcd-client)
-# The tests make the API server's certificates with openssl and drive it with kubectl.
+# The tests make the API server's certificates with openssl and drive it with
+# kubectl: Debian's (kubernetes-client, built from the same source package as
+# the API server below) when none is on the PATH.
 command -v openssl >/dev/null || missing+=(openssl)
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [[ ! -x $binary ]]; then
     [[ -x /usr/lib/go-1.19/bin/go ]] || missing+=(golang-1.19-go)
     command -v make >/dev/null || missing+=(make)

@@ -11,10 +11,11 @@
 //! roles, `AWS_ENDPOINT_URL_SECRETS_MANAGER`), never from the spec.
 #![forbid(unsafe_code)]
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_secretsmanager as sm;
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
-use sm::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use sm::error::{ProvideErrorMetadata, SdkError};
 use sm::types::{Filter, FilterNameStringType, Tag};
 use tresor_kv::SecretMap;
 use tresor_platform::{
@@ -36,6 +37,24 @@ pub enum AwsError {
         "cannot reach AWS Secrets Manager in {region} ({reason}); check the network, the region and AWS_ENDPOINT_URL_SECRETS_MANAGER"
     )]
     Unreachable { region: String, reason: String },
+    #[error(
+        "no AWS credentials for {action} on `{name}` in {region} ({reason}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run where an instance or pod role applies"
+    )]
+    NoCredentials {
+        region: String,
+        name: String,
+        action: &'static str,
+        reason: String,
+    },
+    #[error(
+        "AWS Secrets Manager in {region} throttled {action} on `{name}` past the SDK's retries ({detail}); run again in a while, or lower the request rate of other clients of this account"
+    )]
+    Throttled {
+        region: String,
+        name: String,
+        action: &'static str,
+        detail: String,
+    },
     #[error(
         "AWS Secrets Manager in {region} denied {action} on `{name}` ({detail}); the credentials (AWS default chain: AWS_ACCESS_KEY_ID, AWS_PROFILE, an instance role) need secretsmanager:DescribeSecret, GetSecretValue, CreateSecret, PutSecretValue and TagResource on it"
     )]
@@ -200,25 +219,35 @@ where
 {
     let region = r.region.clone();
     let name = name.to_owned();
-    if let SdkError::DispatchFailure(d) = &error
-        && (d.is_io() || d.is_timeout())
-    {
-        return AwsError::Unreachable {
+    // The SDK's own rendering is its whole debug chain: the innermost cause
+    // says what happened in one line.
+    let reason = innermost(&error);
+    let no_credentials =
+        std::iter::successors(Some(&error as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        })
+        .any(|e| e.is::<CredentialsError>());
+    if no_credentials {
+        return AwsError::NoCredentials {
             region,
-            reason: DisplayErrorContext(&error).to_string(),
+            name,
+            action,
+            reason,
         };
     }
-    if let SdkError::TimeoutError(_) = &error {
-        return AwsError::Unreachable {
-            region,
-            reason: DisplayErrorContext(&error).to_string(),
-        };
+    let unreachable = match &error {
+        SdkError::DispatchFailure(d) => d.is_io() || d.is_timeout(),
+        SdkError::TimeoutError(_) => true,
+        _ => false,
+    };
+    if unreachable {
+        return AwsError::Unreachable { region, reason };
     }
     if let SdkError::ServiceError(s) = &error {
         let status = s.raw().status().as_u16();
         let code = s.err().code().unwrap_or("no error code");
         let detail = match s.err().message() {
-            Some(m) => format!("HTTP {status}, {code}: {m}"),
+            Some(m) => format!("HTTP {status}, {code}: {}", one_line(m)),
             None => format!("HTTP {status}, {code}"),
         };
         let denied = status == 403
@@ -231,8 +260,25 @@ where
                     | "InvalidSignatureException"
                     | "ExpiredTokenException"
             );
+        let throttled = status == 429
+            || matches!(
+                code,
+                "ThrottlingException"
+                    | "Throttling"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "RequestThrottled"
+                    | "SlowDown"
+            );
         return if denied {
             AwsError::Denied {
+                region,
+                name,
+                action,
+                detail,
+            }
+        } else if throttled {
+            AwsError::Throttled {
                 region,
                 name,
                 action,
@@ -251,8 +297,20 @@ where
         region,
         name,
         action,
-        detail: DisplayErrorContext(&error).to_string(),
+        detail: reason,
     }
+}
+
+/// The last cause of `error`, on one line.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let last = std::iter::successors(Some(error), |e| e.source())
+        .last()
+        .unwrap_or(error);
+    one_line(&last.to_string())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn not_found<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
@@ -428,7 +486,7 @@ async fn list(r: &Regional, prefix: &str) -> Result<Vec<String>, AwsError> {
     Ok(names)
 }
 
-/// `tresor apply`'s pushes to every AWS target of the spec.
+/// The pushes of one delivery to every AWS target of the spec.
 pub struct AwsDestination {
     platform: String,
     aws: Option<Aws>,

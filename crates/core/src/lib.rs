@@ -22,6 +22,7 @@ pub use migrate::{Copied, Summary, copy_store, summarize};
 pub use mounts::{ListingVisibility, MountConfig, MountEntry, MountType, Tune};
 pub use open::{
     Access, InitOptions, InitOutput, KmsConnector, Unseal, default_key_file, init, initialize,
-    initialize_with_kms, migrate_seal, open, seal_config, unseal_key,
+    initialize_with_kms, migrate_seal, open, open_with, seal_config, unseal_key,
 };
 pub use store::Store;
+pub use tresor_storage::{DEFAULT_LOCK_WAIT, Locking};

@@ -4,18 +4,20 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use tresor_storage::{Backend, Embedded, Outcome, ScanVisitor, StorageError, Transaction};
+use tresor_storage::{Backend, Embedded, Locking, Outcome, ScanVisitor, StorageError, Transaction};
 
 pub(crate) struct WriteOnDemand {
     dir: PathBuf,
+    locking: Locking,
     /// Empty only while the read-only handle is swapped for a writable one.
     handle: Mutex<Option<Embedded>>,
 }
 
 impl WriteOnDemand {
-    pub(crate) fn new(dir: PathBuf, read_only: Embedded) -> Self {
+    pub(crate) fn new(dir: PathBuf, locking: Locking, read_only: Embedded) -> Self {
         Self {
             dir,
+            locking,
             handle: Mutex::new(Some(read_only)),
         }
     }
@@ -69,10 +71,10 @@ impl Backend for WriteOnDemand {
             // The read-only handle holds a shared lock: release it before
             // asking for the exclusive one.
             guard.take();
-            match Embedded::open(&self.dir) {
+            match Embedded::open_with(&self.dir, &self.locking) {
                 Ok(writable) => *guard = Some(writable),
                 Err(error) => {
-                    *guard = Embedded::open_read_only(&self.dir).ok();
+                    *guard = Embedded::open_read_only_with(&self.dir, &self.locking).ok();
                     return Err(error);
                 }
             }

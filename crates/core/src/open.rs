@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tresor_barrier::seal::Share;
 use tresor_barrier::{Barrier, Kms, KmsSeal, SealConfig, SealKind, UnsealKey};
-use tresor_storage::{Backend, Embedded};
+use tresor_storage::{Backend, Embedded, Locking};
 
 /// How a store is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,13 +245,29 @@ pub fn initialize_with_kms(
 
 /// Opens and unseals the embedded store in `dir`. The unseal key is checked
 /// on a read-only handle first: a wrong key never opens the file for writing.
+/// Another process holding the file is waited for as long as
+/// [`tresor_storage::DEFAULT_LOCK_WAIT`].
 pub fn open(dir: &Path, unseal: &Unseal, access: Access) -> Result<Store, CoreError> {
+    open_with(dir, unseal, access, &Locking::default())
+}
+
+/// [`open`], waiting for other processes (and naming this one to them) as
+/// `locking` says, now and at a [`Access::WriteOnDemand`] store's first write.
+pub fn open_with(
+    dir: &Path,
+    unseal: &Unseal,
+    access: Access,
+    locking: &Locking,
+) -> Result<Store, CoreError> {
     let read_only: Arc<dyn Backend> = match access {
         Access::WriteOnDemand => Arc::new(WriteOnDemand::new(
             dir.into(),
-            Embedded::open_read_only(dir)?,
+            locking.clone(),
+            Embedded::open_read_only_with(dir, locking)?,
         )),
-        Access::ReadOnly | Access::ReadWrite => Arc::new(Embedded::open_read_only(dir)?),
+        Access::ReadOnly | Access::ReadWrite => {
+            Arc::new(Embedded::open_read_only_with(dir, locking)?)
+        }
     };
     let checker = Arc::new(Barrier::new(read_only));
     let config = checker
@@ -263,7 +279,7 @@ pub fn open(dir: &Path, unseal: &Unseal, access: Access) -> Result<Store, CoreEr
         return Ok(Store::new(checker));
     }
     drop(checker);
-    let storage: Arc<dyn Backend> = Arc::new(Embedded::open(dir)?);
+    let storage: Arc<dyn Backend> = Arc::new(Embedded::open_with(dir, locking)?);
     let barrier = Arc::new(Barrier::new(storage));
     barrier.unseal(&key)?;
     Ok(Store::new(barrier))

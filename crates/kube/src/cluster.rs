@@ -90,14 +90,14 @@ fn kind_of(resource: &str) -> String {
     format!("`{kind}`")
 }
 
-/// A Secret to deliver: its values, as the store holds them.
-pub struct Delivery {
+/// A Secret to deliver: its name and its values, as the store holds them.
+pub struct SecretValues {
     pub name: String,
     pub namespace: Option<String>,
     pub data: Vec<(String, Zeroizing<Vec<u8>>)>,
 }
 
-impl Delivery {
+impl SecretValues {
     /// SHA-256 over the sorted `key=base64(value)` pairs. Generated values
     /// carry at least 128 bits, so the hash reveals nothing of them; literal
     /// values are in the spec anyway.
@@ -236,7 +236,7 @@ pub async fn apply(
     client: &Client,
     context: Option<&str>,
     spec: &Spec,
-    deliveries: &[Delivery],
+    secrets: &[SecretValues],
     options: ApplyOptions,
     now: SystemTime,
 ) -> Result<Report, KubeError> {
@@ -244,16 +244,37 @@ pub async fn apply(
     let mut report = Report::default();
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.force = options.force_conflicts;
-    let mut changed: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut declared: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let changed = apply_secrets(&ctx, spec, secrets, &params, &mut report).await?;
+    if options.rbac {
+        for ((namespace, consumer), secrets) in consumers(spec) {
+            let ns = ctx.namespace(namespace.as_deref()).to_owned();
+            for object in rbac_objects(Some(&ns), &consumer, &secrets) {
+                apply_rbac_object(&ctx, &ns, object, &params, &mut report).await?;
+            }
+        }
+    }
+    restart_consumers(&ctx, spec, &changed, now, &mut report).await?;
+    let namespaces: BTreeSet<String> = secrets
+        .iter()
+        .map(|s| ctx.namespace(s.namespace.as_deref()).to_owned())
+        .collect();
+    prune(&ctx, spec, &namespaces, options.prune, &mut report).await?;
+    Ok(report)
+}
 
-    for delivery in deliveries {
+/// Server-side applies each Secret; returns those whose content changed,
+/// as `(namespace, name)`.
+async fn apply_secrets(
+    ctx: &Ctx<'_>,
+    spec: &Spec,
+    secrets: &[SecretValues],
+    params: &PatchParams,
+    report: &mut Report,
+) -> Result<BTreeSet<(String, String)>, KubeError> {
+    let mut changed = BTreeSet::new();
+    for delivery in secrets {
         let ns = ctx.namespace(delivery.namespace.as_deref()).to_owned();
-        declared
-            .entry(ns.clone())
-            .or_default()
-            .insert(delivery.name.clone());
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
         let resource = format!("secret/{}", delivery.name);
         let existing = api
             .get_metadata_opt(&delivery.name)
@@ -299,7 +320,7 @@ pub async fn apply(
             ..Secret::default()
         };
         let applied = api
-            .patch(&delivery.name, &params, &Patch::Apply(&secret))
+            .patch(&delivery.name, params, &Patch::Apply(&secret))
             .await;
         if let Some(data) = secret.data.as_mut() {
             data.values_mut().for_each(|v| v.0.zeroize());
@@ -322,16 +343,17 @@ pub async fn apply(
         };
         report.lines.push(format!("{resource} {state}"));
     }
+    Ok(changed)
+}
 
-    if options.rbac {
-        for ((namespace, consumer), secrets) in consumers(spec) {
-            let ns = ctx.namespace(namespace.as_deref()).to_owned();
-            for object in rbac_objects(Some(&ns), &consumer, &secrets) {
-                apply_rbac_object(&ctx, &ns, object, &params, &mut report).await?;
-            }
-        }
-    }
-
+/// Restarts, once each, the consumers of the Secrets that changed.
+async fn restart_consumers(
+    ctx: &Ctx<'_>,
+    spec: &Spec,
+    changed: &BTreeSet<(String, String)>,
+    now: SystemTime,
+    report: &mut Report,
+) -> Result<(), KubeError> {
     let stamp = humantime::format_rfc3339_seconds(now).to_string();
     let mut restarted = BTreeSet::new();
     for secret in &spec.secrets {
@@ -341,7 +363,7 @@ pub async fn apply(
         }
         for consumer in &secret.consumers {
             if restarted.insert((ns.clone(), consumer.clone())) {
-                let line = restart(&ctx, &ns, consumer, &stamp).await?;
+                let line = restart(ctx, &ns, consumer, &stamp).await?;
                 if line.ends_with(" restarted") {
                     report.restarted.push(format!("{ns}/{consumer}"));
                 }
@@ -349,10 +371,31 @@ pub async fn apply(
             }
         }
     }
+    Ok(())
+}
 
-    let namespaces: BTreeSet<String> = declared.keys().cloned().collect();
+/// This platform's Secrets in `namespaces` that the spec no longer
+/// declares for Kubernetes: deleted with `prune`, else named.
+async fn prune(
+    ctx: &Ctx<'_>,
+    spec: &Spec,
+    namespaces: &BTreeSet<String>,
+    prune: bool,
+    report: &mut Report,
+) -> Result<(), KubeError> {
+    let declared: BTreeSet<(String, &str)> = spec
+        .secrets
+        .iter()
+        .filter(|s| s.targets.kubernetes)
+        .map(|s| {
+            (
+                ctx.namespace(s.namespace.as_deref()).to_owned(),
+                s.name.as_str(),
+            )
+        })
+        .collect();
     for ns in namespaces {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
         let selector = format!(
             "{}={},{PLATFORM_LABEL}={}",
             MANAGED_BY.0, MANAGED_BY.1, spec.name
@@ -360,18 +403,18 @@ pub async fn apply(
         let listed = api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
-            .map_err(|e| ctx.error(e, "list", "secrets".into(), &ns))?;
+            .map_err(|e| ctx.error(e, "list", "secrets".into(), ns))?;
         for item in listed.items {
             let Some(name) = item.metadata.name else {
                 continue;
             };
-            if declared.get(&ns).is_some_and(|d| d.contains(&name)) {
+            if declared.contains(&(ns.clone(), name.as_str())) {
                 continue;
             }
-            if options.prune {
+            if prune {
                 api.delete(&name, &DeleteParams::default())
                     .await
-                    .map_err(|e| ctx.error(e, "delete", format!("secret/{name}"), &ns))?;
+                    .map_err(|e| ctx.error(e, "delete", format!("secret/{name}"), ns))?;
                 report.lines.push(format!("secret/{name} pruned"));
             } else {
                 report.lines.push(format!(
@@ -380,7 +423,7 @@ pub async fn apply(
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 fn to_json(node: Node) -> Value {
@@ -497,7 +540,7 @@ pub async fn doctor(
     client: &Client,
     context: Option<&str>,
     spec: &Spec,
-    deliveries: &[Delivery],
+    deliveries: &[SecretValues],
     file: &str,
 ) -> Result<Vec<Finding>, KubeError> {
     use k8s_openapi::api::authorization::v1::{
@@ -510,7 +553,10 @@ pub async fn doctor(
         message,
         stale: None,
     };
-    for (secret, delivery) in spec.secrets.iter().zip(deliveries) {
+    for delivery in deliveries {
+        let Some(secret) = spec.secrets.iter().find(|s| s.name == delivery.name) else {
+            continue;
+        };
         let ns = ctx.namespace(secret.namespace.as_deref()).to_owned();
         let resource = format!("secret/{}", secret.name);
         let api: Api<Secret> = Api::namespaced(client.clone(), &ns);

@@ -10,5 +10,5 @@ pub mod render;
 pub mod yaml;
 
 pub use cluster::{
-    ApplyOptions, Delivery, Finding, KubeError, Report, apply, connect, doctor, fix, runtime,
+    ApplyOptions, Finding, KubeError, Report, SecretValues, apply, connect, doctor, fix, runtime,
 };

@@ -6,35 +6,32 @@
 //! plan table.
 #![forbid(unsafe_code)]
 
-mod deliver;
 pub mod generate;
 pub mod parallel;
 mod plan;
+mod push;
 mod spec;
+mod store;
 pub mod strength;
-mod target;
-mod targets;
 
-pub use deliver::{
-    DeliveryReport, Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushResult,
-    Pushed, TargetError, Unreachable, deliver, deliver_values,
-};
 pub use generate::{Generator, GeneratorError};
 pub use plan::{
     Action, GENERATED_PREFIX, KeyAction, KeyPlan, MANAGED_BY, Outcome, Plan, SecretPlan, plan,
 };
-pub use spec::{
-    Consumer, ConsumerKind, KeyRef, KeySpec, KubernetesSpec, Problem, Rotation, SPEC_VERSION,
-    SecretSpec, Source, Spec, SpecError, StoreSpec, check_key_name, load, parse,
+pub use push::{
+    Destination, Entry, Job, OWNER_PLATFORM, OWNER_SECRET, Owner, PushReport, PushResult, Pushed,
+    TargetError, Unreachable, push,
 };
 pub use spec::{
-    DEFAULT_ROTATION_EVERY, KeyPair, PostgresRotation, ROTATION_RECORD_PREFIX, Strategy,
+    AwsTarget, Consumer, ConsumerKind, DEFAULT_ROTATION_EVERY, KeyPair, KeyRef, KeySpec,
+    KubernetesSpec, PostgresRotation, Problem, ROTATION_RECORD_PREFIX, Rotation, SPEC_VERSION,
+    SecretSpec, Source, Spec, SpecError, StoreSpec, Strategy, Targets, VaultAuth, VaultTarget,
+    check_key_name, load, parse,
 };
-pub use target::{RemoteStore, SecretStore, Stored};
-pub use targets::{AwsTarget, Targets, VaultAuth, VaultTarget};
+pub use store::{RemoteStore, SecretStore, Stored};
 
 use std::path::{Path, PathBuf};
-use tresor_core::{Access, CoreError, InitOptions, Unseal};
+use tresor_core::{Access, CoreError, InitOptions, Locking, Unseal};
 use tresor_kv::KvEngine;
 
 /// Why planning or applying failed.
@@ -73,42 +70,44 @@ impl PlatformError {
 
 /// The spec's store, opened: an embedded store's KV mount or a server's.
 pub struct Opened {
-    pub target: Target,
+    store: SpecStore,
     /// Set when this call created the store: where its key file is.
     pub created_key_file: Option<PathBuf>,
 }
 
-/// Which kind of store the spec names.
-pub enum Target {
-    Local(KvEngine),
-    Remote(RemoteStore),
+/// The kind of store a spec names, opened.
+enum SpecStore {
+    Embedded(KvEngine),
+    Server(RemoteStore),
 }
 
 impl Opened {
     /// The store, for plan and apply.
     pub fn store(&self) -> &dyn SecretStore {
-        match &self.target {
-            Target::Local(kv) => kv,
-            Target::Remote(remote) => remote,
+        match &self.store {
+            SpecStore::Embedded(kv) => kv,
+            SpecStore::Server(remote) => remote,
         }
     }
 
     /// The embedded store's KV engine, when the spec names one.
     pub fn local(&self) -> Option<&KvEngine> {
-        match &self.target {
-            Target::Local(kv) => Some(kv),
-            Target::Remote(_) => None,
+        match &self.store {
+            SpecStore::Embedded(kv) => Some(kv),
+            SpecStore::Server(_) => None,
         }
     }
 }
 
-/// Opens the spec's embedded store. A missing store is created (key file
-/// outside the repository) unless `create` is false, in which case `None`
-/// comes back: a dry run on a fresh clone writes nothing.
+/// Opens the spec's embedded store, waiting for other processes holding it
+/// as `locking` says. A missing store is created (key file outside the
+/// repository) unless `create` is false, in which case `None` comes back: a
+/// dry run on a fresh clone writes nothing.
 pub fn open_store(
     spec: &Spec,
     create: bool,
     access: Access,
+    locking: &Locking,
 ) -> Result<Option<Opened>, PlatformError> {
     let (path, key_file, mount) = match &spec.store {
         StoreSpec::Embedded {
@@ -121,7 +120,7 @@ pub fn open_store(
                 .filter(tresor_client::Client::has_token)
                 .ok_or_else(|| PlatformError::ServerStore(address.clone()))?;
             return Ok(Some(Opened {
-                target: Target::Remote(RemoteStore::new(client, "secret")),
+                store: SpecStore::Server(RemoteStore::new(client, "secret")),
                 created_key_file: None,
             }));
         }
@@ -134,17 +133,18 @@ pub fn open_store(
         let out = tresor_core::init(path, InitOptions::KeyFile(key_file.clone()))?;
         created_key_file = out.key_file;
     }
-    let store = tresor_core::open(
+    let store = tresor_core::open_with(
         path,
         &Unseal {
             key_file: key_file.clone(),
             ..Unseal::default()
         },
         access,
+        locking,
     )?;
     let kv: KvEngine = store.kv(&store.mount(mount)?)?;
     Ok(Some(Opened {
-        target: Target::Local(kv),
+        store: SpecStore::Embedded(kv),
         created_key_file,
     }))
 }

@@ -9,7 +9,7 @@
 
 use crate::PlatformError;
 use crate::spec::{SecretSpec, Source, Spec};
-use crate::target::SecretStore;
+use crate::store::SecretStore;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -121,12 +121,37 @@ struct Current {
 }
 
 /// Compares `spec` with the store (`None`: no store yet, so everything is
-/// created) and decides every value, generating what is missing.
+/// created) and decides every value, generating what is missing. Four
+/// phases: read what the store holds, decide the literal and generated
+/// values, resolve the references to them, then plan each secret's write.
 pub fn plan(
     spec: &Spec,
     kv: Option<&dyn SecretStore>,
     now: SystemTime,
 ) -> Result<Plan, PlatformError> {
+    let current = read_all(spec, kv)?;
+    let mut decided = decide(spec, &current, now);
+    resolve_references(spec, &mut decided.values);
+    Ok(Plan {
+        secrets: plan_writes(spec, current, &decided, now),
+    })
+}
+
+/// Each key's value and what happens to it, by `(secret, key)`.
+#[derive(Default)]
+struct Decided<'a> {
+    values: BTreeMap<(&'a str, &'a str), Zeroizing<String>>,
+    /// Generated keys only: references and literals are compared later.
+    actions: BTreeMap<(&'a str, &'a str), KeyAction>,
+    /// Generated keys: the generation record to keep in the metadata.
+    records: BTreeMap<(&'a str, &'a str), String>,
+}
+
+/// Phase 1: every declared secret as the store holds it now.
+fn read_all<'a>(
+    spec: &'a Spec,
+    kv: Option<&dyn SecretStore>,
+) -> Result<BTreeMap<&'a str, Current>, PlatformError> {
     let mut current = BTreeMap::new();
     for secret in &spec.secrets {
         let state = match kv {
@@ -139,11 +164,13 @@ pub fn plan(
         };
         current.insert(secret.name.as_str(), state);
     }
+    Ok(current)
+}
 
-    // Literals and generated values first, then references to them.
-    let mut values: BTreeMap<(&str, &str), Zeroizing<String>> = BTreeMap::new();
-    let mut key_actions: BTreeMap<(&str, &str), KeyAction> = BTreeMap::new();
-    let mut records: BTreeMap<(&str, &str), String> = BTreeMap::new();
+/// Phase 2: literals and generated values (a generator that changed
+/// generates afresh; a value found without a record is adopted).
+fn decide<'a>(spec: &'a Spec, current: &BTreeMap<&str, Current>, now: SystemTime) -> Decided<'a> {
+    let mut decided = Decided::default();
     let stamp = humantime::format_rfc3339_seconds(now).to_string();
     for secret in &spec.secrets {
         let state = &current[secret.name.as_str()];
@@ -155,7 +182,7 @@ pub fn plan(
                     let value = existing
                         .filter(|stored| rotated_role(secret, &key.name, stored))
                         .unwrap_or_else(|| v.clone());
-                    values.insert(id, value);
+                    decided.values.insert(id, value);
                 }
                 Source::Generate(generator) => {
                     let wanted = generator.to_string();
@@ -181,23 +208,40 @@ pub fn plan(
                             format!("{wanted} at {stamp}"),
                         ),
                     };
-                    values.insert(id, value);
-                    key_actions.insert(id, action);
-                    records.insert(id, record);
+                    decided.values.insert(id, value);
+                    decided.actions.insert(id, action);
+                    decided.records.insert(id, record);
                 }
                 Source::Ref(_) => {}
             }
         }
     }
+    decided
+}
+
+/// Phase 3: each reference takes the value at the end of its chain.
+fn resolve_references<'a>(
+    spec: &'a Spec,
+    values: &mut BTreeMap<(&'a str, &'a str), Zeroizing<String>>,
+) {
     for secret in &spec.secrets {
         for key in &secret.keys {
             if let Source::Ref(_) = key.source {
-                let value = resolve(spec, &values, secret, &key.name);
+                let value = resolve(spec, values, secret, &key.name);
                 values.insert((secret.name.as_str(), key.name.as_str()), value);
             }
         }
     }
+}
 
+/// Phase 4: one write per secret, in write order (each after those it
+/// refers to), with what changes and the metadata that differs.
+fn plan_writes(
+    spec: &Spec,
+    mut current: BTreeMap<&str, Current>,
+    decided: &Decided<'_>,
+    now: SystemTime,
+) -> Vec<SecretPlan> {
     let mut plans = Vec::new();
     let mut waves: BTreeMap<&str, usize> = BTreeMap::new();
     for secret in order(spec) {
@@ -208,84 +252,93 @@ pub fn plan(
             .max()
             .map_or(0, |w| w + 1);
         waves.insert(&secret.name, wave);
-        let mut data = SecretMap::new();
-        let mut keys = Vec::new();
-        let mut metadata = BTreeMap::new();
-        for key in &secret.keys {
-            let id = (secret.name.as_str(), key.name.as_str());
-            let value = &values[&id];
-            let existing = stored_string(&state, &key.name);
-            let action = match key_actions.get(&id) {
-                Some(action) => *action,
-                None => match existing {
-                    None => KeyAction::Create,
-                    Some(v) if *v == **value => KeyAction::Unchanged,
-                    Some(_) => KeyAction::Update,
-                },
-            };
-            data.insert(key.name.clone(), Value::String(value.to_string()));
-            keys.push(KeyPlan {
-                key: key.name.clone(),
-                source: key.source.describe(),
-                action,
-            });
-            if let Some(record) = records.get(&id) {
-                metadata.insert(
-                    format!("{GENERATED_PREFIX}{}", key.name),
-                    Some(record.clone()),
-                );
-            }
-        }
-        if let Some(stored) = &state.data {
-            for name in stored.keys().filter(|k| secret.key(k).is_none()) {
-                keys.push(KeyPlan {
-                    key: name.clone(),
-                    source: "not in the spec".into(),
-                    action: KeyAction::Remove,
-                });
-            }
-        }
-        for old in state.custom.keys() {
-            if old.starts_with(GENERATED_PREFIX) && !metadata.contains_key(old) {
-                metadata.insert(old.clone(), None);
-            }
-        }
-        metadata.insert(MANAGED_BY.0.into(), Some(MANAGED_BY.1.into()));
-        // Only what differs from the stored metadata is written.
-        metadata.retain(|k, v| state.custom.get(k) != v.as_ref());
-        let action = if state.data.is_none() {
-            Action::Create
-        } else if keys.iter().any(|k| k.action != KeyAction::Unchanged) {
-            Action::Update
-        } else {
-            Action::Unchanged
-        };
-        let rotate_due = secret.rotation.as_ref().is_some_and(|r| {
-            secret.keys.iter().any(|k| {
-                let id = (secret.name.as_str(), k.name.as_str());
-                key_actions.get(&id) == Some(&KeyAction::Unchanged)
-                    && records
-                        .get(&id)
-                        .and_then(|r| generated_at(r))
-                        .is_some_and(|at| {
-                            now.duration_since(at).unwrap_or(Duration::ZERO) >= r.every
-                        })
-            })
-        });
-        plans.push(SecretPlan {
-            name: secret.name.clone(),
-            namespace: secret.namespace.clone(),
-            path: secret.path.clone(),
-            action,
-            keys,
-            rotate_due,
-            cas: state.version,
-            wave,
-            data,
-            metadata,
-        });
+        plans.push(plan_write(secret, state, decided, wave, now));
     }
-    Ok(Plan { secrets: plans })
+    plans
+}
+
+fn plan_write(
+    secret: &SecretSpec,
+    state: Current,
+    decided: &Decided<'_>,
+    wave: usize,
+    now: SystemTime,
+) -> SecretPlan {
+    let mut data = SecretMap::new();
+    let mut keys = Vec::new();
+    let mut metadata = BTreeMap::new();
+    for key in &secret.keys {
+        let id = (secret.name.as_str(), key.name.as_str());
+        let value = &decided.values[&id];
+        let existing = stored_string(&state, &key.name);
+        let action = match decided.actions.get(&id) {
+            Some(action) => *action,
+            None => match existing {
+                None => KeyAction::Create,
+                Some(v) if *v == **value => KeyAction::Unchanged,
+                Some(_) => KeyAction::Update,
+            },
+        };
+        data.insert(key.name.clone(), Value::String(value.to_string()));
+        keys.push(KeyPlan {
+            key: key.name.clone(),
+            source: key.source.describe(),
+            action,
+        });
+        if let Some(record) = decided.records.get(&id) {
+            metadata.insert(
+                format!("{GENERATED_PREFIX}{}", key.name),
+                Some(record.clone()),
+            );
+        }
+    }
+    if let Some(stored) = &state.data {
+        for name in stored.keys().filter(|k| secret.key(k).is_none()) {
+            keys.push(KeyPlan {
+                key: name.clone(),
+                source: "not in the spec".into(),
+                action: KeyAction::Remove,
+            });
+        }
+    }
+    for old in state.custom.keys() {
+        if old.starts_with(GENERATED_PREFIX) && !metadata.contains_key(old) {
+            metadata.insert(old.clone(), None);
+        }
+    }
+    metadata.insert(MANAGED_BY.0.into(), Some(MANAGED_BY.1.into()));
+    // Only what differs from the stored metadata is written.
+    metadata.retain(|k, v| state.custom.get(k) != v.as_ref());
+    let action = if state.data.is_none() {
+        Action::Create
+    } else if keys.iter().any(|k| k.action != KeyAction::Unchanged) {
+        Action::Update
+    } else {
+        Action::Unchanged
+    };
+    let rotate_due = secret.rotation.as_ref().is_some_and(|r| {
+        secret.keys.iter().any(|k| {
+            let id = (secret.name.as_str(), k.name.as_str());
+            decided.actions.get(&id) == Some(&KeyAction::Unchanged)
+                && decided
+                    .records
+                    .get(&id)
+                    .and_then(|r| generated_at(r))
+                    .is_some_and(|at| now.duration_since(at).unwrap_or(Duration::ZERO) >= r.every)
+        })
+    });
+    SecretPlan {
+        name: secret.name.clone(),
+        namespace: secret.namespace.clone(),
+        path: secret.path.clone(),
+        action,
+        keys,
+        rotate_due,
+        cas: state.version,
+        wave,
+        data,
+        metadata,
+    }
 }
 
 /// Whether `stored` is the login role an `alternating-users` rotation

@@ -1,7 +1,7 @@
 use crate::*;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-use tresor_core::Access;
+use tresor_core::{Access, Locking};
 
 const EXAMPLE: &str = include_str!("../../../examples/mlops-platform/tresor.yaml");
 
@@ -28,19 +28,34 @@ fn the_example_parses() {
         }
     );
     let names: Vec<&str> = spec.secrets.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["api-secrets", "mlflow-secrets", "postgres-secrets"]);
+    assert_eq!(
+        names,
+        [
+            "api-secrets",
+            "mlflow-secrets",
+            "postgres-admin",
+            "postgres-secrets"
+        ]
+    );
     let mlflow = &spec.secrets[1];
     assert_eq!(mlflow.namespace.as_deref(), Some("mlops"));
     assert_eq!(mlflow.consumers[0].to_string(), "deployment/mlflow-server");
     assert!(matches!(&mlflow.key("db-password").unwrap().source,
         Source::Ref(r) if r.to_string() == "postgres-secrets/postgres-password"));
     assert_eq!(
-        spec.secrets[2].rotation,
+        spec.secrets[0].rotation,
         Some(Rotation {
             every: Duration::from_secs(90 * 86400),
             postgres: None,
+            rotator_named: false,
         })
     );
+    let pg = spec.secrets[3].rotation.as_ref().unwrap();
+    assert!(pg.rotator_named);
+    assert!(matches!(
+        &pg.postgres.as_ref().unwrap().strategy,
+        Strategy::AlternatingUsers { owner, roles, .. } if owner == "mlflow" && roles[0] == "mlflow_a"
+    ));
 }
 
 #[test]
@@ -192,11 +207,11 @@ fn apply_creates_then_changes_nothing() {
     let spec = example_in(tmp.path());
     let now = SystemTime::now();
     assert!(
-        open_store(&spec, false, Access::ReadOnly)
+        open_store(&spec, false, Access::ReadOnly, &Locking::default())
             .unwrap()
             .is_none()
     );
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -205,11 +220,11 @@ fn apply_creates_then_changes_nothing() {
     );
     let first = plan(&spec, Some(opened.store()), now).unwrap();
     assert!(first.secrets.iter().all(|s| s.action == Action::Create));
-    assert_eq!(first.summary(), "3 to create, 0 to update, 0 unchanged.");
+    assert_eq!(first.summary(), "4 to create, 0 to update, 0 unchanged.");
     assert_eq!(
         first.apply(opened.store()).unwrap(),
         Outcome {
-            created: 3,
+            created: 4,
             updated: 0,
             unchanged: 0
         }
@@ -253,8 +268,8 @@ fn apply_creates_then_changes_nothing() {
 
     let second = plan(&spec, Some(opened.store()), now).unwrap();
     assert!(second.is_noop(), "{}", second.table());
-    assert_eq!(second.summary(), "No changes: 3 secrets are up to date.");
-    assert_eq!(second.apply(opened.store()).unwrap().unchanged, 3);
+    assert_eq!(second.summary(), "No changes: 4 secrets are up to date.");
+    assert_eq!(second.apply(opened.store()).unwrap().unchanged, 4);
     assert_eq!(
         opened
             .local()
@@ -290,7 +305,7 @@ fn apply_creates_then_changes_nothing() {
 fn changes_update_only_what_changed() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     plan(&spec, Some(opened.store()), SystemTime::now())
@@ -306,8 +321,8 @@ fn changes_update_only_what_changed() {
 
     let text = EXAMPLE
         .replace(
-            "postgres-user: {value: mlflow}",
-            "postgres-user: {value: mlflow2}",
+            "postgres-db: {value: mlflow}",
+            "postgres-db: {value: mlflow2}",
         )
         .replace(
             "api-key: {generate: hex:32}",
@@ -326,7 +341,7 @@ fn changes_update_only_what_changed() {
         })
         .collect();
     assert!(
-        actions.contains(&("postgres-secrets/postgres-user".into(), "update")),
+        actions.contains(&("postgres-secrets/postgres-db".into(), "update")),
         "{actions:?}"
     );
     assert!(actions.contains(&("postgres-secrets/postgres-password".into(), "unchanged")));
@@ -360,10 +375,10 @@ fn apply_writes_each_secret_with_its_metadata_in_one_commit() {
     let kv = tresor_kv::KvEngine::new(barrier, "logical/t/");
     let p = plan(&spec, Some(&kv), SystemTime::now()).unwrap();
     let before = storage.generation().unwrap();
-    assert_eq!(p.apply(&kv).unwrap().created, 3);
+    assert_eq!(p.apply(&kv).unwrap().created, 4);
     assert_eq!(
         storage.generation().unwrap() - before,
-        3,
+        4,
         "one commit per secret"
     );
     let meta = kv.metadata("api-secrets").unwrap().unwrap();
@@ -375,7 +390,7 @@ fn apply_writes_each_secret_with_its_metadata_in_one_commit() {
 fn a_concurrent_change_stops_apply_without_overwriting() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = example_in(tmp.path());
-    let opened = open_store(&spec, true, Access::WriteOnDemand)
+    let opened = open_store(&spec, true, Access::WriteOnDemand, &Locking::default())
         .unwrap()
         .unwrap();
     let p = plan(&spec, Some(opened.store()), SystemTime::now()).unwrap();

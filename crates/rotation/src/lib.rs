@@ -13,10 +13,11 @@ pub mod record;
 mod rotator;
 mod status;
 
-pub use deliver::{Delivery, Kubernetes, deliver};
+pub use deliver::deliver;
 pub use machine::{Engine, FAULT_HOOK, Rotated};
 pub use rotator::Rotator;
 pub use status::{Row, short_duration, status};
+pub use tresor_delivery::{Kubernetes, Report};
 
 use tresor_kv::SecretMap;
 use tresor_platform::{PlatformError, SecretSpec, Source, Spec};
@@ -33,6 +34,14 @@ pub enum RotateError {
         "secret `{0}` has no `rotation` policy; add `rotation: {{every: 90d}}` to it in the spec"
     )]
     NoPolicy(String),
+    #[error(
+        "secret `{secret}` is not rotated: the `generate` rotator would give `{key}` a fresh value in the store only, but `{referrer}` refers to it, so it is a credential checked somewhere else (a database, a service) that would refuse the new value. Declare the rotator that changes it where it is checked (a `postgres` section in its `rotation`, see docs/rotation.md), or `rotation: {{rotator: generate}}` if only the store checks it"
+    )]
+    SharedCredential {
+        secret: String,
+        key: String,
+        referrer: String,
+    },
     #[error("secret `{0}` (or one of its keys) is not in the store yet; run `tresor apply` first")]
     Missing(String),
     #[error("secret `{secret}` is being rotated by {holder}; run again once it is done")]
@@ -57,13 +66,8 @@ pub enum RotateError {
         "the rotation record at `{0}` is not readable; delete it with `tresor kv metadata delete` only if no rotation is under way"
     )]
     Corrupt(String),
-    #[cfg(feature = "kubernetes")]
-    #[error(
-        "rotated and stored, but not delivered to the cluster: {0}. Run `tresor rotate --due` again (or `tresor k8s apply`) once the cluster is reachable: it delivers what is marked undelivered"
-    )]
-    Deliver(Box<tresor_kube::KubeError>),
-    #[error("cannot start an I/O runtime to deliver: {0}")]
-    Runtime(std::io::Error),
+    #[error(transparent)]
+    Delivery(tresor_delivery::DeliveryError),
 }
 
 impl RotateError {
@@ -71,10 +75,43 @@ impl RotateError {
     pub fn is_usage(&self) -> bool {
         match self {
             RotateError::Store(e) => e.is_usage(),
-            RotateError::Unknown(_) | RotateError::NoPolicy(_) | RotateError::Missing(_) => true,
+            RotateError::Unknown(_)
+            | RotateError::NoPolicy(_)
+            | RotateError::Missing(_)
+            | RotateError::SharedCredential { .. } => true,
             _ => false,
         }
     }
+}
+
+/// Why `secret` may not be rotated as its policy stands: the default
+/// `generate` rotator on a generated key another secret refers to (a
+/// shared credential, checked where the store cannot change it), unless
+/// the spec names the rotator.
+pub fn refusal(spec: &Spec, secret: &SecretSpec) -> Option<RotateError> {
+    let rotation = secret.rotation.as_ref()?;
+    if rotation.postgres.is_some() || rotation.rotator_named {
+        return None;
+    }
+    for key in &secret.keys {
+        if !matches!(key.source, Source::Generate(_)) {
+            continue;
+        }
+        for other in spec.secrets.iter().filter(|o| o.name != secret.name) {
+            for k in &other.keys {
+                if origin(spec, &other.name, &k.name)
+                    == Some((secret.name.clone(), key.name.clone()))
+                {
+                    return Some(RotateError::SharedCredential {
+                        secret: secret.name.clone(),
+                        key: key.name.clone(),
+                        referrer: format!("{}/{}", other.name, k.name),
+                    });
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A string value of `data`, copied into memory that is wiped.

@@ -6,9 +6,10 @@
 //! fault, a crash, SIGKILL) is completed by the next run, and until it is
 //! promoted consumers keep the `current` values.
 
+use crate::postgres::Postgres;
 use crate::record::{self, Record, Retire, State, Step};
-use crate::rotator::{self, Rotator};
-use crate::{Delivery, RotateError, dependents, references};
+use crate::rotator::{Generate, Rotator};
+use crate::{Report, RotateError, dependents, references, value};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -66,7 +67,7 @@ impl<'a> Engine<'a> {
 
     /// Runs (or resumes) the rotation of `secret` to the end.
     pub fn rotate(&self, secret: &SecretSpec, now: SystemTime) -> Result<Rotated, RotateError> {
-        let rotator = rotator::for_secret(self.spec, secret, self.store)?;
+        let rotator = for_secret(self.spec, secret, self.store)?;
         let rec = self.acquire(secret, now)?;
         self.run(secret, rotator.as_ref(), rec, now)
     }
@@ -80,7 +81,7 @@ impl<'a> Engine<'a> {
         secret: &SecretSpec,
         now: SystemTime,
     ) -> Result<Option<Rotated>, RotateError> {
-        let rotator = rotator::for_secret(self.spec, secret, self.store)?;
+        let rotator = for_secret(self.spec, secret, self.store)?;
         let mut rec = self.acquire(secret, now)?;
         if !crate::status::row(self.spec, secret, Some(self.store), now)?.due() {
             rec.state.lease = None;
@@ -302,7 +303,7 @@ impl<'a> Engine<'a> {
         if record::parse(&retire.after).is_some_and(|after| after > now) {
             return Ok(None);
         }
-        let rotator = rotator::for_secret(self.spec, secret, self.store)?;
+        let rotator = for_secret(self.spec, secret, self.store)?;
         let mut rec = self.acquire(secret, now)?;
         if rec.state.retire.as_ref() != Some(&retire) || rec.state.step.is_some() {
             rec.state.lease = None;
@@ -332,7 +333,7 @@ impl<'a> Engine<'a> {
     /// earlier but never delivered (a crash, an unreachable target), with
     /// the secrets following it; then clears the "undelivered" mark of each
     /// rotated secret that every place now holds, its followers included.
-    pub fn deliver(&self, changed: &[String]) -> Result<Delivery, RotateError> {
+    pub fn deliver(&self, changed: &[String]) -> Result<Report, RotateError> {
         let mut names = changed.to_vec();
         let mut marked = Vec::new();
         for secret in self.spec.secrets.iter().filter(|s| s.rotation.is_some()) {
@@ -351,7 +352,7 @@ impl<'a> Engine<'a> {
             }
             marked.push((secret, group, state.current));
         }
-        let delivery = crate::deliver(self.spec, self.store, &names);
+        let delivery = crate::deliver(self.spec, self.store, &names)?;
         for (secret, group, version) in marked {
             if group.iter().all(|name| delivery.complete(name)) {
                 self.delivered(secret, version)?;
@@ -380,6 +381,50 @@ impl<'a> Engine<'a> {
     /// The secret's rotation state as stored.
     pub fn state(&self, secret: &SecretSpec) -> Result<State, RotateError> {
         Ok(record::load(self.store, &secret.path)?.state)
+    }
+}
+
+/// The rotator the spec asks for. The postgres rotator reads its admin
+/// credential, itself a declared secret, from the store.
+fn for_secret(
+    spec: &Spec,
+    secret: &SecretSpec,
+    store: &dyn SecretStore,
+) -> Result<Box<dyn Rotator>, RotateError> {
+    let rotation = secret
+        .rotation
+        .as_ref()
+        .ok_or_else(|| RotateError::NoPolicy(secret.name.clone()))?;
+    if let Some(refused) = crate::refusal(spec, secret) {
+        return Err(refused);
+    }
+    match &rotation.postgres {
+        None => Ok(Box::new(Generate::new(secret))),
+        Some(pg) => {
+            let admin = spec
+                .secrets
+                .iter()
+                .find(|s| s.name == pg.admin.secret)
+                .expect("validated: the admin secret is declared");
+            let data = store
+                .read(&admin.path)?
+                .data
+                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
+            let user = value(&data, &pg.admin.username_key)
+                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
+            let password = value(&data, &pg.admin.password_key)
+                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
+            let Some(Source::Generate(generator)) = secret.key(&pg.password_key).map(|k| &k.source)
+            else {
+                unreachable!("validated: the password key is generated")
+            };
+            Ok(Box::new(Postgres::new(
+                pg.clone(),
+                user,
+                password,
+                generator.clone(),
+            )))
+        }
     }
 }
 

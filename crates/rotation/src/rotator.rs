@@ -1,10 +1,9 @@
-//! Rotators: what "create", "set" and "test" mean for one kind of secret.
+//! Rotators: what "create", "set" and "test" mean for one kind of secret,
+//! and the `generate` rotator (the `postgres` one has its own module).
 //! Their errors are reasons for a person, and never hold a value.
 
-use crate::postgres::Postgres;
-use crate::{RotateError, value};
 use tresor_kv::SecretMap;
-use tresor_platform::{SecretSpec, SecretStore, Source, Spec};
+use tresor_platform::{SecretSpec, Source};
 
 /// One kind of rotation. Every method must be safe to call again with the
 /// same arguments: a rotation resumed after a crash repeats its last step.
@@ -27,47 +26,6 @@ pub trait Rotator {
     /// Stops `role` from logging in.
     fn retire(&self, _role: &str) -> Result<(), String> {
         Ok(())
-    }
-}
-
-/// The rotator the spec asks for. The postgres rotator reads its admin
-/// credential, itself a declared secret, from the store.
-pub fn for_secret(
-    spec: &Spec,
-    secret: &SecretSpec,
-    store: &dyn SecretStore,
-) -> Result<Box<dyn Rotator>, RotateError> {
-    let rotation = secret
-        .rotation
-        .as_ref()
-        .ok_or_else(|| RotateError::NoPolicy(secret.name.clone()))?;
-    match &rotation.postgres {
-        None => Ok(Box::new(Generate::new(secret))),
-        Some(pg) => {
-            let admin = spec
-                .secrets
-                .iter()
-                .find(|s| s.name == pg.admin.secret)
-                .expect("validated: the admin secret is declared");
-            let data = store
-                .read(&admin.path)?
-                .data
-                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
-            let user = value(&data, &pg.admin.username_key)
-                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
-            let password = value(&data, &pg.admin.password_key)
-                .ok_or_else(|| RotateError::Missing(admin.name.clone()))?;
-            let Some(Source::Generate(generator)) = secret.key(&pg.password_key).map(|k| &k.source)
-            else {
-                unreachable!("validated: the password key is generated")
-            };
-            Ok(Box::new(Postgres::new(
-                pg.clone(),
-                user,
-                password,
-                generator.clone(),
-            )))
-        }
     }
 }
 

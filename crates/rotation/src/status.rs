@@ -31,15 +31,18 @@ pub struct Row {
     pub last_error: Option<String>,
     /// Promoted, not yet delivered.
     pub undelivered: bool,
+    /// Why its policy does not let it be rotated (what to declare).
+    pub refused: Option<String>,
     /// Where it goes: `kubernetes <context>: <ns>/<name>` and its consumers,
     /// `aws: <name>`, `vault: <mount>/<path>`.
     pub delivered_to: Vec<String>,
 }
 
 impl Row {
-    /// Whether `tresor rotate --due` picks it: overdue or left unfinished.
+    /// Whether `tresor rotate --due` picks it: overdue or left unfinished,
+    /// and its policy lets it be rotated.
     pub fn due(&self) -> bool {
-        self.overdue || self.in_progress.is_some()
+        (self.overdue || self.in_progress.is_some()) && self.refused.is_none()
     }
 
     pub fn age(&self, now: SystemTime) -> Option<Duration> {
@@ -128,6 +131,7 @@ pub(crate) fn row(
         in_progress: state.step.map(Step::name),
         last_error: state.last_error,
         undelivered: state.undelivered,
+        refused: crate::refusal(spec, secret).map(|e| e.to_string()),
         delivered_to,
     })
 }

@@ -9,7 +9,8 @@ use tresor_rotation::{Engine, RotateError, record};
 const SPEC: &str = "\
 secrets:
   api-secrets:
-    rotation: {every: 30d}
+    # Its copy in client-config is checked against the store's: fresh values rotate it.
+    rotation: {every: 30d, rotator: generate}
     keys:
       api-key: {generate: hex:32}
       api-user: {value: inference}
@@ -194,4 +195,33 @@ fn racing_rotators_rotate_one_at_a_time() {
     let state = engine.state(engine.secret("api-secrets").unwrap()).unwrap();
     assert_eq!(state.current, start + rotated);
     assert!(state.lease.is_none() && state.step.is_none());
+}
+
+#[test]
+fn a_referenced_generated_key_needs_the_rotator_named() {
+    let p = Platform::apply(&SPEC.replace("{every: 30d, rotator: generate}", "{every: 30d}"));
+    let before = p.value("api-secrets", "api-key");
+    let engine = Engine::new(&p.spec, p.opened.store());
+    let secret = engine.secret("api-secrets").unwrap();
+    let refused = engine.rotate(secret, SystemTime::now()).unwrap_err();
+    assert!(
+        matches!(&refused, RotateError::SharedCredential { key, referrer, .. }
+            if key == "api-key" && referrer == "client-config/api-key"),
+        "{refused}"
+    );
+    assert!(refused.is_usage());
+    assert_eq!(p.value("api-secrets", "api-key"), before);
+    let later = SystemTime::now() + Duration::from_secs(31 * 86400);
+    let rows = tresor_rotation::status(&p.spec, Some(p.opened.store()), later).unwrap();
+    let row = rows.iter().find(|r| r.secret == "api-secrets").unwrap();
+    assert!(
+        row.overdue && !row.due(),
+        "overdue, but not picked by --due or a scheduler"
+    );
+    assert!(
+        row.refused
+            .as_deref()
+            .unwrap()
+            .contains("rotator: generate")
+    );
 }

@@ -76,14 +76,14 @@ pub struct Postgres {
     /// `Some` until drop.
     runtime: Option<Runtime>,
     /// `user@host:port/db`, for messages: never the password.
-    target: String,
+    database: String,
     timeout: Duration,
 }
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
-            .field("target", &self.target)
+            .field("database", &self.database)
             .finish_non_exhaustive()
     }
 }
@@ -131,11 +131,11 @@ impl Postgres {
     /// down. The first call that reaches the database creates or migrates
     /// the schema; until then every call fails as when the database is down.
     pub fn open(url: &str, options: &Options) -> Result<Self, StorageError> {
-        let target = crate::url::parse(url).map_err(|e| StorageError::Backend(e.to_string()))?;
-        let name = target.name.clone();
+        let database = crate::url::parse(url).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let name = database.name.clone();
         let fail =
             |detail: String| StorageError::Backend(format!("PostgreSQL at {name}: {detail}"));
-        let mut config = target.config;
+        let mut config = database.config;
         config
             .connect_timeout(options.connect_timeout)
             .keepalives(true)
@@ -147,7 +147,7 @@ impl Postgres {
             options.timeout.as_millis()
         );
         config.options(statement_timeout.trim_start());
-        let tls = MakeRustls::new(&target.tls).map_err(fail)?;
+        let tls = MakeRustls::new(&database.tls).map_err(fail)?;
         let manager = Manager::from_config(
             config,
             tls,
@@ -175,14 +175,14 @@ impl Postgres {
                 schema: Arc::new(OnceCell::new()),
             },
             runtime: Some(runtime),
-            target: name,
+            database: name,
             timeout: options.timeout + options.connect_timeout,
         })
     }
 
     /// `user@host:port/db`: which database this is, without secrets.
-    pub fn target(&self) -> &str {
-        &self.target
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// Runs `work` on the backend's runtime and waits for it, at most the
@@ -212,7 +212,7 @@ impl Postgres {
     }
 
     fn error(&self, failure: Failure) -> StorageError {
-        StorageError::Backend(format!("PostgreSQL at {}: {failure}", self.target))
+        StorageError::Backend(format!("PostgreSQL at {}: {failure}", self.database))
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) enum Tls {
 
 /// A parsed URL: the driver's config, the TLS mode, and a description of
 /// the database without any secret, for messages.
-pub(crate) struct Target {
+pub(crate) struct Database {
     pub config: tokio_postgres::Config,
     pub tls: Tls,
     pub name: String,
@@ -32,7 +32,7 @@ pub(crate) struct Target {
 #[error("the PostgreSQL URL is not valid: {0}")]
 pub(crate) struct UrlError(String);
 
-pub(crate) fn parse(url: &str) -> Result<Target, UrlError> {
+pub(crate) fn parse(url: &str) -> Result<Database, UrlError> {
     let Some((base, query)) = split_url(url)? else {
         return finish(url, None, None);
     };
@@ -65,7 +65,7 @@ fn split_url(url: &str) -> Result<Option<(&str, &str)>, UrlError> {
     Ok(url.split_once('?'))
 }
 
-fn finish(url: &str, sslmode: Option<&str>, roots: Option<PathBuf>) -> Result<Target, UrlError> {
+fn finish(url: &str, sslmode: Option<&str>, roots: Option<PathBuf>) -> Result<Database, UrlError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|e| UrlError(e.to_string()))?;
     let tls = match (sslmode.unwrap_or("prefer"), roots) {
         ("disable", None) => Tls::Disable,
@@ -99,7 +99,7 @@ fn finish(url: &str, sslmode: Option<&str>, roots: Option<PathBuf>) -> Result<Ta
         ));
     }
     let name = describe(&config);
-    Ok(Target { config, tls, name })
+    Ok(Database { config, tls, name })
 }
 
 /// `user@host:port/db`, without the password.

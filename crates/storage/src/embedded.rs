@@ -4,6 +4,7 @@
 //! transactions are waiting and commits them with one fsync: concurrent
 //! writers share the cost of durability instead of queueing for it.
 
+use crate::lock::{Locking, Note, waiting};
 use crate::{Backend, Op, Outcome, ScanVisitor, StorageError, Transaction};
 use redb::backends::FileBackend;
 use redb::{
@@ -41,6 +42,8 @@ pub struct Embedded {
     thread: Option<JoinHandle<()>>,
     /// Moved by the committer after every commit, before it answers.
     generation: Arc<AtomicU64>,
+    /// Says who holds the file while this handle does.
+    _note: Option<Note>,
 }
 
 impl Embedded {
@@ -64,18 +67,26 @@ impl Embedded {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| database_error(&path, e))?;
-        let store = Self::start(db, path)?;
+        let store = Self::start(db, path, Note::leave(dir, &Locking::default(), true))?;
         store.commit(Transaction::new())?;
         Ok(store)
     }
 
-    /// Opens the store in `dir` for reading and writing.
+    /// Opens the store in `dir` for reading and writing, waiting
+    /// [`crate::DEFAULT_LOCK_WAIT`] for other processes to let go of it.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, &Locking::default())
+    }
+
+    /// [`Embedded::open`], waiting as `locking` says.
+    pub fn open_with(dir: &Path, locking: &Locking) -> Result<Self, StorageError> {
         let path = existing_file(dir)?;
-        let db = Database::builder()
-            .open(&path)
-            .map_err(|e| database_error(&path, e))?;
-        Self::start(db, path)
+        let db = waiting(dir, locking, || {
+            Database::builder()
+                .open(&path)
+                .map_err(|e| database_error(&path, e))
+        })?;
+        Self::start(db, path, Note::leave(dir, locking, true))
     }
 
     /// Whether `dir` holds a store file.
@@ -86,26 +97,35 @@ impl Embedded {
     /// Opens the store in `dir` without write access: every commit is
     /// refused and the file is not modified, except that a file left behind
     /// by a crash is first recovered (redb's repair), as any open would.
+    /// Waits [`crate::DEFAULT_LOCK_WAIT`] for a writer to let go of it.
     pub fn open_read_only(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_read_only_with(dir, &Locking::default())
+    }
+
+    /// [`Embedded::open_read_only`], waiting as `locking` says.
+    pub fn open_read_only_with(dir: &Path, locking: &Locking) -> Result<Self, StorageError> {
         let path = existing_file(dir)?;
-        let db = match Database::builder().open_read_only(&path) {
-            Err(redb::DatabaseError::RepairAborted) => {
-                drop(
-                    Database::builder()
-                        .open(&path)
-                        .map_err(|e| database_error(&path, e))?,
-                );
-                Database::builder().open_read_only(&path)
+        let db = waiting(dir, locking, || {
+            match Database::builder().open_read_only(&path) {
+                Err(redb::DatabaseError::RepairAborted) => {
+                    drop(
+                        Database::builder()
+                            .open(&path)
+                            .map_err(|e| database_error(&path, e))?,
+                    );
+                    Database::builder().open_read_only(&path)
+                }
+                other => other,
             }
-            other => other,
-        }
-        .map_err(|e| database_error(&path, e))?;
+            .map_err(|e| database_error(&path, e))
+        })?;
         Ok(Self {
             db: Db::ReadOnly(db),
             path,
             committer: None,
             thread: None,
             generation: Arc::new(AtomicU64::new(0)),
+            _note: Note::leave(dir, locking, false),
         })
     }
 
@@ -119,7 +139,7 @@ impl Embedded {
         &self.path
     }
 
-    fn start(db: Database, path: PathBuf) -> Result<Self, StorageError> {
+    fn start(db: Database, path: PathBuf, note: Option<Note>) -> Result<Self, StorageError> {
         let db = Arc::new(db);
         let generation = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel();
@@ -138,6 +158,7 @@ impl Embedded {
             committer: Some(sender),
             thread: Some(thread),
             generation,
+            _note: note,
         })
     }
 }
@@ -355,11 +376,11 @@ fn io(path: &Path, source: std::io::Error) -> StorageError {
 
 fn database_error(path: &Path, error: redb::DatabaseError) -> StorageError {
     match error {
-        redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Locked { path: path.into() },
+        redb::DatabaseError::DatabaseAlreadyOpen => locked(path),
         redb::DatabaseError::Storage(redb::StorageError::Io(source))
             if source.kind() == std::io::ErrorKind::WouldBlock =>
         {
-            StorageError::Locked { path: path.into() }
+            locked(path)
         }
         redb::DatabaseError::Storage(redb::StorageError::Io(source))
             if source.kind() != std::io::ErrorKind::UnexpectedEof =>
@@ -370,6 +391,15 @@ fn database_error(path: &Path, error: redb::DatabaseError) -> StorageError {
             path: path.into(),
             detail: other.to_string(),
         },
+    }
+}
+
+/// Another process holds the file; [`waiting`] tries again, then names it.
+fn locked(path: &Path) -> StorageError {
+    StorageError::Locked {
+        path: path.into(),
+        holders: String::new(),
+        waited: std::time::Duration::ZERO,
     }
 }
 
@@ -430,10 +460,45 @@ mod tests {
     fn second_opener_is_told_the_store_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let _store = Embedded::create(dir.path()).unwrap();
+        let brief = Locking::waiting(std::time::Duration::from_millis(50));
+        let error = Embedded::open_with(dir.path(), &brief).err().unwrap();
+        assert!(matches!(error, StorageError::Locked { .. }));
+        // The holder's note names it, and the time waited is said.
+        let pid = std::process::id();
+        let said = error.to_string();
+        assert!(
+            said.contains(&format!("in use by process {pid} (")),
+            "{said}"
+        );
+        assert!(said.contains(", writing for "), "{said}");
+        assert!(said.contains("still after waiting"), "{said}");
         assert!(matches!(
-            Embedded::open(dir.path()),
+            Embedded::open_read_only_with(dir.path(), &brief),
             Err(StorageError::Locked { .. })
         ));
+    }
+
+    #[test]
+    fn an_opener_waits_for_the_holder_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Embedded::create(dir.path()).unwrap();
+        store.put("a", b"1").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(store);
+        });
+        let patient = Locking::waiting(std::time::Duration::from_secs(30));
+        let reader = Embedded::open_read_only_with(dir.path(), &patient).unwrap();
+        assert_eq!(reader.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        holder.join().unwrap();
+        // A writer waits for the reader in turn.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        let writer = Embedded::open_with(dir.path(), &patient).unwrap();
+        writer.put("b", b"2").unwrap();
+        release.join().unwrap();
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod embedded;
 mod error;
 mod listing;
+mod lock;
 mod memory;
 mod txn;
 
@@ -18,6 +19,7 @@ pub mod conformance;
 
 pub use embedded::{Embedded, STORE_FILE_NAME};
 pub use error::StorageError;
+pub use lock::{DEFAULT_LOCK_WAIT, Locking};
 pub use memory::Memory;
 pub use txn::{Condition, Op, Outcome, Transaction};
 

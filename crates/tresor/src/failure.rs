@@ -27,6 +27,9 @@ impl Failure {
 
     pub fn report(self) -> ExitCode {
         eprintln!("Error: {:#}", self.error);
+        if self.error.chain().any(locked) {
+            eprintln!("To wait longer, pass --lock-wait=1m (or set TRESOR_LOCK_WAIT=1m).");
+        }
         ExitCode::from(if self.usage { 2 } else { 1 })
     }
 }
@@ -62,3 +65,22 @@ impl From<std::io::Error> for Failure {
 }
 
 pub type CmdResult = Result<(), Failure>;
+
+/// Whether `e` is another process holding the embedded store past the wait
+/// (transparent wrappers hide it from the source chain: each is looked into).
+fn locked(e: &(dyn std::error::Error + 'static)) -> bool {
+    use tresor_platform::PlatformError;
+    use tresor_storage::StorageError::Locked;
+    matches!(e.downcast_ref(), Some(Locked { .. }))
+        || matches!(e.downcast_ref(), Some(CoreError::Storage(Locked { .. })))
+        || matches!(
+            e.downcast_ref(),
+            Some(PlatformError::Core(CoreError::Storage(Locked { .. })))
+        )
+        || matches!(
+            e.downcast_ref(),
+            Some(tresor_rotation::RotateError::Store(PlatformError::Core(
+                CoreError::Storage(Locked { .. })
+            )))
+        )
+}

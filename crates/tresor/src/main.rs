@@ -2,13 +2,14 @@
 //! lives in a library crate.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use global::{Format, Group};
 use std::process::ExitCode;
-use store::Group;
 
 mod args;
 mod cmd;
 mod failure;
+mod global;
 mod output;
 mod store;
 
@@ -26,7 +27,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(flatten)]
-    store: store::StoreArgs,
+    store: global::StoreArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,28 +69,46 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(args::vault_style(std::env::args_os()));
+    let matches = Cli::command().get_matches_from(args::vault_style(std::env::args_os()));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Subcommand names only: an argument may be a value.
+    let mut holder = String::from("tresor");
+    let mut at = &matches;
+    while let Some((name, sub)) = at.subcommand() {
+        holder.push(' ');
+        holder.push_str(name);
+        at = sub;
+    }
+    // Output that cannot be written unwinds out of the command (see
+    // `output::write_stdout`); anything else unwinding is a real panic.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli, &holder))) {
+        Ok(code) => code,
+        Err(payload) => match payload.downcast::<output::OutputError>() {
+            Ok(failed) => output::exit_code(&failed.0),
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+    }
+}
+
+fn run(cli: Cli, holder: &str) -> ExitCode {
+    let global = |format| cli.store.with_format(format, holder);
     let result = match cli.command {
-        Command::Operator(g) => cmd::operator::run(&cli.store.with_format(g.format), g.command),
-        Command::Kv(g) => cmd::kv::run(&cli.store.with_format(g.format), g.command),
-        Command::Platform(command) => {
-            cmd::platform::run(command, &cli.store.with_format(store::Format::Table))
-        }
-        Command::Import(args) => cmd::import::run(args),
-        Command::Secrets(g) => cmd::secrets::run(&cli.store.with_format(g.format), g.command),
-        Command::Transit(g) => cmd::transit::run(&cli.store.with_format(g.format), g.command),
+        Command::Operator(g) => cmd::operator::run(&global(g.format), g.command),
+        Command::Kv(g) => cmd::kv::run(&global(g.format), g.command),
+        Command::Platform(command) => cmd::platform::run(&global(Format::Table), command),
+        Command::Import(args) => cmd::import::run(&global(Format::Table), args),
+        Command::Secrets(g) => cmd::secrets::run(&global(g.format), g.command),
+        Command::Transit(g) => cmd::transit::run(&global(g.format), g.command),
         Command::Server(args) => cmd::server::run(args),
         Command::Status(args) => match &args.file {
-            Some(file) => return cmd::status::rotation(file, args.format),
-            None => return cmd::status::run(&cli.store.with_format(args.format)),
+            Some(file) => return cmd::status::rotation(&global(args.format), file),
+            None => return cmd::status::run(&global(args.format)),
         },
-        Command::Rotate(args) => cmd::rotate::run(args),
-        Command::Token(g) => cmd::token::run(&cli.store.with_format(g.format), g.command),
-        Command::Policy(g) => cmd::policy::run(&cli.store.with_format(g.format), g.command),
-        Command::Login(args) => cmd::login::run(&cli.store.with_format(args.format), args.token),
-        Command::Audit(command) => {
-            cmd::audit::run(&cli.store.with_format(store::Format::Table), command)
-        }
+        Command::Rotate(args) => cmd::rotate::run(&global(Format::Table), args),
+        Command::Token(g) => cmd::token::run(&global(g.format), g.command),
+        Command::Policy(g) => cmd::policy::run(&global(g.format), g.command),
+        Command::Login(args) => cmd::login::run(&global(args.format), args.token),
+        Command::Audit(command) => cmd::audit::run(&global(Format::Table), command),
         #[cfg(feature = "scan")]
         Command::Scan(args) => return cmd::scan::run(args),
     };

@@ -3,6 +3,59 @@
 
 use serde_json::{Value, json};
 use std::fmt::Write;
+use std::process::ExitCode;
+
+/// `print!` for a command's output. Once the reader is gone (`tresor status
+/// | head`) the command stops quietly, as a closed pipe stops `cat`, and
+/// unwinds so that every store and buffer is closed and wiped on the way.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` for a command's output; see [`out!`].
+macro_rules! outln {
+    () => {
+        $crate::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use {out, outln};
+
+/// Why the output could not be written: carried by the unwinding that
+/// [`write_stdout`] starts, and turned into the exit by [`exit_code`].
+pub struct OutputError(pub std::io::Error);
+
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        // Not a panic: the hook stays silent, and `main` catches it.
+        std::panic::resume_unwind(Box::new(OutputError(e)));
+    }
+}
+
+/// The exit code of a command whose reader went away: a shell's code for
+/// a process stopped by SIGPIPE.
+pub const READER_GONE: u8 = 141;
+
+/// Whether a write failed because nobody reads the output any more.
+pub fn reader_gone(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// The exit of a command whose output failed: with the reader gone,
+/// [`READER_GONE`] and no message; else the error, exit 1.
+pub fn exit_code(error: &std::io::Error) -> ExitCode {
+    if reader_gone(error) {
+        return ExitCode::from(READER_GONE);
+    }
+    eprintln!("Error: cannot write the output: {error}");
+    ExitCode::from(1)
+}
 
 /// An aligned two-or-more column table with a header and a rule under it.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -93,7 +146,7 @@ pub fn envelope(data: Value) -> Value {
 pub use tresor_kv::wipe_json as wipe;
 
 pub fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values always print")
     );

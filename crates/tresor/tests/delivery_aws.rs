@@ -99,20 +99,23 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     assert_eq!(keys(&mlflow), ["password", "username"]);
     assert_eq!(keys(&postgres), ["database", "password", "username"]);
     assert_eq!(keys(&api), ["api-key"]);
-    assert_eq!(mlflow["username"], "mlflow");
-    assert_eq!(
+    assert_eq!(mlflow["username"], "mlflow_a");
+    assert_eq!(postgres["username"], "postgres");
+    assert_ne!(
         mlflow["password"], postgres["password"],
-        "one shared password"
+        "MLflow's login is not the superuser's"
     );
-    let password = postgres["password"].as_str().unwrap();
-    assert_eq!(password.len(), 44);
-    assert!(!text(&first).contains(password), "a value was printed");
+    for password in [&mlflow["password"], &postgres["password"]] {
+        let password = password.as_str().unwrap();
+        assert_eq!(password.len(), 44);
+        assert!(!text(&first).contains(password), "a value was printed");
+    }
     assert_eq!(
         tags(&moto, NAMES[1]),
         [
             ("managed-by".to_owned(), "tresor".to_owned()),
             ("tresor-platform".into(), "mlops-platform".into()),
-            ("tresor-secret".into(), "postgres-secrets".into()),
+            ("tresor-secret".into(), "postgres-admin".into()),
         ]
     );
     let (current, previous, versions) = labels(&moto, NAMES[0]);
@@ -133,7 +136,7 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     }
 
     let changed = EXAMPLE.replace(
-        "db-username: {value: mlflow}",
+        "db-username: {ref: postgres-secrets/postgres-user}",
         "db-username: {value: mlflow-app}",
     );
     std::fs::write(dir.path().join("tresor.yaml"), changed).unwrap();
@@ -152,7 +155,7 @@ fn apply_writes_new_versions_only_on_change_with_coherent_labels() {
     assert_eq!(new_previous, current, "the former version is AWSPREVIOUS");
     assert_ne!(new_current, current);
     assert_eq!(moto.value(NAMES[0], "AWSCURRENT")["username"], "mlflow-app");
-    assert_eq!(moto.value(NAMES[0], "AWSPREVIOUS")["username"], "mlflow");
+    assert_eq!(moto.value(NAMES[0], "AWSPREVIOUS")["username"], "mlflow_a");
     assert_eq!(labels(&moto, NAMES[1]).2, 1, "postgres is untouched");
 }
 
@@ -395,4 +398,101 @@ fn import_reads_into_the_store_and_apply_adopts() {
         tags(&moto, "mlops-platform/reporting/db")
             .contains(&("managed-by".to_owned(), "tresor".to_owned()))
     );
+}
+
+/// One line per failed push, naming the target, the action and the fix,
+/// never the SDK's debug rendering.
+fn assert_one_line(shown: &str) {
+    for line in shown.lines().filter(|l| l.contains("FAILED")) {
+        assert!(
+            !line.contains("DispatchFailure") && !line.contains("SdkBody") && !line.contains("{ "),
+            "the SDK's debug chain: {line}"
+        );
+    }
+}
+
+#[test]
+fn missing_credentials_say_where_they_come_from() {
+    let moto = Moto::start();
+    let dir = spec_dir(EXAMPLE);
+    let env: Vec<_> = moto
+        .env()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET"))
+        .collect();
+    let out = apply(dir.path(), &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!(
+            "aws: api-secrets -> {} ({REGION}): FAILED: no AWS credentials for DescribeSecret on `{}` in {REGION}",
+            NAMES[2], NAMES[2]
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"),
+        "{shown}"
+    );
+    assert_one_line(&shown);
+}
+
+#[test]
+fn unreachable_and_denied_are_one_line() {
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let dir = spec_dir(EXAMPLE);
+    let out = apply(dir.path(), &moto.env());
+    let shown = text(&out);
+    assert!(shown.contains("denied DescribeSecret"), "{shown}");
+    assert_one_line(&shown);
+    let mut env = moto.env();
+    env[0].1 = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let shown = text(&apply(dir.path(), &env));
+    assert!(
+        shown.contains(&format!(
+            "cannot reach AWS Secrets Manager in {REGION} (Connection refused"
+        )),
+        "{shown}"
+    );
+    assert_one_line(&shown);
+}
+
+/// moto never throttles: a stand-in answers every request as Secrets
+/// Manager does past its request rate.
+#[test]
+fn throttling_past_the_retries_says_to_run_again_later() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 65536];
+            let _ = stream.read(&mut request);
+            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: ThrottlingException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let moto = Moto::start();
+    let mut env = moto.env();
+    env[0].1 = url;
+    env.push(("AWS_MAX_ATTEMPTS", "1".into()));
+    let dir = spec_dir(EXAMPLE);
+    let shown = text(&apply(dir.path(), &env));
+    assert!(
+        shown.contains(&format!(
+            "aws: api-secrets -> {} ({REGION}): FAILED: AWS Secrets Manager in {REGION} throttled DescribeSecret on `{}`",
+            NAMES[2], NAMES[2]
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("run again in a while"), "{shown}");
+    assert_one_line(&shown);
 }

@@ -81,12 +81,14 @@ fn apply_delivers_to_vault_once_and_hvac_reads_it_back() {
     assert!(first.status.success(), "{}", text(&first));
     let all = hvac(&server, READ_ALL);
     let pg = &all["postgres"]["data"];
-    let password = pg["postgres-password"].as_str().unwrap();
+    let password = pg["password"].as_str().unwrap();
     assert_eq!(password.len(), 44);
-    assert_eq!(pg["postgres-user"], "mlflow");
-    assert_eq!(pg["postgres-db"], "mlflow");
-    assert_eq!(all["mlflow"]["data"]["db-username"], "mlflow");
-    assert_eq!(all["mlflow"]["data"]["db-password"], password);
+    assert_eq!(pg["username"], "postgres");
+    assert_eq!(pg["database"], "mlflow");
+    assert_eq!(all["mlflow"]["data"]["db-username"], "mlflow_a");
+    let mlflow = all["mlflow"]["data"]["db-password"].as_str().unwrap();
+    assert_eq!(mlflow.len(), 44);
+    assert_ne!(mlflow, password, "MLflow's login is not the superuser's");
     assert_eq!(
         all["api"]["data"]["api-key"].as_str().unwrap().len(),
         64,
@@ -101,7 +103,7 @@ fn apply_delivers_to_vault_once_and_hvac_reads_it_back() {
     let shown = text(&first);
     assert!(!shown.contains(password), "a value was printed");
     assert!(
-        shown.contains("vault: postgres-secrets -> mlops-platform/postgres at"),
+        shown.contains("vault: postgres-admin -> mlops-platform/postgres at"),
         "{shown}"
     );
 
@@ -119,7 +121,7 @@ fn apply_delivers_to_vault_once_and_hvac_reads_it_back() {
 
     // A changed literal: a new version of that path only, written with cas.
     let spec = EXAMPLE.replace(
-        "db-username: {value: mlflow}",
+        "db-username: {ref: postgres-secrets/postgres-user}",
         "db-username: {value: mlflow-app}",
     );
     std::fs::write(dir.path().join("tresor.yaml"), spec).unwrap();
@@ -198,7 +200,8 @@ fn an_unreachable_vault_is_named_and_a_rerun_completes() {
     );
     assert_all_undelivered(&shown, "vault", 3 + EXTRA);
     assert!(
-        shown.contains(&format!("Applied: {} created", 3 + EXTRA)),
+        // The store also holds postgres-secrets, which goes nowhere else.
+        shown.contains(&format!("Applied: {} created", 4 + EXTRA)),
         "the store is written: {shown}"
     );
 

@@ -98,13 +98,18 @@ fn apply_the_example_then_nothing_changes() {
         "mlops/postgres-secrets postgres-password generate base64:32 create",
         "mlops/mlflow-secrets db-password ref postgres-secrets/postgres-password create",
         "mlops/api-secrets api-key generate hex:32 create",
-        "mlops/mlflow-secrets db-username literal create",
+        "mlops/mlflow-secrets db-username ref postgres-secrets/postgres-user create",
+        "mlops/postgres-admin password generate base64:32 create",
     ] {
         assert!(rows.contains(&row.to_owned()), "{row} missing in\n{out}");
     }
     assert!(
-        out.contains("Applied: 3 created, 0 updated, 0 unchanged."),
+        out.contains("Applied: 4 created, 0 updated, 0 unchanged."),
         "{out}"
+    );
+    assert!(
+        !err.contains("Warning"),
+        "the example declares its rotators: {err}"
     );
     assert!(out.contains("tresor k8s render -f tresor.yaml"), "{out}");
     assert!(err.contains("Back the key file up"), "{err}");
@@ -130,7 +135,7 @@ fn apply_the_example_then_nothing_changes() {
     assert_eq!(api.len(), 64, "openssl rand -hex 32");
     assert_eq!(
         env.get("secret/postgres-secrets", "postgres-user"),
-        "mlflow"
+        "mlflow_a"
     );
     assert!(!out.contains(&pg) && !err.contains(&pg) && !out.contains(&api));
 
@@ -141,7 +146,7 @@ fn apply_the_example_then_nothing_changes() {
     let before = std::fs::read(&store_file).ok();
     let (out, _) = env.ok(&["apply", "-f", "tresor.yaml"]);
     assert!(
-        out.contains("No changes: 3 secrets are up to date."),
+        out.contains("No changes: 4 secrets are up to date."),
         "{out}"
     );
     assert!(rows_all(&out, "unchanged"), "{out}");
@@ -168,7 +173,7 @@ fn dry_run_writes_nothing_and_shows_the_plan() {
     env.spec(EXAMPLE);
     let (out, _) = env.ok(&["apply", "-f", "tresor.yaml", "--dry-run"]);
     assert!(
-        out.contains("3 to create, 0 to update, 0 unchanged."),
+        out.contains("4 to create, 0 to update, 0 unchanged."),
         "{out}"
     );
     assert!(out.contains("Dry run: nothing was written."), "{out}");
@@ -192,7 +197,7 @@ fn dry_run_writes_nothing_and_shows_the_plan() {
     );
     let (out, _) = env.ok(&["apply", "-f", "tresor.yaml"]);
     assert!(
-        out.contains("Applied: 0 created, 1 updated, 2 unchanged."),
+        out.contains("Applied: 0 created, 1 updated, 3 unchanged."),
         "{out}"
     );
     assert_eq!(

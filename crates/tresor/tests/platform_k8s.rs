@@ -112,7 +112,7 @@ fn apply_delivers_then_changes_nothing_then_restarts_exactly_the_consumers() {
     for line in [
         "secret/api-secrets created",
         "secret/mlflow-secrets created",
-        "secret/postgres-secrets created",
+        "secret/postgres-admin created",
     ] {
         assert!(out.contains(line), "{line} missing:\n{out}");
     }
@@ -120,8 +120,12 @@ fn apply_delivers_then_changes_nothing_then_restarts_exactly_the_consumers() {
     assert!(!out.contains(&pg), "a value was printed");
     assert_eq!(secret_value(&cluster, "mlflow-secrets", "db-password"), pg);
     assert_eq!(
-        secret_value(&cluster, "postgres-secrets", "postgres-password"),
-        pg
+        secret_value(&cluster, "postgres-admin", "password"),
+        p.value("secret/postgres-admin", "password")
+    );
+    assert!(
+        !out.contains("secret/postgres-secrets"),
+        "kept in the store only: {out}"
     );
     assert_eq!(
         secret_field(
@@ -158,7 +162,7 @@ fn apply_delivers_then_changes_nothing_then_restarts_exactly_the_consumers() {
     let version = secret_field(&cluster, "mlflow-secrets", "{.metadata.resourceVersion}");
     let out = p.ok(&["apply", "-f", "tresor.yaml"]);
     assert!(
-        out.contains("No changes: 3 secrets are up to date."),
+        out.contains("No changes: 4 secrets are up to date."),
         "{out}"
     );
     let unchanged = out
@@ -171,13 +175,13 @@ fn apply_delivers_then_changes_nothing_then_restarts_exactly_the_consumers() {
         version
     );
 
-    // A literal of postgres-secrets changes: its one consumer restarts, no other.
-    p.spec(&with_context(EXAMPLE, "admin").replace(
-        "postgres-db: {value: mlflow}",
-        "postgres-db: {value: mlflow_v2}",
-    ));
+    // A literal of postgres-admin changes: its one consumer restarts, no other.
+    p.spec(
+        &with_context(EXAMPLE, "admin")
+            .replace("database: {value: mlflow}", "database: {value: mlflow_v2}"),
+    );
     let out = p.ok(&["apply", "-f", "tresor.yaml"]);
-    assert!(out.contains("secret/postgres-secrets configured"), "{out}");
+    assert!(out.contains("secret/postgres-admin configured"), "{out}");
     assert!(out.contains("statefulset.apps/postgres restarted"), "{out}");
     assert!(
         !out.contains("deployment.apps/mlflow-server restarted"),
@@ -192,7 +196,7 @@ fn apply_delivers_then_changes_nothing_then_restarts_exactly_the_consumers() {
     assert_eq!(restarted_at(&cluster, "deployment/mlflow-server"), "");
     assert_eq!(restarted_at(&cluster, "deployment/inference-api"), "");
     assert_eq!(
-        secret_value(&cluster, "postgres-secrets", "postgres-db"),
+        secret_value(&cluster, "postgres-admin", "database"),
         "mlflow_v2"
     );
 
@@ -273,7 +277,7 @@ fn rbac_grants_each_consumer_exactly_its_secrets_and_forbidden_is_clear() {
         "yes"
     );
     assert_eq!(
-        can_i(&["get", "secret/postgres-secrets"], "mlflow-server"),
+        can_i(&["get", "secret/postgres-admin"], "mlflow-server"),
         "no"
     );
     assert_eq!(can_i(&["get", "secret/api-secrets"], "mlflow-server"), "no");
@@ -282,10 +286,7 @@ fn rbac_grants_each_consumer_exactly_its_secrets_and_forbidden_is_clear() {
         can_i(&["get", "secret/api-secrets"], "inference-api"),
         "yes"
     );
-    assert_eq!(
-        can_i(&["get", "secret/postgres-secrets"], "postgres"),
-        "yes"
-    );
+    assert_eq!(can_i(&["get", "secret/postgres-admin"], "postgres"), "yes");
 
     // alice has no rights: the error names the resource, the namespace and the verb.
     let out = cluster.kubectl(&[
@@ -372,17 +373,17 @@ fn doctor_finds_missing_different_unreadable_and_stale_and_fixes_stale() {
     cluster.kubectl_ok(&[
         "patch",
         "secret",
-        "postgres-secrets",
+        "postgres-admin",
         "-n",
         "mlops",
         "-p",
-        "{\"data\":{\"postgres-db\":\"eA==\"}}",
+        "{\"data\":{\"database\":\"eA==\"}}",
     ]);
     let (code, out, _) = p.run(&["k8s", "doctor", "-f", "tresor.yaml"]);
     assert_eq!(code, 1);
     assert!(out.contains("secret/api-secrets is missing in namespace mlops: run `tresor k8s apply -f tresor.yaml`"), "{out}");
     assert!(
-        out.contains("secret/postgres-secrets in namespace mlops differs from the store"),
+        out.contains("secret/postgres-admin in namespace mlops differs from the store"),
         "{out}"
     );
     p.ok(&["k8s", "apply", "-f", "tresor.yaml", "--force-conflicts"]);
@@ -396,7 +397,7 @@ fn doctor_finds_missing_different_unreadable_and_stale_and_fixes_stale() {
     cluster.kubectl_apply("apiVersion: v1\nkind: Pod\nmetadata: {name: mlflow-old, namespace: mlops, labels: {app: mlflow}}\nspec: {serviceAccountName: mlflow-server, containers: [{name: m, image: mlflow}]}\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     p.spec(&with_context(EXAMPLE, "admin").replace(
-        "db-username: {value: mlflow}",
+        "db-username: {ref: postgres-secrets/postgres-user}",
         "db-username: {value: mlflow2}",
     ));
     let out = p.ok(&["apply", "-f", "tresor.yaml"]);

@@ -69,6 +69,7 @@ fn render_matches_kubectl_byte_for_byte() {
         tresor(tmp.path(), &args).trim_end().to_owned()
     };
     let pg = get("secret/postgres-secrets", "postgres-password");
+    let admin = get("secret/postgres-admin", "password");
     let api = get("secret/api-secrets", "api-key");
 
     let out = tmp.path().join("out");
@@ -85,25 +86,29 @@ fn render_matches_kubectl_byte_for_byte() {
             "--env",
         ],
     );
-    assert!(!listing.contains(&pg));
+    assert!(!listing.contains(&pg) && !listing.contains(&admin));
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
     assert_eq!(
         read("mlops.mlflow-secrets.secret.yaml"),
         kubectl(
             "mlflow-secrets",
-            &[("db-username", "mlflow"), ("db-password", &pg)]
+            &[("db-username", "mlflow_a"), ("db-password", &pg)]
         )
     );
     assert_eq!(
-        read("mlops.postgres-secrets.secret.yaml"),
+        read("mlops.postgres-admin.secret.yaml"),
         kubectl(
-            "postgres-secrets",
+            "postgres-admin",
             &[
-                ("postgres-password", &pg),
-                ("postgres-user", "mlflow"),
-                ("postgres-db", "mlflow")
+                ("username", "postgres"),
+                ("password", &admin),
+                ("database", "mlflow")
             ]
         )
+    );
+    assert!(
+        !out.join("mlops.postgres-secrets.secret.yaml").exists(),
+        "kept in the store only"
     );
     assert_eq!(
         read("mlops.api-secrets.secret.yaml"),

@@ -31,7 +31,9 @@ name: shop
 secrets:
   api-secrets:
     consumers: [deployment/inference-api]
-    rotation: {every: 2s}
+    # Shared with checkout, checked against the delivered value: the store
+    # is where it is checked, so fresh values rotate it.
+    rotation: {every: 2s, rotator: generate}
     keys:
       api-key: {generate: hex:32}
   checkout:
@@ -203,4 +205,66 @@ secrets:
         err.contains("strategy `alternating-users` needs `owner`"),
         "{err}"
     );
+}
+
+/// A generated key another secret refers to is a credential checked
+/// somewhere else: `generate` may rotate it only when the spec says so.
+#[test]
+fn a_shared_credential_is_not_rotated_by_default() {
+    let shared = SPEC.replace(
+        "rotation: {every: 2s, rotator: generate}",
+        "rotation: {every: 2s}",
+    );
+    let env = Env::new(&shared);
+    let applied = env.run(&["apply", "-f", "tresor.yaml"]);
+    assert_eq!(applied.0, 0, "{applied:?}");
+    let declare = "Declare the rotator that changes it where it is checked";
+    assert!(
+        applied.2.contains("Warning: secret `api-secrets` is not rotated: the `generate` rotator would give `api-key` a fresh value in the store only, but `checkout/api-key` refers to it"),
+        "{}",
+        applied.2
+    );
+    assert!(applied.2.contains(declare), "{}", applied.2);
+    let before = env.get("api-secrets", "api-key");
+
+    let (code, _, err) = env.run(&["rotate", "-f", "tresor.yaml", "api-secrets"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(declare) && err.contains("`rotation: {rotator: generate}`"),
+        "{err}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (code, out, err) = env.run(&["rotate", "-f", "tresor.yaml", "--due"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(declare), "{err}");
+    assert!(
+        err.contains("1 secret is due but not rotated: declare its rotator"),
+        "{err}"
+    );
+    assert_eq!(env.get("api-secrets", "api-key"), before, "not rotated");
+
+    let status = env.ok(&["status", "-f", "tresor.yaml"]);
+    assert!(status.contains("refused: declare its rotator"), "{status}");
+    assert!(status.contains(declare), "{status}");
+    let json = env.status_json();
+    assert!(
+        json_refused(&json, "api-secrets").contains(declare),
+        "{json}"
+    );
+    assert!(row(&json, "webhooks")["refused"].is_null());
+
+    std::fs::write(env.dir().join("tresor.yaml"), SPEC).unwrap();
+    env.ok(&["rotate", "-f", "tresor.yaml", "api-secrets"]);
+    assert_ne!(
+        env.get("api-secrets", "api-key"),
+        before,
+        "declared: rotated"
+    );
+}
+
+fn json_refused(status: &serde_json::Value, name: &str) -> String {
+    row(status, name)["refused"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -429,3 +429,73 @@ fn a_consumer_reading_the_server_sees_zero_failed_logins_through_rotations() {
     assert!(users.len() >= 5, "{users:?}");
     assert!(retired >= 1, "no replaced login was retired");
 }
+
+/// The shipped MLOps example and its README's order of operations against
+/// a real PostgreSQL: the roles made by the README's SQL, one rotation,
+/// and MLflow's login (by reference) works in the database.
+#[test]
+fn the_mlops_example_rotates_mlflows_login_in_postgres() {
+    const EXAMPLE: &str = include_str!("../../../examples/mlops-platform/tresor.yaml");
+    const README: &str = include_str!("../../../examples/mlops-platform/README.md");
+    let pg = Cluster::start().unwrap();
+    pg.create_database("mlflow").unwrap();
+    let spec = EXAMPLE.replace(
+        "host: postgres.mlops.svc",
+        &format!("host: 127.0.0.1\n        port: {}", pg.port()),
+    );
+    assert_ne!(spec, EXAMPLE);
+    let repo = Repo::new(&spec);
+    repo.ok(&["apply", "-f", "tresor.yaml"]);
+    // The image made its superuser from `postgres-admin`; this cluster has
+    // its own, so the store takes that one (as `tresor import` would).
+    let admin = format!("password={}", pg.password());
+    let store = ["--store", ".tresor"];
+    repo.ok(&[
+        &store[..],
+        &["kv", "patch", "secret/postgres-admin", &admin],
+    ]
+    .concat());
+    let sql = README
+        .split("<<'SQL'\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n   SQL\n").next())
+        .expect("the README's SQL");
+    pg.psql("mlflow", sql).unwrap();
+
+    let out = repo.ok(&["rotate", "-f", "tresor.yaml", "postgres-secrets"]);
+    assert!(
+        out.contains("postgres-secrets: rotated; version 2 is current"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mlflow-secrets: follows `postgres-secrets`"),
+        "{out}"
+    );
+    let user = repo.get("mlflow-secrets", "db-username");
+    let password = repo.get("mlflow-secrets", "db-password");
+    assert_eq!(user, "mlflow_b");
+    let login = Command::new("psql")
+        .env("PGPASSWORD", &password)
+        .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p"])
+        .arg(pg.port().to_string())
+        .args([
+            "-U",
+            &user,
+            "-d",
+            "mlflow",
+            "-c",
+            "CREATE TABLE runs (id int); SELECT current_user",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    // MLflow works as the owner: what it creates belongs to `mlflow`.
+    assert_eq!(String::from_utf8_lossy(&login.stdout).trim(), "mlflow");
+    let row = repo.status_row(&[], "postgres-secrets");
+    assert_eq!(row["rotator"], "postgres alternating-users");
+    assert!(row["refused"].is_null(), "{row}");
+}

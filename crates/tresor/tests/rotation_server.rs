@@ -125,7 +125,7 @@ vault: {{mount: apps, address: \"{addr}\", auth: {{token_ref: vault-token/token}
 secrets:
   vault-token:
     keys:
-      token: {{value: \"{token}\", allow_weak: \"a throwaway test server\"}}
+      token: {{generate: base64:32}}
   api-secrets:
     rotation: {{every: 2s}}
     keys:
@@ -134,8 +134,12 @@ secrets:
       vault: {{path: api}}
 ",
         addr = vault.addr,
-        token = vault.root_token
     ));
+    // The token is imported, never written in the spec: apply adopts it.
+    let store = ["--store", "store", "--key-file", "unseal.key"];
+    repo.ok(&[&store[..2], &["operator", "init", "-key-file=unseal.key"]].concat());
+    let token = format!("token={}", vault.root_token);
+    repo.ok(&[&store[..], &["kv", "put", "secret/vault-token", &token]].concat());
     let (server, root) = applied_then_served(&repo);
     let api = server.client(&root);
     let stored = || api.get("secret/data/api-secrets").1["data"].clone();

@@ -52,21 +52,23 @@ fn apply_then_rotate_postgres(repo: &Repo, env: &[(&str, String)]) -> (String, S
 #[test]
 fn rotate_pushes_to_aws_and_an_unreachable_endpoint_is_delivered_by_the_next_run() {
     let moto = Moto::start();
-    let repo = Repo::new(AWS_EXAMPLE);
+    let repo = Repo::new(&rotation_support::generate_rotated(AWS_EXAMPLE));
     let env = aws_env(&moto, &moto.url, &repo);
     let (before, after, out) = apply_then_rotate_postgres(&repo, &env);
-    let postgres = "mlops-platform/postgres/credentials";
     let mlflow = "mlops-platform/mlflow/db-credentials";
-    for line in [
-        "aws: postgres-secrets -> mlops-platform/postgres/credentials (eu-west-1): updated",
-        "aws: mlflow-secrets -> mlops-platform/mlflow/db-credentials (eu-west-1): updated",
-    ] {
-        assert!(out.contains(line), "{line} missing:\n{out}");
-    }
+    let line = "aws: mlflow-secrets -> mlops-platform/mlflow/db-credentials (eu-west-1): updated";
+    assert!(out.contains(line), "{line} missing:\n{out}");
     assert!(!out.contains("api-secrets"), "{out}");
-    assert_eq!(moto.value(postgres, "AWSCURRENT")["password"], after);
-    assert_eq!(moto.value(postgres, "AWSPREVIOUS")["password"], before);
+    assert!(!out.contains("postgres-admin"), "{out}");
     assert_eq!(moto.value(mlflow, "AWSCURRENT")["password"], after);
+    assert_eq!(moto.value(mlflow, "AWSPREVIOUS")["password"], before);
+    assert_eq!(
+        moto.stages("mlops-platform/postgres/credentials")
+            .as_object()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(undelivered(&repo, &env, "postgres-secrets"), false);
 
     // The endpoint unreachable: rotated and stored, the push failed, and the
@@ -149,22 +151,24 @@ fn rotate_pushes_to_vault_and_hvac_reads_the_new_version() {
         json!({"type": "kv", "options": {"version": "2"}}),
     );
     assert!(status < 300, "{body}");
-    let repo = Repo::new(VAULT_EXAMPLE);
+    let repo = Repo::new(&rotation_support::generate_rotated(VAULT_EXAMPLE));
     let env = [
         ("VAULT_ADDR", server.addr.clone()),
         ("VAULT_TOKEN", server.root_token.clone()),
     ];
     let (_, after, out) = apply_then_rotate_postgres(&repo, &env);
     assert!(
-        out.contains("vault: postgres-secrets -> mlops-platform/postgres at"),
+        out.contains("vault: mlflow-secrets -> mlops-platform/mlflow at"),
         "{out}"
     );
     let read = hvac_read(&server, &["postgres", "mlflow", "api"]);
-    assert_eq!(read["postgres"]["version"], 2, "{read}");
-    assert_eq!(read["postgres"]["data"]["postgres-password"], after);
-    assert_eq!(read["postgres"]["data"]["postgres-user"], "mlflow");
+    assert_eq!(
+        read["postgres"]["version"], 1,
+        "the superuser's path was written"
+    );
     assert_eq!(read["mlflow"]["version"], 2, "{read}");
     assert_eq!(read["mlflow"]["data"]["db-password"], after);
+    assert_eq!(read["mlflow"]["data"]["db-username"], "mlflow_a");
     assert_eq!(read["api"]["version"], 1, "an unrotated secret was written");
     assert_eq!(undelivered(&repo, &env, "postgres-secrets"), false);
 }

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use tresor_client::{Client, Config};
 use tresor_kv::SecretMap;
 use tresor_platform::{
-    Destination, Job, KeyRef, MANAGED_BY, OWNER_PLATFORM, Owner, Plan, PlatformError, PushResult,
-    Pushed, RemoteStore, SecretSpec, SecretStore, TargetError, Unreachable, VaultAuth,
+    Destination, Job, KeyRef, MANAGED_BY, OWNER_PLATFORM, Owner, PlatformError, PushResult, Pushed,
+    RemoteStore, SecretSpec, SecretStore, TargetError, Unreachable, VaultAuth,
 };
 use zeroize::Zeroizing;
 
@@ -295,20 +295,24 @@ impl Kv {
 /// A connection's identity: address, token source and mount.
 type MountKey = (Option<String>, VaultAuth, String);
 
-/// `tresor apply`'s pushes to every Vault target of the spec.
+/// The value of a declared key holding a Vault token (`auth.token_ref`),
+/// when there is one.
+pub type Tokens<'a> = &'a (dyn Fn(&KeyRef) -> Option<Zeroizing<String>> + Sync);
+
+/// The pushes of one delivery to every Vault target of the spec.
 pub struct VaultDestination<'a> {
     platform: String,
-    plan: &'a Plan,
+    tokens: Tokens<'a>,
     /// One connection per address, token source and mount.
     mounts: Vec<(MountKey, Kv)>,
 }
 
 impl<'a> VaultDestination<'a> {
-    /// `plan` supplies the tokens that targets take from declared keys.
-    pub fn new(platform: &str, plan: &'a Plan) -> Self {
+    /// `tokens` supplies the tokens that targets take from declared keys.
+    pub fn new(platform: &str, tokens: Tokens<'a>) -> Self {
         Self {
             platform: platform.to_owned(),
-            plan,
+            tokens,
             mounts: Vec::new(),
         }
     }
@@ -359,14 +363,8 @@ impl<'a> VaultDestination<'a> {
     }
 
     fn token(&self, key: &KeyRef, what: &str) -> Result<Zeroizing<String>, VaultError> {
-        self.plan
-            .secrets
-            .iter()
-            .find(|s| s.name == key.secret)
-            .and_then(|s| s.data().get(&key.key))
-            .and_then(|v| v.as_str())
+        (self.tokens)(key)
             .filter(|v| !v.is_empty())
-            .map(|v| Zeroizing::new(v.to_owned()))
             .ok_or_else(|| VaultError::TokenMissing {
                 address: what.into(),
                 key: key.to_string(),
@@ -405,7 +403,7 @@ impl Destination for VaultDestination<'_> {
     }
 
     /// [`IN_FLIGHT`] pushes at a time, after connecting one by one (a
-    /// connection may take its token from the plan).
+    /// connection may take its token from a declared key).
     fn push_all(&mut self, jobs: &[Job<'_>]) -> Vec<PushResult> {
         let connected: Vec<(Job<'_>, Result<usize, TargetError>)> = jobs
             .iter()

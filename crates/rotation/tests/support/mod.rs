@@ -24,9 +24,14 @@ impl Platform {
         let file: PathBuf = dir.path().join("tresor.yaml");
         std::fs::write(&file, text).unwrap();
         let spec = tresor_platform::load(&file).unwrap();
-        let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand)
-            .unwrap()
-            .unwrap();
+        let opened = tresor_platform::open_store(
+            &spec,
+            true,
+            Access::WriteOnDemand,
+            &tresor_core::Locking::default(),
+        )
+        .unwrap()
+        .unwrap();
         let plan = tresor_platform::plan(&spec, Some(opened.store()), SystemTime::now()).unwrap();
         plan.apply(opened.store()).unwrap();
         Self { dir, spec, opened }

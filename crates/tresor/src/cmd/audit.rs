@@ -1,6 +1,7 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
-use crate::store::GlobalArgs;
+use crate::global::GlobalArgs;
+use crate::output::outln;
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
         AuditCommand::Verify { file, checkpoint } => {
             let report = tresor_audit::verify(&file).map_err(Failure::runtime)?;
             if !checkpoint {
-                println!(
+                outln!(
                     "{}: {} lines, hash chain intact (chain {})",
                     file.display(),
                     report.lines,
@@ -39,7 +40,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
             let saved = saved_checkpoint(global, &report.chain_id)?;
             let report =
                 tresor_audit::verify_with_checkpoint(&file, &saved).map_err(Failure::runtime)?;
-            println!(
+            outln!(
                 "{}: {} lines, hash chain intact and holding the saved checkpoint (line {} of chain {})",
                 file.display(),
                 report.lines,
@@ -52,7 +53,7 @@ pub fn run(global: &GlobalArgs, command: AuditCommand) -> CmdResult {
 }
 
 fn saved_checkpoint(global: &GlobalArgs, chain_id: &str) -> Result<Checkpoint, Failure> {
-    let found = target::open(global, Access::ReadOnly)?.audit_checkpoint(chain_id)?;
+    let found = store::open(global, Access::ReadOnly)?.audit_checkpoint(chain_id)?;
     let value = found.ok_or_else(|| {
         Failure::runtime(anyhow!(
             "no checkpoint is saved for chain {chain_id}: the server saves one every \

@@ -4,8 +4,9 @@
 
 use crate::cmd::platform::{failure, load};
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
+use crate::output::out;
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use tresor_core::Access;
@@ -57,7 +58,7 @@ struct Found {
     extra: String,
 }
 
-pub fn run(args: ImportArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, args: ImportArgs) -> CmdResult {
     let spec = spec_or_default(&args.file)?;
     let found = match args.from {
         Origin::Aws => from_aws(&args, &spec)?,
@@ -70,11 +71,11 @@ pub fn run(args: ImportArgs) -> CmdResult {
         )));
     }
     check(&found, &spec)?;
-    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand)
+    let opened = tresor_platform::open_store(&spec, true, Access::WriteOnDemand, &global.locking)
         .map_err(failure)?
         .expect("created when missing");
     store(opened.store(), &found)?;
-    print!("{}", proposal(&found));
+    out!("{}", proposal(&found));
     Ok(())
 }
 
@@ -356,7 +357,7 @@ fn from_kubernetes(args: &ImportArgs) -> Result<Vec<Found>, Failure> {
                     "key `{key}` of Secret `{name}` is binary; tresor keeps text values"
                 ))
             })?;
-            map.insert(key, Value::String(text));
+            map.insert(key, serde_json::Value::String(text));
         }
         out.push(Found {
             origin: name.clone(),

@@ -1,7 +1,8 @@
-use crate::cmd::target::{self, KvPath, KvRead, Target};
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, envelope, key_values, print_json, section, table, wipe};
-use crate::store::{Format, GlobalArgs};
+use crate::output::{out, outln};
+use crate::store::{self, KvPath, KvRead, Store};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ pub enum KvCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
         /// KEY=VALUE pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
@@ -41,14 +42,14 @@ pub enum KvCommand {
         #[arg(long)]
         field: Option<String>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Change some keys of the current version, keeping the others, as a new version.
     Patch {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
         #[arg(required = true)]
         pairs: Vec<String>,
     },
@@ -61,35 +62,35 @@ pub enum KvCommand {
         #[arg(long)]
         limit: Option<usize>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Soft-delete the current version, or the given versions.
     Delete {
         #[arg(long, value_delimiter = ',')]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Restore soft-deleted versions.
     Undelete {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Permanently remove the data of the given versions.
     Destroy {
         #[arg(long, value_delimiter = ',', required = true)]
         versions: Vec<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Write an older version again as the new current version.
     Rollback {
         #[arg(long, required = true)]
         version: u64,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Read and change a secret's metadata.
     #[command(subcommand)]
@@ -101,7 +102,7 @@ pub enum MetadataCommand {
     /// Show a secret's metadata and versions.
     Get {
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Create or change a secret's metadata.
     Put {
@@ -119,27 +120,27 @@ pub enum MetadataCommand {
         #[arg(long)]
         cas: Option<u64>,
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
     /// Delete a secret with all its versions and metadata.
     Delete {
         #[command(flatten)]
-        target: SecretPath,
+        secret: SecretPath,
     },
 }
 
 pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
     match command {
-        KvCommand::Put { cas, target, pairs } => {
+        KvCommand::Put { cas, secret, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_write(&at, &data, cas)?;
             print_version_info(global, &at, &info);
             Ok(())
         }
-        KvCommand::Patch { cas, target, pairs } => {
+        KvCommand::Patch { cas, secret, pairs } => {
             let data = parse_data(&pairs)?;
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_patch(&at, &data, cas)?;
             print_version_info(global, &at, &info);
             Ok(())
@@ -147,36 +148,36 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
         KvCommand::Get {
             version,
             field,
-            target,
-        } => get(global, &target, version, field.as_deref()),
+            secret,
+        } => get(global, &secret, version, field.as_deref()),
         KvCommand::List {
             after,
             limit,
-            target,
-        } => list(global, &target, after.as_deref(), limit),
-        KvCommand::Delete { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            secret,
+        } => list(global, &secret, after.as_deref(), limit),
+        KvCommand::Delete { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_delete(&at, &versions)?;
-            println!(
+            outln!(
                 "Success! Data deleted (if it existed) at: {}",
                 at.api("data")
             );
             Ok(())
         }
-        KvCommand::Undelete { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Undelete { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_undelete(&at, &versions)?;
-            println!("Success! Data written to: {}", at.api("undelete"));
+            outln!("Success! Data written to: {}", at.api("undelete"));
             Ok(())
         }
-        KvCommand::Destroy { versions, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Destroy { versions, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_destroy(&at, &versions)?;
-            println!("Success! Data written to: {}", at.api("destroy"));
+            outln!("Success! Data written to: {}", at.api("destroy"));
             Ok(())
         }
-        KvCommand::Rollback { version, target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        KvCommand::Rollback { version, secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             let info = store.kv_rollback(&at, version)?;
             print_version_info(global, &at, &info);
             Ok(())
@@ -188,11 +189,11 @@ pub fn run(global: &GlobalArgs, command: KvCommand) -> CmdResult {
 /// Opens the embedded store or the server, and finds the secret's mount.
 fn resolve(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     access: Access,
-) -> Result<(Box<dyn Target>, KvPath), Failure> {
-    let store = target::open(global, access)?;
-    let at = store.kv_path(target.mount.as_deref(), &target.path)?;
+) -> Result<(Box<dyn Store>, KvPath), Failure> {
+    let store = store::open(global, access)?;
+    let at = store.kv_path(secret.mount.as_deref(), &secret.path)?;
     Ok((store, at))
 }
 
@@ -289,20 +290,20 @@ fn print_version_info(global: &GlobalArgs, at: &KvPath, info: &Value) {
     }
     let secret_path = at.api("data");
     let width = secret_path.len().max(24);
-    println!("{}\n{secret_path}\n", section("Secret Path", width));
-    println!("{}", section("Metadata", width));
+    outln!("{}\n{secret_path}\n", section("Secret Path", width));
+    outln!("{}", section("Metadata", width));
     if let Some(fields) = info.as_object() {
-        print!("{}", key_values(fields));
+        out!("{}", key_values(fields));
     }
 }
 
 fn get(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     version: Option<u64>,
     field: Option<&str>,
 ) -> CmdResult {
-    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let (store, at) = resolve(global, secret, Access::ReadOnly)?;
     let secret_path = at.api("data");
     let (data, meta) = match store.kv_read(&at, version)? {
         KvRead::Missing => {
@@ -332,9 +333,9 @@ fn get(
             other => other.to_string(),
         });
         if std::io::stdout().is_terminal() {
-            println!("{}", text.as_str());
+            outln!("{}", text.as_str());
         } else {
-            print!("{}", text.as_str());
+            out!("{}", text.as_str());
         }
         return Ok(());
     }
@@ -345,15 +346,15 @@ fn get(
         return Ok(());
     }
     let width = secret_path.len().max(24);
-    println!("{}\n{secret_path}\n", section("Secret Path", width));
-    println!("{}", section("Metadata", width));
+    outln!("{}\n{secret_path}\n", section("Secret Path", width));
+    outln!("{}", section("Metadata", width));
     if let Some(fields) = meta.as_object() {
-        println!("{}", key_values(fields));
+        outln!("{}", key_values(fields));
     }
-    println!("{}", section("Data", width));
+    outln!("{}", section("Data", width));
     let rows: Vec<Vec<String>> = data.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect();
     let mut printed = Zeroizing::new(table(&["Key", "Value"], &rows));
-    print!("{}", printed.as_str());
+    out!("{}", printed.as_str());
     zeroize::Zeroize::zeroize(&mut *printed);
     for mut row in rows {
         row.iter_mut().for_each(zeroize::Zeroize::zeroize);
@@ -363,11 +364,11 @@ fn get(
 
 fn list(
     global: &GlobalArgs,
-    target: &SecretPath,
+    secret: &SecretPath,
     after: Option<&str>,
     limit: Option<usize>,
 ) -> CmdResult {
-    let (store, at) = resolve(global, target, Access::ReadOnly)?;
+    let (store, at) = resolve(global, secret, Access::ReadOnly)?;
     let keys = store.kv_list(&at, after, limit)?;
     if keys.is_empty() {
         return Err(Failure::usage(anyhow!(
@@ -379,15 +380,15 @@ fn list(
         print_json(&json!(keys));
     } else {
         let rows: Vec<Vec<String>> = keys.into_iter().map(|k| vec![k]).collect();
-        print!("{}", table(&["Keys"], &rows));
+        out!("{}", table(&["Keys"], &rows));
     }
     Ok(())
 }
 
 fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
     match command {
-        MetadataCommand::Get { target } => {
-            let (store, at) = resolve(global, &target, Access::ReadOnly)?;
+        MetadataCommand::Get { secret } => {
+            let (store, at) = resolve(global, &secret, Access::ReadOnly)?;
             let Some(value) = store.kv_metadata(&at)? else {
                 return Err(Failure::usage(anyhow!(
                     "no value found at {}",
@@ -400,11 +401,11 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
             }
             let secret_path = at.api("metadata");
             let width = secret_path.len().max(24);
-            println!("{}\n{secret_path}\n", section("Metadata Path", width));
-            println!("{}", section("Metadata", width));
+            outln!("{}\n{secret_path}\n", section("Metadata Path", width));
+            outln!("{}", section("Metadata", width));
             let mut fields = value.as_object().cloned().unwrap_or_default();
             let versions = fields.remove("versions");
-            print!("{}", key_values(&fields));
+            out!("{}", key_values(&fields));
             if let Some(Value::Object(versions)) = versions {
                 let mut numbered: Vec<(u64, Value)> = versions
                     .into_iter()
@@ -412,9 +413,9 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                     .collect();
                 numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
                 for (n, v) in numbered {
-                    println!("\n{}", section(&format!("Version {n}"), width));
+                    outln!("\n{}", section(&format!("Version {n}"), width));
                     if let Some(v) = v.as_object() {
-                        print!("{}", key_values(v));
+                        out!("{}", key_values(v));
                     }
                 }
             }
@@ -426,7 +427,7 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
             delete_version_after,
             custom_metadata,
             cas,
-            target,
+            secret,
         } => {
             let delete_version_after = delete_version_after
                 .map(|d| parse_duration(&d).map_err(|e| Failure::usage(anyhow!(e))))
@@ -440,15 +441,15 @@ fn metadata(global: &GlobalArgs, command: MetadataCommand) -> CmdResult {
                 merge: false,
                 cas,
             };
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_write_metadata(&at, &update)?;
-            println!("Success! Data written to: {}", at.api("metadata"));
+            outln!("Success! Data written to: {}", at.api("metadata"));
             Ok(())
         }
-        MetadataCommand::Delete { target } => {
-            let (store, at) = resolve(global, &target, Access::WriteOnDemand)?;
+        MetadataCommand::Delete { secret } => {
+            let (store, at) = resolve(global, &secret, Access::WriteOnDemand)?;
             store.kv_delete_metadata(&at)?;
-            println!(
+            outln!(
                 "Success! Data deleted (if it existed) at: {}",
                 at.api("metadata")
             );

@@ -1,10 +1,11 @@
 //! `tresor login`: checks a token against the server and keeps it in a
 //! file only its owner can read, for later commands.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, print_json, table, wipe};
-use crate::store::{Format, GlobalArgs};
+use crate::output::{out, outln};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Args;
 use serde_json::Value;
@@ -51,7 +52,7 @@ pub fn run(global: &GlobalArgs, token: Option<String>) -> CmdResult {
         print_json(&data);
         return Ok(());
     }
-    println!(
+    outln!(
         "Success! You are now authenticated. The token is stored in {} and is used when TRESOR_TOKEN and VAULT_TOKEN are unset.\n",
         path.display()
     );
@@ -61,6 +62,6 @@ pub fn run(global: &GlobalArgs, token: Option<String>) -> CmdResult {
         vec!["token_renewable".into(), cell(&data["renewable"])],
         vec!["token_policies".into(), cell(&data["policies"])],
     ];
-    print!("{}", table(&["Key", "Value"], &rows));
+    out!("{}", table(&["Key", "Value"], &rows));
     Ok(())
 }

@@ -11,6 +11,5 @@ pub mod scan;
 pub mod secrets;
 pub mod server;
 pub mod status;
-pub mod target;
 pub mod token;
 pub mod transit;

@@ -1,7 +1,8 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs, parse_shares, shares_from_env};
 use crate::output::{cell, key_values, print_json, table, wipe};
-use crate::store::{Format, GlobalArgs, parse_shares, shares_from_env};
+use crate::output::{out, outln};
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -19,11 +20,13 @@ pub enum OperatorCommand {
     /// shares, or by an AWS KMS key (--kms-key-id: auto-unseal, with
     /// recovery shares).
     Init {
-        /// Split the unseal key into this many shares.
-        #[arg(long, requires = "key_threshold", conflicts_with_all = ["key_file", "kms_key_id"])]
+        /// Split the unseal key into this many shares (default 5 when only
+        /// -key-threshold is given, as Vault).
+        #[arg(long, conflicts_with_all = ["key_file", "kms_key_id"])]
         key_shares: Option<u8>,
-        /// How many shares unseal the store.
-        #[arg(long, requires = "key_shares")]
+        /// How many shares unseal the store (default 3 as Vault, or every
+        /// share when there are fewer).
+        #[arg(long, conflicts_with_all = ["key_file", "kms_key_id"])]
         key_threshold: Option<u8>,
         /// Where to write the key file (default: under ~/.config/tresor/keys/).
         #[arg(
@@ -183,15 +186,15 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             key_threshold,
             init_key_file,
             kms,
-        } => match target::remote(global)? {
+        } => match store::remote(global)? {
             Some(client) => init_remote(
                 global,
                 &client,
-                key_shares.zip(key_threshold),
+                shamir(key_shares, key_threshold),
                 init_key_file,
             ),
             None => {
-                let options = match (key_shares.zip(key_threshold), kms.kms_key_id.is_some()) {
+                let options = match (shamir(key_shares, key_threshold), kms.kms_key_id.is_some()) {
                     (_, true) => kms_options(&kms)?,
                     (Some((shares, threshold)), false) => InitOptions::Shamir { shares, threshold },
                     (None, false) => {
@@ -211,18 +214,19 @@ pub fn run(global: &GlobalArgs, command: OperatorCommand) -> CmdResult {
             let options = match to {
                 SealTo::KeyFile => InitOptions::KeyFile(new_key_file),
                 SealTo::Shamir => {
-                    let (shares, threshold) = key_shares.zip(key_threshold).ok_or_else(|| {
-                        Failure::usage(anyhow!(
-                            "--to shamir needs --key-shares and --key-threshold"
-                        ))
-                    })?;
+                    let (shares, threshold) =
+                        shamir(key_shares, key_threshold).ok_or_else(|| {
+                            Failure::usage(anyhow!(
+                                "--to shamir needs --key-shares and --key-threshold"
+                            ))
+                        })?;
                     InitOptions::Shamir { shares, threshold }
                 }
                 SealTo::Awskms => kms_options(&kms)?,
             };
             migrate_seal(global, options)
         }
-        OperatorCommand::Unseal { shares } => match target::remote(global)? {
+        OperatorCommand::Unseal { shares } => match store::remote(global)? {
             Some(client) => unseal_remote(global, &client, shares),
             None => unseal(global, shares),
         },
@@ -244,7 +248,7 @@ fn snapshot(global: &GlobalArgs, command: SnapshotCommand) -> CmdResult {
         if global.format == Format::Json {
             print_json(&json!({ "file": path, "manifest": manifest }));
         } else {
-            println!(
+            outln!(
                 "{what} {}: store {} ({} seal, from {}), {} keys, sha256 {}, {} audit checkpoint(s).",
                 path.display(),
                 manifest.store_id,
@@ -297,7 +301,7 @@ fn snapshot(global: &GlobalArgs, command: SnapshotCommand) -> CmdResult {
             }
             let restored = restored?;
             if restored.resumed > 0 && global.format != Format::Json {
-                println!(
+                outln!(
                     "Finished an interrupted restore: {} keys were already there.",
                     restored.resumed
                 );
@@ -309,11 +313,25 @@ fn snapshot(global: &GlobalArgs, command: SnapshotCommand) -> CmdResult {
             let (manifest, read) = snapshot::verify(&file, &crate::store::unseal(global)?)?;
             show("Verified", &file, &manifest);
             if global.format != Format::Json {
-                println!("Unsealed it in memory and read all {read} records back.");
+                outln!("Unsealed it in memory and read all {read} records back.");
             }
         }
     }
     Ok(())
+}
+
+/// Vault's defaults: 5 shares, a threshold of 3; either flag alone takes
+/// the other's default (a threshold no larger than the shares).
+const DEFAULT_SHARES: u8 = 5;
+const DEFAULT_THRESHOLD: u8 = 3;
+
+fn shamir(shares: Option<u8>, threshold: Option<u8>) -> Option<(u8, u8)> {
+    match (shares, threshold) {
+        (None, None) => None,
+        (Some(n), None) => Some((n, DEFAULT_THRESHOLD.min(n))),
+        (None, Some(t)) => Some((DEFAULT_SHARES, t)),
+        (Some(n), Some(t)) => Some((n, t)),
+    }
 }
 
 fn migrate(
@@ -356,12 +374,12 @@ fn migrate(
         }));
     } else {
         if copied.resumed > 0 {
-            println!(
+            outln!(
                 "Resumed an interrupted copy: {} keys were already there with the same bytes.",
                 copied.resumed
             );
         }
-        println!(
+        outln!(
             "Copied {} keys from {} to {}; both sides verified: {} keys, sha256 {}.",
             summary.keys - copied.resumed,
             names.0,
@@ -481,11 +499,11 @@ fn migrate_seal(global: &GlobalArgs, options: InitOptions) -> CmdResult {
     print_sealed(global, &out, "Store resealed")?;
     if global.format != Format::Json {
         match &before.seal {
-            SealKind::KeyFile { path } if before.kms.is_none() => println!(
+            SealKind::KeyFile { path } if before.kms.is_none() => outln!(
                 "The old key file {} no longer opens the store; delete it.",
                 global.key_file.as_ref().unwrap_or(path).display()
             ),
-            _ => println!("The old unseal material no longer opens the store."),
+            _ => outln!("The old unseal material no longer opens the store."),
         }
     }
     Ok(())
@@ -495,7 +513,7 @@ fn init(global: &GlobalArgs, options: InitOptions) -> CmdResult {
     let out = tresor_core::init(&global.store, options)?;
     print_sealed(global, &out, "Store initialized")?;
     if global.format != Format::Json {
-        println!("KV version 2 is mounted at secret/.");
+        outln!("KV version 2 is mounted at secret/.");
     }
     Ok(())
 }
@@ -530,35 +548,35 @@ fn print_sealed(global: &GlobalArgs, out: &tresor_core::InitOutput, done: &str) 
         (SealKind::Shamir { shares, threshold }, _) => {
             let name = if kms { "Recovery Key" } else { "Unseal Key" };
             for (i, share) in out.shares.iter().enumerate() {
-                println!("{name} {}: {}", i + 1, share.to_base64().as_str());
+                outln!("{name} {}: {}", i + 1, share.to_base64().as_str());
             }
-            println!();
+            outln!();
             if let Some(tresor_barrier::KmsSeal::Awskms { key_id, region, .. }) = &out.config.kms {
-                println!(
+                outln!(
                     "{done} at {}, sealed by AWS KMS key {key_id} ({region}): it opens without a key file wherever that key may be used.",
                     store.display()
                 );
-                println!(
+                outln!(
                     "Keep the {shares} recovery shares apart: any {threshold} of them open the store if the KMS key is lost or unreachable."
                 );
             } else {
-                println!(
+                outln!(
                     "{done} at {} with {shares} key shares and a key threshold of {threshold}.",
                     store.display()
                 );
-                println!(
+                outln!(
                     "Distribute the shares to different people: any {threshold} of them unseal the store."
                 );
             }
         }
         (SealKind::KeyFile { .. }, Some(path)) => {
-            println!("{done} at {}.", store.display());
-            println!("Unseal key file: {}", path.display());
+            outln!("{done} at {}.", store.display());
+            outln!("Unseal key file: {}", path.display());
             eprintln!(
                 "WARNING: back up the key file now, away from the store: without it the store cannot be opened."
             );
         }
-        (SealKind::KeyFile { path }, None) => println!("Unseal key file: {}", path.display()),
+        (SealKind::KeyFile { path }, None) => outln!("Unseal key file: {}", path.display()),
     }
     Ok(())
 }
@@ -627,19 +645,19 @@ fn unseal(global: &GlobalArgs, given: Vec<String>) -> CmdResult {
             "store_id": config.store_id,
         }));
     } else {
-        print!("{}", key_values(&status));
+        out!("{}", key_values(&status));
     }
     Ok(())
 }
 
 fn rotate(global: &GlobalArgs) -> CmdResult {
-    let status = target::open(global, Access::WriteOnDemand)?.rotate()?;
+    let status = store::open(global, Access::WriteOnDemand)?.rotate()?;
     print_key_status(global, &status, true);
     Ok(())
 }
 
 fn key_status(global: &GlobalArgs) -> CmdResult {
-    let status = target::open(global, Access::ReadOnly)?.key_status()?;
+    let status = store::open(global, Access::ReadOnly)?.key_status()?;
     print_key_status(global, &status, false);
     Ok(())
 }
@@ -657,7 +675,7 @@ fn init_remote(
             "a server is sealed by Shamir shares or by its own config; -key-file is for the embedded store (unset TRESOR_ADDR)"
         )));
     }
-    let (shares, threshold) = shamir.unwrap_or((5, 3));
+    let (shares, threshold) = shamir.unwrap_or((DEFAULT_SHARES, DEFAULT_THRESHOLD));
     let mut answer = client
         .write(
             "sys/init",
@@ -681,10 +699,10 @@ fn init_remote(
         wipe(&mut value);
     } else {
         for (i, key) in b64.iter().enumerate() {
-            println!("Unseal Key {}: {key}", i + 1);
+            outln!("Unseal Key {}: {key}", i + 1);
         }
-        println!("\nInitial Root Token: {root}\n");
-        println!(
+        outln!("\nInitial Root Token: {root}\n");
+        outln!(
             "Server initialized with {shares} key shares and a key threshold of {threshold}. Unseal it with `tresor operator unseal` and {threshold} of the keys; it starts sealed after every restart."
         );
     }
@@ -716,7 +734,7 @@ fn unseal_remote(global: &GlobalArgs, client: &Client, given: Vec<String>) -> Cm
 }
 
 fn generate_root(global: &GlobalArgs) -> CmdResult {
-    let store = crate::store::open(global, Access::WriteOnDemand)?;
+    let store = crate::store::open_embedded(global, Access::WriteOnDemand)?;
     let tokens = tresor_tokens::TokenStore::new(
         std::sync::Arc::clone(store.barrier()),
         tresor_tokens::Limits::default(),
@@ -725,7 +743,7 @@ fn generate_root(global: &GlobalArgs) -> CmdResult {
     if global.format == Format::Json {
         print_json(&json!({"root_token": token.expose(), "accessor": entry.accessor().expose()}));
     } else {
-        println!("Root Token: {}", token.expose());
+        outln!("Root Token: {}", token.expose());
         eprintln!(
             "Keep it secret; revoke it (tresor token revoke) once you have made narrower tokens."
         );
@@ -739,7 +757,7 @@ fn print_key_status(global: &GlobalArgs, status: &Value, rotated: bool) {
         return;
     }
     if rotated {
-        println!("Success! Rotated key\n");
+        outln!("Success! Rotated key\n");
     }
     let mut rows = vec![
         vec!["Key Term".into(), cell(&status["term"])],
@@ -748,5 +766,5 @@ fn print_key_status(global: &GlobalArgs, status: &Value, rotated: bool) {
     if !status["terms"].is_null() {
         rows.push(vec!["Terms".into(), cell(&status["terms"])]);
     }
-    print!("{}", table(&["Key", "Value"], &rows));
+    out!("{}", table(&["Key", "Value"], &rows));
 }

@@ -5,10 +5,13 @@
 mod k8s;
 
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
+use crate::output::{out, outln};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::SystemTime;
 use tresor_core::Access;
+use tresor_delivery::{Cluster, DeliveryError, Kubernetes, Options, Values};
 use tresor_platform::generate::Class;
 use tresor_platform::{Generator, PlatformError, Spec};
 
@@ -60,12 +63,12 @@ pub struct GenerateArgs {
     pub no_ambiguous: bool,
 }
 
-pub fn run(command: PlatformCommand, global: &crate::store::GlobalArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, command: PlatformCommand) -> CmdResult {
     match command {
-        PlatformCommand::Apply(args) => apply(args),
+        PlatformCommand::Apply(args) => apply(global, args),
         PlatformCommand::Generate(args) => generate(args),
         #[cfg(feature = "kubernetes")]
-        PlatformCommand::K8s(command) => k8s::run(command, global),
+        PlatformCommand::K8s(command) => k8s::run(global, command),
     }
 }
 
@@ -81,11 +84,12 @@ pub(crate) fn load(file: &std::path::Path) -> Result<Spec, Failure> {
     tresor_platform::load(file).map_err(|e| failure(e.into()))
 }
 
-fn apply(args: ApplyArgs) -> CmdResult {
+fn apply(global: &GlobalArgs, args: ApplyArgs) -> CmdResult {
     let spec = load(&args.file)?;
     check_features(&spec)?;
-    let opened = tresor_platform::open_store(&spec, !args.dry_run, Access::WriteOnDemand)
-        .map_err(failure)?;
+    let opened =
+        tresor_platform::open_store(&spec, !args.dry_run, Access::WriteOnDemand, &global.locking)
+            .map_err(failure)?;
     if let Some(key_file) = opened.as_ref().and_then(|o| o.created_key_file.as_ref()) {
         eprintln!(
             "Created the store for {}; its key file is {} (mode 0600, outside the repository).\nBack the key file up: without it the secrets cannot be read.",
@@ -95,46 +99,100 @@ fn apply(args: ApplyArgs) -> CmdResult {
     }
     let plan = tresor_platform::plan(&spec, opened.as_ref().map(|o| o.store()), SystemTime::now())
         .map_err(failure)?;
-    print!("{}", plan.table());
+    out!("{}", plan.table());
+    for secret in &spec.secrets {
+        if let Some(refused) = tresor_rotation::refusal(&spec, secret) {
+            eprintln!("Warning: {refused}.");
+        }
+    }
     if args.dry_run {
-        println!("{}\nDry run: nothing was written.", plan.summary());
+        outln!("{}\nDry run: nothing was written.", plan.summary());
         return Ok(());
     }
     let opened = opened.expect("created above unless dry run");
     if plan.is_noop() {
-        println!("{}", plan.summary());
+        outln!("{}", plan.summary());
     } else {
         let outcome = plan.apply(opened.store()).map_err(failure)?;
-        println!(
+        outln!(
             "Applied: {} created, {} updated, {} unchanged.",
-            outcome.created, outcome.updated, outcome.unchanged
+            outcome.created,
+            outcome.updated,
+            outcome.unchanged
         );
     }
-    let report = push_targets(&spec, &plan);
-    print!("{}", report.lines());
-    let delivered = deliver(&args, &spec, &plan);
-    match report.failure_summary() {
+    let values = Values::planned(&spec, &plan);
+    // Delivering reads nothing from the store: other commands may use it meanwhile.
+    drop(opened);
+    let options = Options {
+        cluster: cluster(&args, &spec),
+        targets: true,
+    };
+    let report = tresor_delivery::deliver(&values, &options);
+    out!("{}", report.targets.lines());
+    let delivered = cluster_outcome(report.kubernetes, &args.file);
+    match report.targets.counts() {
         None => delivered,
-        Some(summary) => {
+        Some(counts) => {
             if let Err(k8s) = delivered {
                 eprintln!("kubernetes: FAILED:");
                 let _ = k8s.report();
             }
-            Err(Failure::runtime(anyhow::anyhow!(summary)))
+            Err(Failure::runtime(anyhow::anyhow!(
+                "delivery incomplete ({counts}): the store holds every value, and each target holds either a secret's new values or its former ones (lines above). Fix the cause and run `tresor apply` again: it pushes only what differs"
+            )))
         }
     }
 }
 
-/// Pushes to every AWS and Vault target; a failed push leaves the others
-/// going, and the report says what happened to each.
-fn push_targets(spec: &Spec, plan: &tresor_platform::Plan) -> tresor_platform::DeliveryReport {
-    let mut vault = tresor_vault::VaultDestination::new(&spec.name, plan);
-    #[cfg(feature = "aws")]
-    let mut aws = tresor_aws::AwsDestination::new(&spec.name);
-    let mut destinations: Vec<&mut dyn tresor_platform::Destination> = vec![&mut vault];
-    #[cfg(feature = "aws")]
-    destinations.push(&mut aws);
-    tresor_platform::deliver(spec, plan, &mut destinations)
+/// The cluster `tresor apply` also delivers to: `--context`, else the spec's.
+#[cfg(feature = "kubernetes")]
+fn cluster(args: &ApplyArgs, spec: &Spec) -> Option<Cluster> {
+    let context = args
+        .context
+        .clone()
+        .or_else(|| spec.kubernetes.context.clone())?;
+    Some(Cluster {
+        context: Some(context),
+        force_conflicts: args.force_conflicts,
+        ..Cluster::default()
+    })
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn cluster(_args: &ApplyArgs, _spec: &Spec) -> Option<Cluster> {
+    None
+}
+
+/// Prints what the cluster said, or that nothing went to one.
+pub(crate) fn cluster_outcome(
+    kubernetes: Result<Kubernetes, DeliveryError>,
+    file: &std::path::Path,
+) -> CmdResult {
+    match kubernetes {
+        Ok(Kubernetes::Applied(lines)) => {
+            for line in lines {
+                outln!("{line}");
+            }
+            Ok(())
+        }
+        Ok(Kubernetes::NoCluster | Kubernetes::Unsupported) => {
+            not_delivered(file);
+            Ok(())
+        }
+        Err(e) => Err(delivery_failure(e)),
+    }
+}
+
+/// A delivery's failure: exit 2 when the input was at fault (the
+/// kubeconfig, a field another manager owns), else 1.
+pub(crate) fn delivery_failure(error: DeliveryError) -> Failure {
+    match error {
+        #[cfg(feature = "kubernetes")]
+        DeliveryError::Kube(e) => k8s::kube_failure(*e),
+        e if e.is_usage() => Failure::usage(e),
+        e => Failure::runtime(e),
+    }
 }
 
 /// Refuses, before anything is written, a spec naming AWS targets when this
@@ -152,30 +210,9 @@ fn check_features(spec: &Spec) -> Result<(), Failure> {
     }
 }
 
-#[cfg(feature = "kubernetes")]
-fn deliver(args: &ApplyArgs, spec: &Spec, plan: &tresor_platform::Plan) -> CmdResult {
-    match args
-        .context
-        .clone()
-        .or_else(|| spec.kubernetes.context.clone())
-    {
-        Some(context) => k8s::deliver(spec, plan, Some(context), args.force_conflicts),
-        None => {
-            not_delivered(&args.file);
-            Ok(())
-        }
-    }
-}
-
-#[cfg(not(feature = "kubernetes"))]
-fn deliver(args: &ApplyArgs, _spec: &Spec, _plan: &tresor_platform::Plan) -> CmdResult {
-    not_delivered(&args.file);
-    Ok(())
-}
-
 fn not_delivered(file: &std::path::Path) {
     let f = file.display();
-    println!(
+    outln!(
         "Stored only: the spec names no cluster (kubernetes.context). Render manifests with `tresor k8s render -f {f} -o DIR`, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
     );
 }
@@ -213,6 +250,6 @@ fn generate(args: GenerateArgs) -> CmdResult {
         eprintln!("Warning: {why}.");
     }
     let value = generator.generate();
-    println!("{}", *value);
+    outln!("{}", *value);
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! `tresor policy write|read|list|delete`: ACL policies on a server.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
+use crate::output::outln;
 use crate::output::{envelope, print_json};
-use crate::store::{Format, GlobalArgs};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::json;
@@ -38,7 +39,7 @@ pub fn run(global: &GlobalArgs, command: PolicyCommand) -> CmdResult {
                     .map_err(|e| Failure::usage(anyhow!("cannot read {file}: {e}")))?;
             }
             client.call(Method::Put, &path(&name), Some(&json!({ "policy": text })))?;
-            println!("Success! Uploaded policy: {name}");
+            outln!("Success! Uploaded policy: {name}");
         }
         PolicyCommand::Read { name } => {
             let Some(mut body) = client.read(&path(&name))? else {
@@ -50,7 +51,7 @@ pub fn run(global: &GlobalArgs, command: PolicyCommand) -> CmdResult {
             if global.format == Format::Json {
                 print_json(&envelope(data));
             } else {
-                println!("{}", data["policy"].as_str().unwrap_or_default());
+                outln!("{}", data["policy"].as_str().unwrap_or_default());
             }
         }
         PolicyCommand::List => {
@@ -60,13 +61,13 @@ pub fn run(global: &GlobalArgs, command: PolicyCommand) -> CmdResult {
             } else {
                 // `vault policy list` prints bare names, one a line.
                 for name in names {
-                    println!("{name}");
+                    outln!("{name}");
                 }
             }
         }
         PolicyCommand::Delete { name } => {
             client.delete(&path(&name))?;
-            println!("Success! Deleted policy: {name}");
+            outln!("Success! Deleted policy: {name}");
         }
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! resume) rotations, then deliver what changed.
 
 use crate::failure::{CmdResult, Failure};
+use crate::global::GlobalArgs;
+use crate::output::{out, outln};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -24,7 +26,7 @@ pub struct RotateArgs {
     pub dry_run: bool,
 }
 
-pub fn run(args: RotateArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, args: RotateArgs) -> CmdResult {
     if args.names.is_empty() && !args.due {
         return Err(Failure::usage(anyhow::anyhow!(
             "name the secrets to rotate, or pass --due to rotate those due (see `tresor status -f {}`)",
@@ -38,7 +40,7 @@ pub fn run(args: RotateArgs) -> CmdResult {
         Access::WriteOnDemand
     };
     let f = args.file.display();
-    let opened = tresor_platform::open_store(&spec, false, access)
+    let opened = tresor_platform::open_store(&spec, false, access, &global.locking)
         .map_err(crate::cmd::platform::failure)?
         .ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
@@ -49,12 +51,26 @@ pub fn run(args: RotateArgs) -> CmdResult {
     let now = SystemTime::now();
     let rows = tresor_rotation::status(&spec, Some(store), now).map_err(failure)?;
     let chosen = choose(&spec, &rows, &args)?;
+    // Due, but their policy does not let them be rotated: each says what to declare.
+    let refused: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            args.due && r.overdue && (args.names.is_empty() || args.names.contains(&r.secret))
+        })
+        .filter_map(|r| r.refused.as_deref())
+        .collect();
     if args.dry_run {
         for row in &chosen {
-            println!("{}", plan_line(row));
+            outln!("{}", plan_line(row));
         }
-        println!("Dry run: nothing was rotated.");
+        for why in &refused {
+            outln!("would not rotate: {why}");
+        }
+        outln!("Dry run: nothing was rotated.");
         return Ok(());
+    }
+    for why in &refused {
+        eprintln!("Error: {why}");
     }
     let engine = Engine::new(&spec, store);
     let mut changed = Vec::new();
@@ -62,7 +78,7 @@ pub fn run(args: RotateArgs) -> CmdResult {
     for row in &rows {
         let secret = engine.secret(&row.secret).map_err(failure)?;
         match engine.retire_due(secret, now) {
-            Ok(Some(role)) => println!("{}: retired login role `{role}`", row.secret),
+            Ok(Some(role)) => outln!("{}: retired login role `{role}`", row.secret),
             Ok(None) => {}
             Err(e) => {
                 eprintln!("Error: {e}");
@@ -78,12 +94,13 @@ pub fn run(args: RotateArgs) -> CmdResult {
                     .resumed_after
                     .map(|s| format!(" (resumed after step `{s}`)"))
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{}: rotated{resumed}; version {} is current",
-                    rotated.secret, rotated.version
+                    rotated.secret,
+                    rotated.version
                 );
                 for other in rotated.changed.iter().skip(1) {
-                    println!("{other}: follows `{}` (a reference)", rotated.secret);
+                    outln!("{other}: follows `{}` (a reference)", rotated.secret);
                 }
                 changed.extend(rotated.changed);
             }
@@ -95,6 +112,14 @@ pub fn run(args: RotateArgs) -> CmdResult {
     }
     let delivered = deliver(&engine, &args, &changed);
     let mut failed: Vec<String> = Vec::new();
+    if !refused.is_empty() {
+        let n = refused.len();
+        failed.push(format!(
+            "{n} secret{} due but not rotated: declare {} rotator (see above)",
+            if n == 1 { " is" } else { "s are" },
+            if n == 1 { "its" } else { "their" }
+        ));
+    }
     if !errors.is_empty() {
         let n = errors.len();
         failed.push(format!(
@@ -118,6 +143,9 @@ fn choose<'a>(spec: &Spec, rows: &'a [Row], args: &RotateArgs) -> Result<Vec<&'a
         if row.rotator.is_none() {
             return Err(failure(RotateError::NoPolicy(name.clone())));
         }
+        if let Some(why) = &row.refused {
+            return Err(Failure::usage(anyhow::anyhow!("{why}")));
+        }
     }
     let named = |r: &&Row| args.names.is_empty() || args.names.contains(&r.secret);
     let chosen: Vec<&Row> = rows
@@ -127,7 +155,7 @@ fn choose<'a>(spec: &Spec, rows: &'a [Row], args: &RotateArgs) -> Result<Vec<&'a
         .collect();
     if chosen.is_empty() {
         let n = spec.secrets.iter().filter(|s| s.rotation.is_some()).count();
-        println!(
+        outln!(
             "Nothing is due for rotation among the {n} secret{} with a rotation policy.",
             if n == 1 { "" } else { "s" }
         );
@@ -151,7 +179,7 @@ fn plan_line(row: &Row) -> String {
 fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(), String> {
     let f = args.file.display();
     let delivery = engine.deliver(changed).map_err(|e| e.to_string())?;
-    print!("{}", delivery.targets.lines());
+    out!("{}", delivery.targets.lines());
     let mut incomplete = Vec::new();
     if let Some(counts) = delivery.targets.counts() {
         incomplete.push(format!(
@@ -161,17 +189,19 @@ fn deliver(engine: &Engine, args: &RotateArgs, changed: &[String]) -> Result<(),
     match delivery.kubernetes {
         Ok(Kubernetes::Applied(lines)) => {
             for line in lines {
-                println!("{line}");
+                outln!("{line}");
             }
         }
-        Ok(Kubernetes::NoCluster) if !changed.is_empty() => println!(
+        Ok(Kubernetes::NoCluster) if !changed.is_empty() => outln!(
             "Not delivered to Kubernetes: the spec names no cluster (kubernetes.context); consumers reading the store see the new values, or deliver with `tresor k8s apply -f {f} --context CONTEXT`."
         ),
         Ok(Kubernetes::NoCluster) => {}
-        Ok(Kubernetes::Unsupported) => println!(
+        Ok(Kubernetes::Unsupported) => outln!(
             "Not delivered to Kubernetes: this tresor was built without Kubernetes support; deliver with a build that has it (`tresor k8s apply -f {f}`)."
         ),
-        Err(e) => incomplete.push(e.to_string()),
+        Err(e) => incomplete.push(format!(
+            "rotated and stored, but not delivered to the cluster: {e}. Run `tresor rotate --due` again (or `tresor k8s apply`) once the cluster is reachable: it delivers what is marked undelivered"
+        )),
     }
     if incomplete.is_empty() {
         Ok(())

@@ -52,7 +52,9 @@ pub struct ScanArgs {
     #[arg(long, short)]
     quiet: bool,
     /// Print the built-in rules (id, severity, description) and exit.
-    #[arg(long, exclusive = true)]
+    // Not `exclusive`: that would refuse it beside the global options
+    // a developer's TRESOR_* environment sets.
+    #[arg(long, conflicts_with_all = ["paths", "git", "staged", "output", "baseline", "config"])]
     list_rules: bool,
 }
 
@@ -81,6 +83,9 @@ pub fn run(args: ScanArgs) -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(ScanError::Output(e)) if crate::output::reader_gone(&e) => {
+            ExitCode::from(crate::output::READER_GONE)
+        }
         Err(e) => {
             eprintln!("tresor scan: error: {e}");
             ExitCode::from(ERROR)

@@ -1,7 +1,8 @@
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
+use crate::output::{out, outln};
 use crate::output::{print_json, table};
-use crate::store::{Format, GlobalArgs};
+use crate::store;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::Value;
@@ -52,25 +53,25 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
                 }
             };
             let path = path.unwrap_or_else(|| kind.clone());
-            let mounted = target::open(global, Access::WriteOnDemand)?.enable(
+            let mounted = store::open(global, Access::WriteOnDemand)?.enable(
                 &path,
                 mount_type,
                 &description,
             )?;
             let (shown, _) = mount_type.enable_request();
-            println!("Success! Enabled the {shown} secrets engine at: {mounted}");
+            outln!("Success! Enabled the {shown} secrets engine at: {mounted}");
             Ok(())
         }
         SecretsCommand::Disable { path } => {
-            target::open(global, Access::WriteOnDemand)?.disable(&path)?;
-            println!(
+            store::open(global, Access::WriteOnDemand)?.disable(&path)?;
+            outln!(
                 "Success! Disabled the secrets engine (if it existed) at: {}/",
                 path.trim_matches('/')
             );
             Ok(())
         }
         SecretsCommand::List => {
-            let mounts = target::open(global, Access::ReadOnly)?.mounts()?;
+            let mounts = store::open(global, Access::ReadOnly)?.mounts()?;
             if global.format == Format::Json {
                 print_json(&Value::Object(mounts));
                 return Ok(());
@@ -87,7 +88,7 @@ pub fn run(global: &GlobalArgs, command: SecretsCommand) -> CmdResult {
                     ]
                 })
                 .collect();
-            print!(
+            out!(
                 "{}",
                 table(&["Path", "Type", "Accessor", "Description"], &rows)
             );

@@ -1,4 +1,5 @@
 use crate::failure::{CmdResult, Failure};
+use crate::output::outln;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,13 +151,13 @@ async fn serve(args: ServerArgs) -> CmdResult {
     }
     let address = server.address();
     if let Some(dev) = banner {
-        println!("WARNING! dev mode is enabled! tresor runs entirely in memory, starts unsealed");
-        println!("with a single unseal key, and loses everything when it stops.\n");
-        println!("    $ export VAULT_ADDR='{scheme}://{address}'\n");
-        println!("Unseal Key: {}", dev.unseal_key.as_str());
-        println!("Root Token: {}\n", dev.root_token.as_str());
+        outln!("WARNING! dev mode is enabled! tresor runs entirely in memory, starts unsealed");
+        outln!("with a single unseal key, and loses everything when it stops.\n");
+        outln!("    $ export VAULT_ADDR='{scheme}://{address}'\n");
+        outln!("Unseal Key: {}", dev.unseal_key.as_str());
+        outln!("Root Token: {}\n", dev.root_token.as_str());
     }
-    println!("tresor server listening on {scheme}://{address}");
+    outln!("tresor server listening on {scheme}://{address}");
     let reload = server.reloader();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

@@ -1,10 +1,11 @@
 //! `tresor status`: a server's seal status, as `vault status` prints it;
 //! with `-f tresor.yaml`, the rotation dashboard of a platform's secrets.
 
-use crate::cmd::target;
 use crate::failure::Failure;
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, print_json, table};
-use crate::store::{Format, GlobalArgs};
+use crate::output::{out, outln};
+use crate::store;
 use clap::Args;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -25,16 +26,17 @@ pub struct StatusArgs {
 }
 
 /// `tresor status -f tresor.yaml`: one row per secret, exit 0.
-pub fn rotation(file: &Path, format: Format) -> ExitCode {
-    match dashboard(file, format) {
+pub fn rotation(global: &GlobalArgs, file: &Path) -> ExitCode {
+    match dashboard(global, file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
 }
 
-fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
+fn dashboard(global: &GlobalArgs, file: &Path) -> Result<(), Failure> {
+    let format = global.format;
     let spec = crate::cmd::platform::load(file)?;
-    let opened = tresor_platform::open_store(&spec, false, Access::ReadOnly)
+    let opened = tresor_platform::open_store(&spec, false, Access::ReadOnly, &global.locking)
         .map_err(crate::cmd::platform::failure)?;
     let now = SystemTime::now();
     let rows = tresor_rotation::status(&spec, opened.as_ref().map(|o| o.store()), now)
@@ -67,6 +69,9 @@ fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
             if r.undelivered {
                 state.push_str(", not delivered");
             }
+            if r.refused.is_some() {
+                state.push_str(", refused: declare its rotator");
+            }
             vec![
                 r.secret.clone(),
                 r.keys.join(","),
@@ -92,7 +97,7 @@ fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -108,9 +113,12 @@ fn dashboard(file: &Path, format: Format) -> Result<(), Failure> {
             &cells
         )
     );
+    for why in rows.iter().filter_map(|r| r.refused.as_deref()) {
+        outln!("Not rotatable as declared: {why}.");
+    }
     let overdue = rows.iter().filter(|r| r.overdue).count();
     if overdue > 0 {
-        println!(
+        outln!(
             "{overdue} secret{} overdue: run `tresor rotate -f {} --due`.",
             if overdue == 1 { " is" } else { "s are" },
             file.display()
@@ -139,6 +147,7 @@ fn row_json(r: &Row, now: SystemTime) -> Value {
         "in_progress_step": r.in_progress,
         "last_error": r.last_error,
         "undelivered": r.undelivered,
+        "refused": r.refused,
         "delivered_to": r.delivered_to,
     })
 }
@@ -146,7 +155,7 @@ fn row_json(r: &Row, now: SystemTime) -> Value {
 /// Exits 0 when unsealed, 2 when sealed (as `vault status` does, so
 /// scripts can wait on it), 1 when the server cannot be asked.
 pub fn run(global: &GlobalArgs) -> ExitCode {
-    let sealed = target::require_remote(global, "status").and_then(|client| {
+    let sealed = store::require_remote(global, "status").and_then(|client| {
         let status = client.seal_status().map_err(Failure::from)?;
         print(global, &status);
         Ok(status["sealed"].as_bool().unwrap_or(true))
@@ -182,5 +191,5 @@ pub fn print(global: &GlobalArgs, status: &Value) {
     rows.push(vec!["Version".into(), cell(&status["version"])]);
     rows.push(vec!["Storage Type".into(), cell(&status["storage_type"])]);
     rows.push(vec!["HA Enabled".into(), "false".into()]);
-    print!("{}", table(&["Key", "Value"], &rows));
+    out!("{}", table(&["Key", "Value"], &rows));
 }

@@ -1,9 +1,10 @@
 //! `tresor token create|lookup|renew|revoke` against a server.
 
-use crate::cmd::target::require_remote;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{cell, key_values, print_json, table, wipe};
-use crate::store::{Format, GlobalArgs};
+use crate::output::{out, outln};
+use crate::store::require_remote;
 use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
@@ -131,7 +132,7 @@ pub fn run(global: &GlobalArgs, command: TokenCommand) -> CmdResult {
             if global.format == Format::Json {
                 print_json(&answer);
             } else if let Some(data) = answer["data"].as_object() {
-                print!("{}", key_values(data));
+                out!("{}", key_values(data));
             }
             wipe(&mut answer);
         }
@@ -179,7 +180,7 @@ pub fn run(global: &GlobalArgs, command: TokenCommand) -> CmdResult {
                     )));
                 }
             }
-            println!("Success! Revoked token (if it existed)");
+            outln!("Success! Revoked token (if it existed)");
         }
     }
     Ok(())
@@ -219,7 +220,7 @@ fn print_auth(global: &GlobalArgs, answer: Option<Value>) {
             vec!["identity_policies".into(), "[]".into()],
             vec!["policies".into(), cell(&auth["policies"])],
         ]);
-        print!("{}", table(&["Key", "Value"], &rows));
+        out!("{}", table(&["Key", "Value"], &rows));
         rows.iter_mut()
             .flatten()
             .for_each(zeroize::Zeroize::zeroize);

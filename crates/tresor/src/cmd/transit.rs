@@ -1,10 +1,11 @@
 //! `tresor transit`: a transit mount's keys, and encryption with them, on
 //! the embedded store or a server (through Vault's `transit/...` API).
 
-use crate::cmd::target;
 use crate::failure::{CmdResult, Failure};
+use crate::global::{Format, GlobalArgs};
 use crate::output::{key_values, print_json, table};
-use crate::store::{Format, GlobalArgs};
+use crate::output::{out, outln};
+use crate::store;
 use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -114,10 +115,10 @@ enum Side {
 impl Side {
     fn open(global: &GlobalArgs, mount: &MountArg, access: Access) -> Result<Self, Failure> {
         let mount = mount.mount.trim_matches('/').to_owned();
-        match target::remote(global)? {
+        match store::remote(global)? {
             Some(client) => Ok(Side::Remote(client, mount)),
             None => Ok(Side::Local(
-                crate::store::open(global, access)?.transit(&mount)?,
+                store::open_embedded(global, access)?.transit(&mount)?,
             )),
         }
     }
@@ -206,7 +207,7 @@ pub fn run(global: &GlobalArgs, command: TransitCommand) -> CmdResult {
                 print_json(&json!(keys));
             } else {
                 let rows: Vec<Vec<String>> = keys.into_iter().map(|k| vec![k]).collect();
-                print!("{}", table(&["Keys"], &rows));
+                out!("{}", table(&["Keys"], &rows));
             }
             Ok(())
         }
@@ -273,7 +274,7 @@ pub fn run(global: &GlobalArgs, command: TransitCommand) -> CmdResult {
                 Side::Local(engine) => engine.delete_key(&name).map_err(transit)?,
                 Side::Remote(client, mount) => client.delete(&format!("{mount}/keys/{name}"))?,
             }
-            println!("Success! Deleted key {name}");
+            outln!("Success! Deleted key {name}");
             Ok(())
         }
         TransitCommand::Encrypt { name, mount } => {
@@ -374,7 +375,7 @@ fn print_key(global: &GlobalArgs, info: &Value) -> CmdResult {
     if global.format == Format::Json {
         print_json(info);
     } else if let Value::Object(map) = info {
-        print!("{}", key_values(map));
+        out!("{}", key_values(map));
     }
     Ok(())
 }
@@ -383,7 +384,7 @@ fn print_ciphertext(global: &GlobalArgs, out: &Value) -> CmdResult {
     if global.format == Format::Json {
         print_json(out);
     } else {
-        println!("{}", out["ciphertext"].as_str().unwrap_or_default());
+        outln!("{}", out["ciphertext"].as_str().unwrap_or_default());
     }
     Ok(())
 }

@@ -84,3 +84,18 @@ impl Repo {
             .to_owned()
     }
 }
+
+/// A shipped example whose `postgres` rotation of MLflow's login is
+/// replaced by the `generate` rotator, named explicitly: for tests of
+/// delivery, which need no database.
+pub fn generate_rotated(example: &str) -> String {
+    let start = example
+        .find("    rotation:\n      every: 90d\n      postgres:\n")
+        .expect("the example's postgres rotation");
+    let end = start + example[start..].find("        owner: mlflow\n").unwrap();
+    format!(
+        "{}    rotation: {{every: 90d, rotator: generate}}\n{}",
+        &example[..start],
+        &example[end + "        owner: mlflow\n".len()..]
+    )
+}

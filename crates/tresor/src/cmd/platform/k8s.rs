@@ -1,8 +1,9 @@
 //! `tresor k8s`: render manifests and deliver them to a cluster.
 
-use super::{failure, load};
+use super::{cluster_outcome, delivery_failure, failure, load};
 use crate::failure::{CmdResult, Failure};
-use crate::store::GlobalArgs;
+use crate::global::GlobalArgs;
+use crate::output::{out, outln};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tresor_core::Access;
+use tresor_delivery::{Cluster, DeliveryError, Options, Values};
 use tresor_kms_plugin::KeyService;
+use tresor_kube::KubeError;
 use tresor_kube::providers;
 use tresor_kube::render::{self, EncryptionProvider, KmsApiVersion, KmsProvider};
-use tresor_kube::{ApplyOptions, Delivery, KubeError};
-use tresor_platform::{Plan, Spec};
+use tresor_platform::Spec;
 use zeroize::Zeroizing;
 
 #[derive(Subcommand)]
@@ -146,28 +148,32 @@ pub struct K8sApplyArgs {
     pub force_conflicts: bool,
 }
 
-pub fn run(command: K8sCommand, global: &GlobalArgs) -> CmdResult {
+pub fn run(global: &GlobalArgs, command: K8sCommand) -> CmdResult {
     match command {
-        K8sCommand::Render(args) => render_cmd(args),
-        K8sCommand::KmsPlugin(args) => kms_plugin(args, global),
+        K8sCommand::Render(args) => render_cmd(global, args),
+        K8sCommand::KmsPlugin(args) => kms_plugin(global, args),
         K8sCommand::Apply(args) => {
             let spec = load(&args.file)?;
-            let deliveries = from_store(&spec, &args.file)?;
-            let context = args.context.or_else(|| spec.kubernetes.context.clone());
-            let options = ApplyOptions {
-                prune: args.prune,
-                rbac: args.rbac,
-                force_conflicts: args.force_conflicts,
+            let values = from_store(global, &spec, &args.file)?;
+            let options = Options {
+                cluster: Some(Cluster {
+                    context: args.context.or_else(|| spec.kubernetes.context.clone()),
+                    prune: args.prune,
+                    rbac: args.rbac,
+                    force_conflicts: args.force_conflicts,
+                }),
+                targets: false,
             };
-            send(&spec, &deliveries, context, options)
+            let report = tresor_delivery::deliver(&values, &options);
+            cluster_outcome(report.kubernetes, &args.file)
         }
-        K8sCommand::Doctor(args) => doctor(args),
+        K8sCommand::Doctor(args) => doctor(global, args),
     }
 }
 
-fn doctor(args: DoctorArgs) -> CmdResult {
+fn doctor(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
     let spec = load(&args.file)?;
-    let deliveries = from_store(&spec, &args.file)?;
+    let deliveries = from_store(global, &spec, &args.file)?.kubernetes();
     let context = args.context.or_else(|| spec.kubernetes.context.clone());
     let file = args.file.display().to_string();
     let runtime = tresor_kube::runtime()?;
@@ -188,10 +194,10 @@ fn doctor(args: DoctorArgs) -> CmdResult {
         })
         .map_err(kube_failure)?;
     for finding in &findings {
-        println!("{}", finding.message);
+        outln!("{}", finding.message);
     }
     for line in &fixed {
-        println!("{line}");
+        outln!("{line}");
     }
     let open = findings
         .iter()
@@ -199,7 +205,7 @@ fn doctor(args: DoctorArgs) -> CmdResult {
         .count();
     if open == 0 {
         if findings.is_empty() {
-            println!("No problems found.");
+            outln!("No problems found.");
         }
         return Ok(());
     }
@@ -209,74 +215,7 @@ fn doctor(args: DoctorArgs) -> CmdResult {
     )))
 }
 
-/// `tresor apply`'s delivery step: the values just stored, to the cluster.
-pub fn deliver(
-    spec: &Spec,
-    plan: &Plan,
-    context: Option<String>,
-    force_conflicts: bool,
-) -> CmdResult {
-    let deliveries: Vec<Delivery> = plan
-        .secrets
-        .iter()
-        .filter(|s| to_kubernetes(spec, &s.name))
-        .map(|s| Delivery {
-            name: s.name.clone(),
-            namespace: s.namespace.clone(),
-            data: s
-                .data()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        Zeroizing::new(v.as_str().unwrap_or_default().as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let options = ApplyOptions {
-        force_conflicts,
-        ..ApplyOptions::default()
-    };
-    send(spec, &deliveries, context, options)
-}
-
-fn send(
-    spec: &Spec,
-    deliveries: &[Delivery],
-    context: Option<String>,
-    options: ApplyOptions,
-) -> CmdResult {
-    let runtime = tresor_kube::runtime()?;
-    let report = runtime
-        .block_on(async {
-            let client = tresor_kube::connect(context.as_deref()).await?;
-            tresor_kube::apply(
-                &client,
-                context.as_deref(),
-                spec,
-                deliveries,
-                options,
-                SystemTime::now(),
-            )
-            .await
-        })
-        .map_err(kube_failure)?;
-    for line in report.lines {
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// Whether the spec delivers the secret `name` as a Kubernetes Secret.
-fn to_kubernetes(spec: &Spec, name: &str) -> bool {
-    spec.secrets
-        .iter()
-        .any(|s| s.name == name && s.targets.kubernetes)
-}
-
-fn kube_failure(error: KubeError) -> Failure {
+pub(crate) fn kube_failure(error: KubeError) -> Failure {
     match error {
         KubeError::Config { .. } | KubeError::Conflict { .. } => Failure::usage(error),
         _ => Failure::runtime(error),
@@ -284,46 +223,26 @@ fn kube_failure(error: KubeError) -> Failure {
 }
 
 /// The values of every declared Secret, read from the store: rendering and
-/// delivering never generate anything.
-fn from_store(spec: &Spec, file: &Path) -> Result<Vec<Delivery>, Failure> {
+/// delivering never generate anything. The store is closed again at once.
+fn from_store<'a>(global: &GlobalArgs, spec: &'a Spec, file: &Path) -> Result<Values<'a>, Failure> {
     let f = file.display();
-    let opened = tresor_platform::open_store(spec, false, Access::ReadOnly)
+    let opened = tresor_platform::open_store(spec, false, Access::ReadOnly, &global.locking)
         .map_err(failure)?
         .ok_or_else(|| {
             Failure::usage(anyhow::anyhow!(
                 "the spec's store does not exist yet; run `tresor apply -f {f}` first"
             ))
         })?;
-    let mut out = Vec::new();
-    for secret in spec.secrets.iter().filter(|s| s.targets.kubernetes) {
-        let read = opened.store().read(&secret.path).map_err(failure)?;
-        let Some(data) = read.data else {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "secret `{}` is not in the store yet; run `tresor apply -f {f}` first",
-                secret.name
-            )));
-        };
-        let mut values = Vec::new();
-        for key in &secret.keys {
-            let Some(value) = data.get(&key.name).and_then(|v| v.as_str()) else {
-                return Err(Failure::usage(anyhow::anyhow!(
-                    "key `{}/{}` is not in the store yet; run `tresor apply -f {f}` first",
-                    secret.name,
-                    key.name
-                )));
-            };
-            values.push((key.name.clone(), Zeroizing::new(value.as_bytes().to_vec())));
+    let kubernetes = spec.secrets.iter().filter(|s| s.targets.kubernetes);
+    Values::stored(spec, opened.store(), kubernetes).map_err(|e| match e {
+        e @ (DeliveryError::MissingSecret(_) | DeliveryError::MissingKey { .. }) => {
+            Failure::usage(anyhow::anyhow!("{e}; run `tresor apply -f {f}` first"))
         }
-        out.push(Delivery {
-            name: secret.name.clone(),
-            namespace: secret.namespace.clone(),
-            data: values,
-        });
-    }
-    Ok(out)
+        other => delivery_failure(other),
+    })
 }
 
-fn kms_plugin(args: KmsPluginArgs, global: &GlobalArgs) -> CmdResult {
+fn kms_plugin(global: &GlobalArgs, args: KmsPluginArgs) -> CmdResult {
     // Refused calls are logged (never a key or a data key) for whoever
     // runs the plugin beside the API server.
     let _ = tracing_subscriber::fmt()
@@ -359,7 +278,7 @@ fn kms_plugin(args: KmsPluginArgs, global: &GlobalArgs) -> CmdResult {
         .map_err(Failure::runtime)
 }
 
-fn render_cmd(args: RenderArgs) -> CmdResult {
+fn render_cmd(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
     let provider = match (args.encryption_config, args.kms) {
         (None, true) => Some(Provider::Kms),
         (Some(p), true) if p != Provider::Kms => {
@@ -382,7 +301,7 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
     // The KMS configuration alone needs no spec.
     let only_kms = provider == Some(Provider::Kms) && args.file.is_none() && !file.exists();
     if !only_kms {
-        render_spec(&args, &file, &mut files)?;
+        render_spec(global, &args, &file, &mut files)?;
     }
     if let Some(provider) = provider {
         let text = match provider {
@@ -405,12 +324,13 @@ fn render_cmd(args: RenderArgs) -> CmdResult {
 }
 
 fn render_spec(
+    global: &GlobalArgs,
     args: &RenderArgs,
     file: &Path,
     files: &mut Vec<(String, Zeroizing<String>)>,
 ) -> CmdResult {
     let spec = load(file)?;
-    let deliveries = from_store(&spec, file)?;
+    let deliveries = from_store(global, &spec, file)?.kubernetes();
     for d in &deliveries {
         let data: Vec<(String, &[u8])> = d
             .data
@@ -458,22 +378,21 @@ fn write_files(args: &RenderArgs, files: &[(String, Zeroizing<String>)]) -> CmdR
                     .mode(0o600)
                     .open(&path)?;
                 file.write_all(text.as_bytes())?;
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
         }
         None => {
-            let mut out = std::io::stdout().lock();
             for (i, (name, text)) in files.iter().enumerate() {
                 if i > 0 {
-                    out.write_all(b"---\n")?;
+                    out!("---\n");
                 }
                 if name.ends_with(".hcl") {
                     // A Vault policy is not YAML: it goes out as a comment.
                     for line in text.lines() {
-                        writeln!(out, "# {line}")?;
+                        outln!("# {line}");
                     }
                 } else {
-                    out.write_all(text.as_bytes())?;
+                    out!("{}", text.as_str());
                 }
             }
         }

@@ -1,10 +1,9 @@
-//! Pushing applied values to the targets beyond the store (AWS Secrets
+//! Pushing stored values to the targets beyond the store (AWS Secrets
 //! Manager, Vault): the loop over secrets and targets, and the report that
 //! says, per target, what was pushed, what failed and what was not tried.
 //! The targets themselves live in their own crates and implement
-//! [`Destination`].
+//! [`Destination`]; `tresor-delivery` drives this beside the cluster.
 
-use crate::plan::Plan;
 use crate::spec::{SecretSpec, Spec};
 use std::fmt::Write;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -159,38 +158,24 @@ pub struct Entry {
     pub result: PushResult,
 }
 
-/// Every push of one `tresor apply`, in order.
+/// Every push of one delivery, in order.
 #[derive(Debug, Default)]
-pub struct DeliveryReport {
+pub struct PushReport {
     pub entries: Vec<Entry>,
 }
 
-/// Pushes each secret of `plan` to each destination it names (several at
-/// once where the target allows), reported in the plan's order. A failure
-/// does not stop the other pushes: each push is one atomic write on its
-/// target, so every target ends either holding a secret's new values or
-/// its former ones, and the report says which.
-pub fn deliver(
-    spec: &Spec,
-    plan: &Plan,
-    destinations: &mut [&mut dyn Destination],
-) -> DeliveryReport {
-    let values: Vec<(&str, &SecretMap)> = plan
-        .secrets
-        .iter()
-        .map(|s| (s.name.as_str(), s.data()))
-        .collect();
-    deliver_values(spec, &values, destinations)
-}
-
-/// [`deliver`] for given values of some secrets, in the given order: a
-/// rotation pushes what the store holds for the secrets it changed.
-pub fn deliver_values(
+/// Pushes each of `values` (a secret's name and the values its targets
+/// get, in this order) to each destination its secret names, several at
+/// once where the target allows. A failure does not stop the other pushes:
+/// each push is one atomic write on its target, so every target ends
+/// either holding a secret's new values or its former ones, and the report
+/// says which.
+pub fn push(
     spec: &Spec,
     values: &[(&str, &SecretMap)],
     destinations: &mut [&mut dyn Destination],
-) -> DeliveryReport {
-    let mut report = DeliveryReport::default();
+) -> PushReport {
+    let mut report = PushReport::default();
     for destination in destinations.iter_mut() {
         let mut jobs = Vec::new();
         let mut places = Vec::new();
@@ -218,7 +203,7 @@ pub fn deliver_values(
     report
 }
 
-impl DeliveryReport {
+impl PushReport {
     /// Pushes that failed or were not tried.
     pub fn incomplete(&self) -> usize {
         self.entries
@@ -269,13 +254,5 @@ impl DeliveryReport {
             })
             .collect();
         Some(parts.join(", "))
-    }
-
-    /// What `tresor apply` says when some pushes did not complete; `None`
-    /// when all did.
-    pub fn failure_summary(&self) -> Option<String> {
-        self.counts().map(|counts| format!(
-            "delivery incomplete ({counts}): the store holds every value, and each target holds either a secret's new values or its former ones (lines above). Fix the cause and run `tresor apply` again: it pushes only what differs"
-        ))
     }
 }

@@ -1,120 +1,16 @@
-//! Where a secret goes besides the store: a Kubernetes Secret, a secret in
-//! AWS Secrets Manager, a Vault KV v2 path. Parsed from `targets:` on a
-//! secret, with defaults from the spec's top-level `aws:` and `vault:`.
-//! Nothing here holds a credential: those come from the environment (or,
-//! for Vault, from a key declared in the spec).
+//! Validation of `targets:`, with the defaults from the spec's top-level
+//! `aws:` and `vault:`. Nothing here holds a credential: those come from
+//! the environment (or, for Vault, from a key declared in the spec).
 
-use crate::spec::{KeyRef, SecretSpec, Validator};
-use serde::Deserialize;
+use super::model::{AwsTarget, KeyRef, SecretSpec, Source, Targets, VaultAuth, VaultTarget};
+use super::raw::{Defaults, RawAws, RawAwsDefaults, RawTargets, RawVault, RawVaultDefaults};
+use super::validate::{Problem, Validator};
 use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 
-/// The targets of one secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Targets {
-    /// Delivered as a Kubernetes Secret (the default).
-    pub kubernetes: bool,
-    pub aws: Option<AwsTarget>,
-    pub vault: Option<VaultTarget>,
-}
-
-impl Default for Targets {
-    fn default() -> Self {
-        Self {
-            kubernetes: true,
-            aws: None,
-            vault: None,
-        }
-    }
-}
-
-/// A secret in AWS Secrets Manager whose secret string is a JSON object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsTarget {
-    pub name: String,
-    /// `None`: the default provider chain's region (`AWS_REGION`, profile).
-    pub region: Option<String>,
-    pub kms_key: Option<String>,
-    /// The JSON object's fields and the key each one holds, by field.
-    pub json: BTreeMap<String, String>,
-}
-
-/// A path in a Vault KV version 2 mount, holding the secret's keys as they are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VaultTarget {
-    /// `None`: `VAULT_ADDR`.
-    pub address: Option<String>,
-    pub mount: String,
-    pub path: String,
-    pub auth: VaultAuth,
-}
-
-/// Where the token for a Vault target comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VaultAuth {
-    /// `VAULT_TOKEN`, else `~/.vault-token`.
-    Environment,
-    /// The value of a key declared in this spec (kept in the store).
-    Token(KeyRef),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawAwsDefaults {
-    region: Option<String>,
-    kms_key: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawVaultDefaults {
-    address: Option<String>,
-    mount: Option<String>,
-    auth: Option<Spanned<RawVaultAuth>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTargets {
-    kubernetes: Option<bool>,
-    aws: Option<Spanned<RawAws>>,
-    vault: Option<Spanned<RawVault>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAws {
-    name: String,
-    region: Option<String>,
-    kms_key: Option<String>,
-    json: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVault {
-    address: Option<String>,
-    mount: Option<String>,
-    path: Option<String>,
-    auth: Option<Spanned<RawVaultAuth>>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawVaultAuth {
-    token_ref: String,
-}
-
-/// The spec's top-level `aws:` and `vault:` sections.
-#[derive(Default)]
-pub(crate) struct Defaults {
-    pub aws: RawAwsDefaults,
-    pub vault: RawVaultDefaults,
-}
-
 impl Validator {
     /// The targets of `secret`, with the defaults filled in.
-    pub(crate) fn targets(
+    pub(super) fn targets(
         &mut self,
         secret: &SecretSpec,
         raw: Option<Spanned<RawTargets>>,
@@ -258,11 +154,11 @@ impl Validator {
 
     /// Two secrets never share an AWS secret or a Vault path, and a token
     /// reference names a declared key.
-    pub(crate) fn target_clashes(&mut self, secrets: &[SecretSpec]) {
+    pub(super) fn target_clashes(&mut self, secrets: &[SecretSpec]) {
         let mut aws: BTreeMap<(Option<&str>, &str), &str> = BTreeMap::new();
         let mut vault: BTreeMap<(Option<&str>, &str, &str), &str> = BTreeMap::new();
         for s in secrets {
-            let clash = |other: &str, place: String| crate::spec::Problem {
+            let clash = |other: &str, place: String| Problem {
                 line: s.line,
                 column: 1,
                 message: format!(
@@ -282,24 +178,44 @@ impl Validator {
                 {
                     found.push(clash(other, format!("Vault `{}/{}`", v.mount, v.path)));
                 }
-                if let VaultAuth::Token(r) = &v.auth
-                    && !secrets
-                        .iter()
-                        .any(|t| t.name == r.secret && t.key(&r.key).is_some())
-                {
-                    found.push(crate::spec::Problem {
-                        line: s.line,
-                        column: 1,
-                        message: format!(
-                            "secret `{}`: vault `auth.token_ref: {r}` names no key declared in this spec",
-                            s.name
-                        ),
-                    });
+                if let VaultAuth::Token(r) = &v.auth {
+                    let problem = match literal_at_end(secrets, r) {
+                        None => Some(format!(
+                            "vault `auth.token_ref: {r}` names no key declared in this spec"
+                        )),
+                        Some(true) => Some(format!(
+                            "vault `auth.token_ref: {r}` names a key whose value is written in this file; a token must never be committed: declare it `generate` and import the real token (`tresor kv patch`), or use VAULT_TOKEN"
+                        )),
+                        Some(false) => None,
+                    };
+                    if let Some(problem) = problem {
+                        found.push(Problem {
+                            line: s.line,
+                            column: 1,
+                            message: format!("secret `{}`: {problem}", s.name),
+                        });
+                    }
                 }
             }
             self.problems.extend(found);
         }
     }
+}
+
+/// Whether the key `r` names (through its `ref` chain) holds a literal
+/// value; `None` when it names no declared key.
+fn literal_at_end(secrets: &[SecretSpec], r: &KeyRef) -> Option<bool> {
+    let mut at = r.clone();
+    // A chain longer than the spec's keys is a cycle, reported elsewhere.
+    for _ in 0..=secrets.iter().map(|s| s.keys.len()).sum::<usize>() {
+        let key = secrets.iter().find(|s| s.name == at.secret)?.key(&at.key)?;
+        match &key.source {
+            Source::Ref(next) => at = next.clone(),
+            Source::Literal(_) => return Some(true),
+            Source::Generate(_) => return Some(false),
+        }
+    }
+    Some(false)
 }
 
 fn is_region(r: &str) -> bool {
@@ -374,6 +290,28 @@ mod tests {
                     .iter()
                     .any(|p| p.contains("both deliver to Vault `kv/p`")),
             "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_vault_token_is_never_a_literal_of_the_spec() {
+        let spec = |token: &str| {
+            format!(
+                "{HEAD}  vault-token:\n    targets: {{kubernetes: false}}\n    keys: {{token: {token}, alias: {{ref: vault-token/token}}}}\n  db:\n    keys: {{k: {{generate: base64:32}}}}\n    targets: {{vault: {{auth: {{token_ref: vault-token/alias}}}}}}\n"
+            )
+        };
+        let literal = problems(&spec(
+            "{value: hvs.CAESIJ1zcXwKq2wPkQ5d8c3xT, allow_weak: test}",
+        ));
+        assert!(
+            literal
+                .iter()
+                .any(|p| p.contains("`auth.token_ref: vault-token/alias` names a key whose value is written in this file")),
+            "{literal:?}"
+        );
+        assert_eq!(
+            problems(&spec("{generate: base64:32}")),
+            Vec::<String>::new()
         );
     }
 
