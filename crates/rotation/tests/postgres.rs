@@ -67,6 +67,9 @@ fn rotate(p: &Platform, name: &str) -> Result<tresor_rotation::Rotated, RotateEr
 
 #[test]
 fn single_user_new_password_logs_in_and_the_old_one_is_refused() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let pg = cluster();
     let p = single_user(&pg);
     let old = p.value("db", "password");
@@ -89,6 +92,9 @@ fn single_user_new_password_logs_in_and_the_old_one_is_refused() {
 
 #[test]
 fn the_server_log_never_holds_a_password() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let pg = cluster();
     let p = single_user(&pg);
     let mut passwords = Vec::new();
@@ -111,6 +117,9 @@ fn the_server_log_never_holds_a_password() {
 
 #[test]
 fn alternating_users_keep_every_fresh_login_working() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let pg = cluster();
     let p = alternating(&pg, "1h");
     let stop = Arc::new(AtomicBool::new(false));
@@ -163,6 +172,9 @@ fn alternating_users_keep_every_fresh_login_working() {
 
 #[test]
 fn the_retired_user_stops_logging_in_after_the_grace_period() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let pg = cluster();
     let p = alternating(&pg, "0s");
     let old = p.value("db", "password");
@@ -203,6 +215,9 @@ fn the_retired_user_stops_logging_in_after_the_grace_period() {
 /// current password keeps working, and a re-run after the fix completes.
 #[test]
 fn faults_stop_before_promotion_and_a_rerun_completes() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let pg = cluster();
     let p = single_user(&pg);
     let current = p.value("db", "password");

@@ -20,6 +20,9 @@ fn fresh_database(cluster: &Cluster, name: &str) -> Postgres {
 
 #[test]
 fn conformance() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     let made = AtomicUsize::new(0);
     tresor_storage::conformance::run_all(&|| {
@@ -33,6 +36,9 @@ fn conformance() {
 /// from two pools (two servers) racing.
 #[test]
 fn conditions_on_absent_keys_admit_no_phantoms() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     let first: Arc<dyn Backend> = Arc::new(fresh_database(&cluster, "skew"));
     let second: Arc<dyn Backend> =
@@ -58,6 +64,9 @@ fn conditions_on_absent_keys_admit_no_phantoms() {
 
 #[test]
 fn the_schema_is_created_once_and_a_newer_one_is_refused() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     cluster.create_database("schema").unwrap();
     let url = cluster.url("schema");
@@ -88,6 +97,9 @@ fn the_schema_is_created_once_and_a_newer_one_is_refused() {
 /// that names the database and never the password.
 #[test]
 fn unreachable_database_fails_fast_without_leaking_the_password() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     let backend = fresh_database(&cluster, "down");
     backend.put("k", b"v").unwrap();
@@ -119,6 +131,9 @@ fn unreachable_database_fails_fast_without_leaking_the_password() {
 /// the first one after it comes up creates the schema.
 #[test]
 fn open_starts_without_the_database_and_creates_the_schema_once_it_answers() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     cluster.create_database("later").unwrap();
     cluster.stop().unwrap();
@@ -140,6 +155,9 @@ fn open_starts_without_the_database_and_creates_the_schema_once_it_answers() {
 /// falls back to plain TCP.
 #[test]
 fn sslmode_require_refuses_a_plain_server() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     cluster.create_database("tls").unwrap();
     let options = Options {
@@ -172,6 +190,9 @@ fn verify_full(url: &str, ca: &Path) -> String {
 /// certificate names 127.0.0.1 and localhost; every session really is TLS.
 #[test]
 fn conformance_over_verified_tls() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let ca = Authority::new("tresor test CA").unwrap();
     let cluster = tls_cluster(&ca, &["localhost", "127.0.0.1"]);
     let made = AtomicUsize::new(0);
@@ -203,6 +224,9 @@ fn conformance_over_verified_tls() {
 /// plain connection is refused by the server.
 #[test]
 fn verify_full_refuses_an_unknown_ca_and_a_certificate_for_another_host() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let ca = Authority::new("tresor test CA").unwrap();
     let cluster = tls_cluster(&ca, &["localhost", "127.0.0.1"]);
     cluster.create_database("tls").unwrap();
@@ -243,6 +267,9 @@ fn verify_full_refuses_an_unknown_ca_and_a_certificate_for_another_host() {
 /// the table.
 #[test]
 fn prefix_listing_uses_the_primary_key_index_at_a_million_keys() {
+    if !tresor_testpg::available_or_skip(module_path!()) {
+        return;
+    }
     let cluster = cluster();
     let backend = fresh_database(&cluster, "big");
     cluster

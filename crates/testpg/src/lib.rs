@@ -344,6 +344,29 @@ impl Drop for Cluster {
     }
 }
 
+/// Whether PostgreSQL's server binaries are here (see the crate's
+/// documentation for where they are looked for).
+pub fn available() -> bool {
+    bin_dir().is_ok()
+}
+
+/// For a test that needs PostgreSQL: whether it can run. Without the
+/// binaries the test is skipped with a line saying so, so that a plain
+/// `cargo test` passes anywhere; under `scripts/test`, which installs them
+/// and sets `TRESOR_TEST_ALL`, it fails instead.
+pub fn available_or_skip(test: &str) -> bool {
+    if available() {
+        return true;
+    }
+    let message = format!("{test}: needs PostgreSQL's server binaries (scripts/setup/postgres.sh)");
+    assert!(
+        std::env::var_os("TRESOR_TEST_ALL").is_none(),
+        "{message}, and there are none here"
+    );
+    eprintln!("skipped {message}");
+    false
+}
+
 fn bin_dir() -> Result<PathBuf, Error> {
     if let Some(dir) = std::env::var_os("TRESOR_PG_BIN") {
         return Ok(PathBuf::from(dir));
